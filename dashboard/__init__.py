@@ -1,0 +1,1 @@
+"""clinfuse dashboard package."""

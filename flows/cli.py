@@ -1,0 +1,35 @@
+"""The `clinfuse` command line: one Typer app; each command lives in `flows/commands/<name>.py`.
+
+Commands import their heavy dependencies inside the function so that
+`clinfuse --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="clinfuse",
+    help=(
+        "Multimodal clinical ML: generate or read a cohort of CT/X-ray DICOM, EEG and notes, "
+        "ingest and de-identify it, encode each modality, train fusion models that cope with "
+        "missing modalities, register them in MLflow, predict in batch and browse the results."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# --- command registrations (one line pair per command module) ---
+from flows.commands.doctor import doctor  # noqa: E402
+
+app.command("doctor")(doctor)
+# --- end of command registrations ---
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

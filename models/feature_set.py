@@ -1,0 +1,61 @@
+"""The in-memory table that every fusion model, imputer and evaluator consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingestion.modalities import MODALITIES
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Per-patient embeddings with their availability mask, travelling together.
+
+    ``embeddings[m]`` holds zeros where ``mask[:, i]`` is False; consumers must
+    use the mask, never the zeros, to know what is missing.
+    """
+
+    patient_ids: tuple[str, ...]
+    embeddings: dict[str, np.ndarray]
+    mask: np.ndarray
+    covariates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    labels: np.ndarray | None = None
+    modalities: tuple[str, ...] = MODALITIES
+
+    def __post_init__(self) -> None:
+        n = len(self.patient_ids)
+        if self.mask.shape != (n, len(self.modalities)):
+            raise ValueError(f"mask shape {self.mask.shape} != ({n}, {len(self.modalities)})")
+        for m in self.modalities:
+            if m not in self.embeddings or self.embeddings[m].shape[0] != n:
+                raise ValueError(f"embeddings for {m!r} missing or not {n} rows")
+        if self.covariates.size == 0:
+            object.__setattr__(self, "covariates", np.zeros((n, 0), np.float32))
+        if self.labels is not None and len(self.labels) != n:
+            raise ValueError("labels length differs from patient count")
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    def dims(self) -> dict[str, int]:
+        return {m: int(self.embeddings[m].shape[1]) for m in self.modalities}
+
+    def subset(self, index: np.ndarray) -> "FeatureSet":
+        """Rows ``index`` (positions or boolean), for patient-level splits."""
+        idx = np.arange(len(self))[index]
+        return FeatureSet(
+            patient_ids=tuple(self.patient_ids[i] for i in idx),
+            embeddings={m: v[idx] for m, v in self.embeddings.items()},
+            mask=self.mask[idx],
+            covariates=self.covariates[idx],
+            labels=None if self.labels is None else self.labels[idx],
+            modalities=self.modalities,
+        )
+
+    def with_mask(self, mask: np.ndarray) -> "FeatureSet":
+        """Same patients with extra modalities hidden (missingness sweeps); hidden rows are zeroed."""
+        emb = {m: np.where(mask[:, [i]], self.embeddings[m], 0).astype(np.float32)
+               for i, m in enumerate(self.modalities)}
+        return FeatureSet(self.patient_ids, emb, mask.copy(), self.covariates, self.labels, self.modalities)

@@ -1,0 +1,42 @@
+"""Shared fixtures: an isolated CLINFUSE_HOME per test, the real-data folder, free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REALDATA = Path(os.environ.get("CLINFUSE_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    """Settings rooted in a fresh temporary home; never the user's."""
+    from flows.settings import Settings
+
+    s = Settings(home=tmp_path / "home")
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """The shared real-data folder; tests using it skip with a reason when it is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data folder {REALDATA} is absent (see ../shared/realdata/SOURCES.md)")
+    return REALDATA
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server the test starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
