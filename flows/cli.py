@@ -20,6 +20,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Multimodal clinical ML platform. Run `clinfuse COMMAND --help` for a command's options."""
+
+
 # --- command registrations (one line pair per command module) ---
 from flows.commands.doctor import doctor  # noqa: E402
 
