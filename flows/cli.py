@@ -31,6 +31,18 @@ def _root() -> None:
 from flows.commands.doctor import doctor  # noqa: E402
 
 app.command("doctor")(doctor)
+from flows.commands.dashboard import dashboard  # noqa: E402
+
+app.command("dashboard")(dashboard)
+from flows.commands.ingest import ingest  # noqa: E402
+
+app.command("ingest")(ingest)
+from flows.commands.phantom import phantom  # noqa: E402
+
+app.command("phantom")(phantom)
+from flows.commands.pipeline import pipeline, predict  # noqa: E402
+
+app.command("pipeline")(pipeline); app.command("predict")(predict)
 # --- end of command registrations ---
 
 

@@ -40,3 +40,16 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def small_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-patient phantom cohort (seed 11, 25 % MCAR missingness, 30-40 s EEG), generated once per session.
+
+    Read-only for tests: copy it before changing anything in it.
+    """
+    from ingestion.phantom import generate_cohort
+
+    out = tmp_path_factory.mktemp("small_phantom") / "cohort"
+    generate_cohort(out, 16, seed=11, missing_rate=0.25, mechanism="mcar", eeg_seconds=(30, 40))
+    return out

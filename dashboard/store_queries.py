@@ -1,0 +1,271 @@
+"""DuckDB queries over the predictions store and the manifest, without Streamlit.
+
+The dashboard's pages call these through the cached wrappers in
+:mod:`dashboard.data_access`; the benchmark and the tests call them directly.
+Every query only reads: the predictions and the manifest are written by flows.
+
+``models.predictions_store`` (written by the models engineer) appends batches;
+its read side returns whole tables, whereas the worklist needs filtered,
+sorted, per-patient-latest slices, so those queries live here, in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ingestion.modalities import MODALITIES
+
+#: Pseudonyms as ``ingestion.pseudonym.pseudonymise`` writes them; anything else is never shown.
+PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
+
+#: Risk bands shown in the worklist: (name, lower bound inclusive, upper bound exclusive).
+RISK_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("low", 0.0, 0.3),
+    ("medium", 0.3, 0.6),
+    ("high", 0.6, 1.0000001),
+)
+
+SORTABLE = ("risk", "patient_id", "predicted_at", "interval_width")
+
+_MASKS = ", ".join(f"mask_{m}" for m in MODALITIES)
+_CONTRIBS = ", ".join(f"contrib_{m}" for m in MODALITIES)
+_IMPUTED_ANY = " OR ".join(f"mask_{m} = 'imputed'" for m in MODALITIES)
+_IMPUTED_LIST = "concat_ws(', ', " + ", ".join(
+    f"CASE WHEN mask_{m} = 'imputed' THEN '{m}' END" for m in MODALITIES) + ")"
+_MISSING_LIST = "concat_ws(', ', " + ", ".join(
+    f"CASE WHEN mask_{m} = 'missing' THEN '{m}' END" for m in MODALITIES) + ")"
+_BAND = "CASE " + " ".join(
+    f"WHEN risk >= {lo} AND risk < {hi} THEN '{name}'" for name, lo, hi in RISK_BANDS) + " ELSE 'unknown' END"
+
+
+@dataclass(frozen=True)
+class WorklistScope:
+    """Which predictions the worklist shows: one batch, or the latest per patient of one model version.
+
+    Both ``None`` means the most recent batch in the store.
+    """
+
+    batch_id: str | None = None
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    """The worklist's filters; the default shows everything, riskiest first."""
+
+    risk_bands: tuple[str, ...] = ()
+    require_present: tuple[str, ...] = ()
+    imputed_only: bool = False
+    abstain_only: bool = False
+    date_from: date | None = None
+    date_to: date | None = None
+    search: str = ""
+    sort_by: str = "risk"
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class Worklist:
+    """The rows to show plus how many rows were hidden because their id is not a pseudonym."""
+
+    rows: pd.DataFrame
+    hidden_non_pseudonymous: int = 0
+    scope_label: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def prediction_files(predictions_dir: Path) -> list[Path]:
+    """The batch files of the store, sorted by name (one Parquet file per batch)."""
+    if not predictions_dir.is_dir():
+        return []
+    return sorted(p for p in predictions_dir.glob("*.parquet") if p.is_file())
+
+
+def store_fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime_ns, size) of each file: the cache key that changes whenever a flow writes."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _source(files: list[Path]) -> str:
+    names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{names}], union_by_name = true)"
+
+
+def list_batches(predictions_dir: Path) -> pd.DataFrame:
+    """One row per batch: id, model, size and when it ran, newest first."""
+    files = prediction_files(predictions_dir)
+    if not files:
+        return pd.DataFrame(columns=["batch_id", "model_name", "model_version", "predicted_at", "n_patients"])
+    with _connect() as con:
+        return con.execute(
+            f"""SELECT batch_id, any_value(model_name) AS model_name, any_value(model_version) AS model_version,
+                       max(predicted_at) AS predicted_at, count(DISTINCT patient_id) AS n_patients
+                FROM {_source(files)} GROUP BY batch_id ORDER BY max(predicted_at) DESC, batch_id DESC"""
+        ).df()
+
+
+def list_model_versions(predictions_dir: Path) -> list[str]:
+    """Model versions with predictions in the store, newest prediction first."""
+    files = prediction_files(predictions_dir)
+    if not files:
+        return []
+    with _connect() as con:
+        rows = con.execute(
+            f"SELECT model_version FROM {_source(files)} GROUP BY model_version ORDER BY max(predicted_at) DESC"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _where(filters: WorklistFilters) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    bands = [b for b in filters.risk_bands if b in {n for n, _, _ in RISK_BANDS}]
+    if bands:
+        clauses.append("band IN (" + ", ".join("?" for _ in bands) + ")")
+        params.extend(bands)
+    for m in filters.require_present:
+        if m not in MODALITIES:
+            raise ValueError(f"unknown modality {m!r}; expected one of {MODALITIES}")
+        clauses.append(f"mask_{m} = 'present'")
+    if filters.imputed_only:
+        clauses.append("has_imputed")
+    if filters.abstain_only:
+        clauses.append("abstain")
+    if filters.date_from is not None:
+        clauses.append("CAST(predicted_at AS DATE) >= ?")
+        params.append(filters.date_from)
+    if filters.date_to is not None:
+        clauses.append("CAST(predicted_at AS DATE) <= ?")
+        params.append(filters.date_to)
+    if filters.search.strip():
+        clauses.append("contains(lower(patient_id), ?)")
+        params.append(filters.search.strip().lower())
+    return clauses, params
+
+
+def query_worklist(predictions_dir: Path, scope: WorklistScope = WorklistScope(),
+                   filters: WorklistFilters = WorklistFilters()) -> Worklist:
+    """The worklist rows for ``scope`` after ``filters``, in one DuckDB query over the batch files.
+
+    Rows whose ``patient_id`` is not a pseudonym are counted and left out: the
+    dashboard must never show an original identifier, and the page says how many
+    it hid so nothing disappears silently.
+    """
+    files = prediction_files(predictions_dir)
+    if not files:
+        return Worklist(rows=pd.DataFrame(), scope_label="no predictions yet")
+    if filters.sort_by not in SORTABLE:
+        raise ValueError(f"cannot sort by {filters.sort_by!r}; choose one of {SORTABLE}")
+    with _connect() as con:
+        con.execute(f"CREATE TEMP VIEW p AS SELECT * FROM {_source(files)}")
+        if scope.model_version is not None:
+            scoped = ("SELECT * FROM p WHERE model_version = ? "
+                      "QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY predicted_at DESC) = 1")
+            scope_params: list[object] = [scope.model_version]
+            label = f"model version {scope.model_version} (latest prediction per patient)"
+        else:
+            batch = scope.batch_id
+            if batch is None:
+                row = con.execute("SELECT batch_id FROM p ORDER BY predicted_at DESC, batch_id DESC LIMIT 1").fetchone()
+                batch = str(row[0])
+            scoped = "SELECT * FROM p WHERE batch_id = ?"
+            scope_params = [batch]
+            label = f"batch {batch}"
+        clauses, params = _where(filters)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        order = "DESC" if filters.descending else "ASC"
+        sql = f"""
+            WITH s AS ({scoped}),
+            w AS (
+                SELECT patient_id, risk, risk_low, risk_high, risk_high - risk_low AS interval_width,
+                       {_BAND} AS band, predicted_class, abstain, coalesce(abstain_reason, '') AS abstain_reason,
+                       ({_IMPUTED_ANY}) AS has_imputed, {_IMPUTED_LIST} AS imputed, {_MISSING_LIST} AS missing,
+                       {_MASKS}, {_CONTRIBS}, model_name, model_version, batch_id, run_id, predicted_at
+                FROM s
+            )
+            SELECT *, regexp_full_match(patient_id, '{PSEUDONYM_RE.pattern[1:-1]}') AS _pseudonymous
+            FROM w {where}
+            ORDER BY {filters.sort_by} {order} NULLS LAST, patient_id
+        """
+        df = con.execute(sql, scope_params + params).df()
+    hidden = int((~df["_pseudonymous"]).sum())
+    df = df[df["_pseudonymous"]].drop(columns="_pseudonymous").reset_index(drop=True)
+    return Worklist(rows=df, hidden_non_pseudonymous=hidden, scope_label=label)
+
+
+def patient_predictions(predictions_dir: Path, patient_id: str) -> pd.DataFrame:
+    """Every prediction of one patient, newest first (one row per batch that included them)."""
+    files = prediction_files(predictions_dir)
+    if not files or not PSEUDONYM_RE.match(patient_id):
+        return pd.DataFrame()
+    with _connect() as con:
+        return con.execute(
+            f"SELECT * FROM {_source(files)} WHERE patient_id = ? ORDER BY predicted_at DESC, batch_id DESC",
+            [patient_id],
+        ).df()
+
+
+def patient_items(manifest_path: Path, patient_id: str) -> pd.DataFrame:
+    """The manifest rows of one patient (ok and quarantined), newest ingestion first."""
+    if not manifest_path.is_file() or not PSEUDONYM_RE.match(patient_id):
+        return pd.DataFrame(columns=["modality", "status", "reason", "array_uri", "meta_json"])
+    path = str(manifest_path).replace("'", "''")
+    with _connect() as con:
+        return con.execute(
+            f"""SELECT item_id, modality, status, reason, array_uri, meta_json, ingested_at
+                FROM read_parquet('{path}') WHERE patient_id = ? ORDER BY ingested_at DESC""",
+            [patient_id],
+        ).df()
+
+
+def load_array(home: Path, array_uri: str) -> np.ndarray:
+    """A normalised array (memory-mapped, so a large CT opens without reading it whole)."""
+    path = (home / array_uri).resolve()
+    if home.resolve() not in path.parents:
+        raise ValueError(f"array_uri {array_uri!r} points outside the clinfuse home")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def load_note(home: Path, array_uri: str) -> dict:
+    """A de-identified note record (text, sections, findings) as ingestion wrote it."""
+    path = (home / array_uri).resolve()
+    if home.resolve() not in path.parents:
+        raise ValueError(f"array_uri {array_uri!r} points outside the clinfuse home")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def parse_donors(donors_json: str | None) -> dict[str, list[dict]]:
+    """``donors_json`` of a prediction row as ``{modality: [{"patient_id", "weight"}]}``; pseudonyms only."""
+    if not donors_json:
+        return {}
+    try:
+        raw = json.loads(donors_json)
+    except (TypeError, ValueError):
+        return {}
+    out: dict[str, list[dict]] = {}
+    for modality, donors in (raw or {}).items():
+        clean = [d for d in donors or [] if isinstance(d, dict) and PSEUDONYM_RE.match(str(d.get("patient_id", "")))]
+        out[str(modality)] = [{"patient_id": str(d["patient_id"]), "weight": float(d.get("weight", float("nan")))}
+                              for d in clean]
+    return out

@@ -1,0 +1,1 @@
+"""Per-modality viewers and the prediction panel of the patient page."""

@@ -1,0 +1,42 @@
+"""`clinfuse dashboard`: serve the Streamlit clinician dashboard, bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+def streamlit_command(host: str, port: int, app: Path = APP) -> list[str]:
+    """The `streamlit run` command line: headless, no usage statistics, on ``host:port``."""
+    return [sys.executable, "-m", "streamlit", "run", str(app),
+            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+
+
+def dashboard(
+    port: int = typer.Option(8501, help="TCP port to serve on."),
+    host: str | None = typer.Option(
+        None, help="Address to bind; default settings.bind_host (127.0.0.1). Set a password before widening it."),
+) -> None:
+    """Serve the clinician dashboard (worklist, patient viewers, model registry, batch runs) until Ctrl-C."""
+    from rich.console import Console
+
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    bind = host or settings.bind_host
+    console = Console()
+    if bind not in ("127.0.0.1", "localhost", "::1") and settings.dashboard_password is None:
+        console.print("[yellow]Serving beyond loopback without CLINFUSE_DASHBOARD_PASSWORD: anyone who can "
+                      "reach this port sees the predictions.[/yellow]")
+    console.print(f"clinfuse dashboard on http://{bind}:{port}  (data: {settings.home})")
+    try:
+        code = subprocess.call(streamlit_command(bind, port))
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)

@@ -1,0 +1,98 @@
+"""`clinfuse ingest`: read a source folder (+ cohort table) into the manifest, arrays and cohort of CLINFUSE_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+MAX_LISTED = 40
+"""Quarantined items and join problems printed in full; the manifest holds the rest."""
+
+
+def ingest(
+    source: Path = typer.Option(..., "--source", help="Folder to ingest: DICOM (folders/.zip), EEG files, notes."),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="Cohort CSV (patient_id, label, optional demographics/labs); skipped when absent."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes reading files in parallel; default settings.workers."),
+) -> None:
+    """Ingest and de-identify every file under SOURCE; bad files are quarantined with a reason, never dropped.
+
+    Re-running on unchanged input does no work (items are keyed by content hash).
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.settings import get_settings
+    from ingestion.ingest import ingest as run_ingest
+
+    console = Console()
+    settings = get_settings()
+    if not source.is_dir():
+        console.print(f"[red]source folder {source} does not exist or is not a folder; pass --source DIR[/red]")
+        raise typer.Exit(2)
+    if cohort is not None and not cohort.is_file():
+        console.print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv or leave it out[/red]")
+        raise typer.Exit(2)
+    settings.ensure_dirs()
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = run_ingest(
+            source, cohort, settings.home, settings.pseudonym_secret.get_secret_value(),
+            ct_spacing_mm=settings.ct_spacing_mm, ct_shape=settings.ct_shape, xray_shape=settings.xray_shape,
+            eeg_sfreq=settings.eeg_sfreq, eeg_window_s=settings.eeg_window_s, eeg_line_freq=settings.eeg_line_freq,
+            workers=workers or settings.workers, progress=progress,
+        )
+    print_report(console, report)
+
+
+def print_report(console, report) -> None:  # noqa: ANN001 - rich Console, IngestReport (imported lazily)
+    """The run summary: counts per modality, quarantined items with reasons, cohort join problems."""
+    from rich.table import Table
+
+    counts = Table(title=f"Ingest of {report.source}", show_lines=False)
+    for column in ("modality", "ok", "quarantined"):
+        counts.add_column(column, justify="left" if column == "modality" else "right")
+    for modality, by_status in report.counts.items():
+        counts.add_row(modality, str(by_status.get("ok", 0)), str(by_status.get("quarantined", 0)))
+    console.print(counts)
+    console.print(f"{report.n_files} files; {report.new} item(s) read now, {report.skipped} already in the manifest, "
+                  f"{report.duplicate_files} duplicate file(s); {report.elapsed_s:.1f} s. "
+                  f"Manifest: {report.manifest_path}")
+
+    bad = list(report.quarantined) + list(report.cohort_quarantined)
+    if bad:
+        table = Table(title=f"Quarantined ({len(bad)})")
+        table.add_column("source")
+        table.add_column("modality")
+        table.add_column("reason", overflow="fold")
+        for item in bad[:MAX_LISTED]:
+            table.add_row(item.source_uri, item.modality, item.reason)
+        console.print(table)
+        if len(bad) > MAX_LISTED:
+            console.print(f"... and {len(bad) - MAX_LISTED} more: see the manifest's status/reason columns.")
+
+    join = report.cohort
+    if join is not None:
+        table = Table(title="Cohort join", show_header=False)
+        table.add_row("patients in cohort table", str(join.n_cohort))
+        table.add_row("patients with files", str(join.n_with_files))
+        table.add_row("cohort patients with every modality", str(join.complete))
+        table.add_row("in files but not in cohort (kept, flagged)", _listing(join.in_files_not_in_cohort))
+        table.add_row("in cohort but without any file", _listing(join.in_cohort_without_files))
+        if report.cohort_dropped_columns:
+            table.add_row("identifier-like columns dropped", ", ".join(report.cohort_dropped_columns))
+        console.print(table)
+
+
+def _listing(ids: tuple[str, ...], shown: int = 8) -> str:
+    if not ids:
+        return "0"
+    more = f" (+{len(ids) - shown} more)" if len(ids) > shown else ""
+    return f"{len(ids)}: {', '.join(ids[:shown])}{more}"

@@ -1,0 +1,91 @@
+"""`clinfuse pipeline` and `clinfuse predict`: run the flows in-process (or against the configured server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _check_source(source: Path, cohort: Path | None) -> None:
+    from rich.console import Console
+
+    if not source.is_dir():
+        Console().print(f"[red]source folder {source} does not exist; pass --source DIR (a cohort export)[/red]")
+        raise typer.Exit(2)
+    if cohort is not None and not cohort.is_file():
+        Console().print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv[/red]")
+        raise typer.Exit(2)
+
+
+def _where_to_look(settings) -> list[str]:
+    return [
+        f"Predictions: {settings.predictions_dir} (Parquet, one file per batch; "
+        f"query with DuckDB or models.predictions_store.read_latest_batch)",
+        f"MLflow UI:   mlflow ui --backend-store-uri {settings.tracking_uri}"
+        + ("" if settings.tracking_uri.startswith("http") else f" --default-artifact-root {settings.artifact_root}"),
+        "Dashboard:   clinfuse dashboard",
+    ]
+
+
+def pipeline(
+    source: Path = typer.Option(..., "--source", help="Cohort export folder: DICOM, EEG, notes (e.g. from `clinfuse phantom`)."),
+    cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV with patient_id and label; default SOURCE/cohort.csv."),
+    fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or attention."),
+    impute: str = typer.Option("cross_profile", "--impute", help="Imputation of missing modalities."),
+    epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum training epochs (early stopping applies)."),
+    dask: bool = typer.Option(False, "--dask/--no-dask", help="Fan tasks out over Dask (settings.dask_address, or a local cluster)."),
+) -> None:
+    """Ingest -> encode -> train (+ champion gate) -> evaluate -> predict, as Prefect flows.
+
+    With no Prefect server configured the flows run in this process; a re-run on
+    unchanged data is all cache hits.
+    """
+    from rich.console import Console
+
+    from flows.prefect_env import apply_prefect_env
+    from flows.settings import get_settings
+
+    console = Console()
+    settings = get_settings()
+    cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
+    _check_source(source, cohort)
+    settings.ensure_dirs()
+    apply_prefect_env(settings)
+    from flows.pipeline_flow import pipeline_flow
+
+    with console.status("[bold]running the pipeline (ingest, encode, train, evaluate, predict)…"):
+        result = pipeline_flow(source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
+                               fusion=fusion, impute=impute, epochs=epochs, dask=dask)
+    train = result["train"]
+    console.print(f"[green]Done.[/green] Ingest: {result['ingest']}. Model clinfuse v{train['version']} is "
+                  f"[bold]{train['alias']}[/bold] ({train['reason']}).")
+    console.print(f"Latest batch: {result['predict']['path']} ({result['predict']['n']} patients)")
+    for line in _where_to_look(settings):
+        console.print(line)
+
+
+def predict(
+    source: Path = typer.Option(..., "--source", help="Folder with the new patients' files (DICOM, EEG, notes)."),
+    cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV of the patients to score; default SOURCE/cohort.csv."),
+    n_mc: int = typer.Option(30, "--n-mc", min=0, help="Monte-Carlo draws for the interval of imputed patients."),
+) -> None:
+    """Score a cohort with models:/clinfuse@champion (ingest + encode new patients first) and store the batch."""
+    from rich.console import Console
+
+    from flows.prefect_env import apply_prefect_env
+    from flows.settings import get_settings
+
+    console = Console()
+    settings = get_settings()
+    _check_source(source, cohort)
+    settings.ensure_dirs()
+    apply_prefect_env(settings)
+    from flows.predict_flow import predict_flow
+
+    with console.status("[bold]predicting (ingest, encode, score)…"):
+        result = predict_flow(source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
+                              n_mc=n_mc)
+    console.print(f"[green]Stored[/green] {result['n']} predictions of clinfuse v{result['model_version']} "
+                  f"in {result['path']} ({result['abstained']} abstained).")
+    console.print(_where_to_look(settings)[-1])

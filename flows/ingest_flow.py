@@ -1,0 +1,49 @@
+"""The ingest flow: source folder (+ cohort table) into the home's manifest, arrays, quarantine and cohort."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.prefect_env import settings_for
+from flows.settings import Settings
+from flows.tasks import ingest_task, summary_rows
+
+
+def reader_config(settings: Settings) -> dict[str, Any]:
+    """The reader settings ``ingestion.ingest.ingest`` takes (they are part of the cache key)."""
+    return {"ct_spacing_mm": tuple(settings.ct_spacing_mm), "ct_shape": tuple(settings.ct_shape),
+            "xray_shape": tuple(settings.xray_shape), "eeg_sfreq": settings.eeg_sfreq,
+            "eeg_window_s": settings.eeg_window_s, "eeg_line_freq": settings.eeg_line_freq}
+
+
+def publish_ingest(report: Any) -> None:
+    """Summary (markdown) and quarantine (table) artifacts; pseudonymous ids and relative paths only."""
+    rows = summary_rows(report)
+    lines = [f"# Ingest of `{report.source}`", "",
+             f"{report.new} new item(s), {report.skipped} already in the manifest, "
+             f"{report.n_quarantined} quarantined, {report.duplicate_files} duplicate file(s), "
+             f"{report.elapsed_s:.1f} s.", "", "| modality | status | items |", "|---|---|---|"]
+    lines += [f"| {r['modality']} | {r['status']} | {r['n']} |" for r in rows]
+    if report.cohort is not None:
+        lines += ["", f"Cohort: {report.cohort.n_cohort} patients, {report.cohort.n_with_files} with files, "
+                      f"{report.cohort.complete} with every modality."]
+    create_markdown_artifact(markdown="\n".join(lines), key="ingest-summary", description="Ingest summary")
+    bad = [{"source_uri": q.source_uri, "modality": q.modality, "reason": q.reason}
+           for q in (*report.quarantined, *report.cohort_quarantined)]
+    create_table_artifact(table=bad or [{"source_uri": "", "modality": "", "reason": "nothing quarantined"}],
+                          key="ingest-quarantine", description="Items set aside, with the reason")
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = None) -> Any:
+    """Ingest ``source`` (and the cohort table) into ``home``; re-running on unchanged input is a cache hit."""
+    settings = settings_for(home)
+    run = ingest_task.with_options(refresh_cache=not settings.manifest_path.exists())
+    report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
+                 reader_config(settings), settings.workers)
+    publish_ingest(report)
+    get_run_logger().info("manifest: %s", settings.manifest_path)
+    return report

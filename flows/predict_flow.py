@@ -1,0 +1,85 @@
+"""The batch prediction flow: a cohort folder in, one batch in the predictions store out.
+
+New patients need only ingest and encode: their items join the home's manifest
+(content-addressed, so known items are skipped) and the champion scores them.
+The home's cohort table keeps the training patients; the batch's patients are
+added with their (possibly empty) labels, so training never loses its cohort.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows import tracking
+from flows.encode_flow import encode_flow, encoder_keys
+from flows.ingest_flow import ingest_flow
+from flows.prefect_env import settings_for
+from flows.registry import CHAMPION, MODEL_NAME, champion_version
+from flows.settings import Settings
+from flows.tasks import load_features_task, predict_task
+
+
+def batch_cohort(cohort_csv: Path, settings: Settings) -> pd.DataFrame:
+    """The batch's cohort, pseudonymised by ingestion's own reader."""
+    from ingestion.cohort import read_cohort
+
+    return read_cohort(cohort_csv, settings.pseudonym_secret.get_secret_value()).frame
+
+
+def keep_training_cohort(previous: pd.DataFrame | None, batch: pd.DataFrame, settings: Settings) -> None:
+    """Write back the home cohort as previous rows plus the batch's new patients (ingest replaced it)."""
+    from ingestion.cohort import write_cohort
+
+    if previous is None:
+        return
+    new = batch[~batch["patient_id"].isin(previous["patient_id"])]
+    write_cohort(pd.concat([previous, new], ignore_index=True), settings.cohort_path)
+
+
+def predict_features(features_task_args: tuple, cohort: pd.DataFrame, settings: Settings, n_mc: int) -> dict:
+    """Score ``cohort`` with the champion and append the batch."""
+    tracking.configure_mlflow(settings)
+    current = champion_version(mlflow.MlflowClient())
+    if current is None:
+        raise LookupError(f"no '{CHAMPION}' version of '{MODEL_NAME}' in {settings.tracking_uri}: "
+                          "run `clinfuse pipeline` (or the train flow) before predicting")
+    features = load_features_task(*features_task_args, cohort=cohort)
+    refresh = not any(settings.predictions_dir.glob("*.parquet"))
+    return predict_task.with_options(refresh_cache=refresh)(
+        features, str(current.version), str(current.run_id), str(settings.predictions_dir), n_mc)
+
+
+@flow(name="predict", log_prints=True)
+def predict_flow(source: str, cohort_csv: str | None = None, home: str | None = None, n_mc: int = 30) -> dict[str, Any]:
+    """Ingest and encode ``source`` (a cohort export folder), score its patients with the champion, store them."""
+    settings = settings_for(home)
+    cohort_path = Path(cohort_csv) if cohort_csv else Path(source) / "cohort.csv"
+    if not cohort_path.is_file():
+        raise FileNotFoundError(f"no cohort table at {cohort_path}: pass --cohort (patient_id[,label,...] CSV)")
+    from ingestion.cohort import load_cohort
+
+    previous = load_cohort(settings.cohort_path) if settings.cohort_path.exists() else None
+    ingest_flow(source=source, cohort_csv=str(cohort_path), home=str(settings.home))
+    cohort = batch_cohort(cohort_path, settings)
+    keep_training_cohort(previous, cohort, settings)
+    reports = encode_flow(home=str(settings.home))
+    result = predict_features((str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)),
+                              cohort, settings, n_mc)
+    publish_batch(result)
+    return result
+
+
+def publish_batch(result: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        key="prediction-batch", description="Batch prediction",
+        markdown=f"# Batch of {result['n']} patients\n\n{MODEL_NAME} v{result['model_version']} "
+                 f"(run {result['run_id']}): {result['abstained']} abstained, mean risk "
+                 f"{result['mean_risk'] if result['mean_risk'] is None else round(result['mean_risk'], 3)}.\n\n"
+                 f"File: `{Path(result['path']).name}`")
+    get_run_logger().info("batch stored: %s", result["path"])

@@ -1,0 +1,157 @@
+"""Open DICOM files wherever they live (plain files or members of .zip exports) and
+check that their pixel data can be decoded, with reasons a person can act on.
+
+Zip members are addressed as ``archive.zip!member/path`` so that one string
+names every source file, in the index, the manifest and the quarantine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
+
+from ingestion.records import QuarantineError
+
+ZIP_SEPARATOR = "!"
+
+_PLUGIN_HINT = (
+    "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle, python-gdcm or pyjpegls"
+)
+
+
+def split_zip_member(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """Split ``a/b.zip!c/d.dcm`` into (``a/b.zip``, ``c/d.dcm``); plain paths give (path, None).
+
+    Only a ``.zip!`` whose left side is an existing file counts, so a file
+    name that merely contains ``!`` is still read as a plain file.
+    """
+    text = os.fspath(path)
+    lower = text.lower()
+    start = 0
+    while (i := lower.find(".zip" + ZIP_SEPARATOR, start)) >= 0:
+        archive = Path(text[: i + 4])
+        if archive.is_file():
+            return archive, text[i + 5 :]
+        start = i + 1
+    return Path(text), None
+
+
+def open_source(path: str | os.PathLike[str]) -> BinaryIO | Path:
+    """A handle pydicom can read: the path itself, or the zip member's bytes in memory.
+
+    Raises ``OSError`` (permissions, missing file, bad archive) for the caller
+    to turn into an 'unreadable' reason.
+    """
+    archive, member = split_zip_member(path)
+    if member is None:
+        return archive
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+            return io.BytesIO(fh.read())
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise OSError(f"cannot read member {member!r} of {archive.name}: {exc}") from exc
+
+
+def read_dataset(path: str | os.PathLike[str], *, headers_only: bool = False) -> Dataset:
+    """Read one DICOM Part 10 file strictly (``force=False``) or raise QuarantineError.
+
+    Strict reading is deliberate: a file without the DICM preamble is far more
+    often a stray document than a headerless DICOM, and guessing its encoding
+    produces garbage silently.
+    """
+    name = os.fspath(path)
+    try:
+        src = open_source(path)
+        ds = pydicom.dcmread(src, stop_before_pixels=headers_only, force=False)
+    except PermissionError:
+        raise QuarantineError(f"{name}: permission denied; make the file readable by the ingest user") from None
+    except FileNotFoundError:
+        raise QuarantineError(f"{name}: file not found (a dangling link or a file removed during ingest)") from None
+    except InvalidDicomError:
+        raise QuarantineError(
+            f"{name}: not a DICOM Part 10 file (no 'DICM' preamble); remove it or re-export it as DICOM"
+        ) from None
+    except (EOFError, ValueError, TypeError, KeyError, NotImplementedError, OSError) as exc:
+        raise QuarantineError(
+            f"{name}: DICOM header is truncated or corrupt ({type(exc).__name__}: {exc}); re-export the file"
+        ) from None
+    if "TransferSyntaxUID" not in ds.file_meta:
+        raise QuarantineError(f"{name}: file meta has no TransferSyntaxUID; re-export the file")
+    return ds
+
+
+def transfer_syntax_name(ds: Dataset) -> str:
+    """The human name and UID of the file's transfer syntax, for metadata and reasons."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    return f"{ts.name} ({ts})" if ts.name != ts else str(ts)
+
+
+def check_decodable(ds: Dataset, name: str) -> None:
+    """Raise QuarantineError unless the pixel data is present and a decoder for it is installed."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise QuarantineError(
+            f"{name}: no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')}); "
+            "it is not an image, or the export dropped the pixels"
+        )
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise QuarantineError(
+            f"{name}: transfer syntax {transfer_syntax_name(ds)} is not supported by any pydicom pixel "
+            "decoder; transcode the file to Explicit VR Little Endian (e.g. 'gdcmconv --raw')"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or _PLUGIN_HINT
+        raise QuarantineError(
+            f"{name}: transfer syntax {transfer_syntax_name(ds)} needs a decoder plugin that is not "
+            f"installed: {missing}"
+        )
+
+
+def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:
+    """For native (uncompressed) syntaxes, raise QuarantineError when the pixels are cut short.
+
+    A truncated file still parses up to the pixel element; catching the short
+    read here gives a reason instead of a reshape error deep in numpy.
+    """
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    if ts.is_compressed or "PixelData" not in ds:
+        return
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames
+    expected = expected * int(ds.BitsAllocated) // 8 if ds.BitsAllocated >= 8 else (expected + 7) // 8
+    got = len(ds.PixelData)
+    if got < expected:
+        raise QuarantineError(
+            f"{name}: pixel data is truncated ({got} of {expected} bytes); re-export the file"
+        )
+
+
+def iso_date(ds: Dataset) -> str | None:
+    """The first of Study/Series/Acquisition/Content date as ISO ``YYYY-MM-DD`` (unshifted), or None."""
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if re.fullmatch(r"\d{8}", value):
+            return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return None
+
+
+def first_number(value: Any) -> float | None:
+    """The first value of a possibly multi-valued numeric element (e.g. WindowCenter), or None."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
+    except (TypeError, ValueError, IndexError):
+        return None

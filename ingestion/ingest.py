@@ -1,0 +1,304 @@
+"""The ingest driver: source folder (+ cohort table) in, manifest, arrays, quarantine and cohort out.
+
+``ingest`` walks the source, hashes every file (the content hash makes the run
+idempotent), skips items the manifest already holds, reads the rest in a
+process pool and records every item, good or bad, in the manifest. A second
+run over unchanged input does no work. Items already ``ok`` are never read
+again, whatever the pipeline version; quarantined items are retried when the
+pipeline version (package version + reader settings) changes, e.g. after a
+decoder plugin was installed.
+
+A worker that dies on one item (out of memory, a decoder segfault) breaks the
+whole pool; the items that were in flight are then each retried alone in a
+fresh pool, and the one that kills its pool again is quarantined with that
+error. No other item is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ingestion.availability import CohortJoin, cohort_join
+from ingestion.cohort import read_cohort, write_cohort
+from ingestion.ingest_sources import discover_units
+from ingestion.ingest_worker import (
+    ItemResult, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
+    write_quarantine_pointer,
+)
+from ingestion.manifest import read_manifest, update_manifest, upsert_manifest
+from ingestion.records import QuarantineError
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done_units, total_units)`` after each unit is recorded."""
+
+FLUSH_EVERY = 200
+"""Results written to the manifest in batches, so an interrupted run keeps what it finished."""
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    """One item set aside in this run: where it came from and why (no patient identifiers)."""
+
+    source_uri: str
+    modality: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest run found and did.
+
+    ``counts[modality][status]`` covers every item of the source in this run
+    (new and skipped); ``new`` items were read now, ``skipped`` were already in
+    the manifest; ``duplicate_files`` are byte-identical copies recorded on
+    their original's row.
+    """
+
+    source: str
+    manifest_path: str
+    pipeline_version: str
+    n_files: int
+    counts: Mapping[str, Mapping[str, int]]
+    new: int
+    skipped: int
+    duplicate_files: int
+    quarantined: tuple[QuarantinedItem, ...]
+    cohort: CohortJoin | None
+    cohort_quarantined: tuple[QuarantinedItem, ...]
+    cohort_dropped_columns: tuple[str, ...]
+    elapsed_s: float
+
+    @property
+    def n_quarantined(self) -> int:
+        return len(self.quarantined)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Fork where available: workers start in milliseconds and need not re-import the readers."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _run_alone(unit: WorkUnit, args: tuple[Any, ...]) -> list[ItemResult]:
+    """Retry one unit in a fresh single-worker pool; quarantine it if that worker dies too."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context()) as pool:
+            return pool.submit(process_unit, unit, *args).result()
+    except BrokenProcessPool:
+        reason = (f"{unit.source_uri}: the reader's worker process died twice on this item (a crash in a "
+                  "decoder or running out of memory); inspect the file, or ingest it on a larger machine")
+    except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled back
+        reason = f"{unit.source_uri}: the worker failed ({type(exc).__name__}); report it with this file"
+    return [quarantined_result(unit, reason)]
+
+
+def run_units(units: Sequence[WorkUnit], args: tuple[Any, ...], workers: int) -> Iterator[tuple[WorkUnit, list[ItemResult]]]:
+    """Yield ``(unit, results)`` as workers finish, whatever happens to a worker.
+
+    At most ``workers + 1`` units are in flight, so when a worker dies the
+    suspects are those few: each is retried alone in a fresh pool, and the
+    rest of the queue goes on in a new parallel pool.
+    """
+    pending = deque(units)
+    while pending:
+        suspects: list[WorkUnit] = []
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=_mp_context()) as pool:
+            in_flight: dict[Future, WorkUnit] = {}
+            try:
+                while pending or in_flight:
+                    while pending and len(in_flight) < workers + 1:
+                        unit = pending.popleft()
+                        try:
+                            in_flight[pool.submit(process_unit, unit, *args)] = unit
+                        except BrokenProcessPool:
+                            pending.appendleft(unit)
+                            raise
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: in_flight[f].source_uri):
+                        unit = in_flight[future]
+                        try:
+                            results = future.result()
+                        except BrokenProcessPool:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - never lose an item to an odd worker error
+                            results = [quarantined_result(unit, f"{unit.source_uri}: the worker failed "
+                                                                f"({type(exc).__name__}); report it with this file")]
+                        del in_flight[future]
+                        yield unit, results
+            except BrokenProcessPool:
+                suspects = sorted(in_flight.values(), key=lambda u: u.source_uri)
+        if suspects:
+            log.warning("a worker process died; retrying %d item(s) one at a time", len(suspects))
+        for unit in suspects:
+            yield unit, _run_alone(unit, args)
+
+
+def _done_sources(manifest: pd.DataFrame, pipeline_version: str) -> dict[str, list[int]]:
+    """Source hashes whose rows need no work: ``ok``, or quarantined by this pipeline version.
+
+    Maps the source hash (a file's, or a series' combined hash) to the manifest
+    row positions of its items; a multi-note file counts as done only when
+    every one of its notes is.
+    """
+    rows: dict[str, list[int]] = {}
+    pending: set[str] = set()
+    for pos, (item_id, status, version, meta) in enumerate(
+            manifest[["item_id", "status", "pipeline_version", "meta_json"]].itertuples(index=False)):
+        source = _source_sha(item_id, meta)
+        rows.setdefault(source, []).append(pos)
+        if not (status == "ok" or version == pipeline_version):
+            pending.add(source)
+    return {sha: positions for sha, positions in rows.items() if sha not in pending}
+
+
+def _source_sha(item_id: str, meta_json: str) -> str:
+    try:
+        return str(json.loads(meta_json).get("source_sha256") or item_id)
+    except ValueError:
+        return item_id
+
+
+def _add_source_files(additions: dict[int, list[tuple[str, str]]], manifest_at_start: pd.DataFrame):
+    """A manifest change that lists newly seen duplicate paths on rows that already exist."""
+    wanted = {manifest_at_start.iloc[pos]["item_id"]: extra for pos, extra in additions.items()}
+
+    def change(current: pd.DataFrame) -> pd.DataFrame:
+        for i in current.index[current["item_id"].isin(list(wanted))]:
+            files = list(current.at[i, "source_files"])
+            meta = json.loads(current.at[i, "meta_json"])
+            dups = meta.setdefault("duplicates", [])
+            for path, original in wanted[current.at[i, "item_id"]]:
+                if path not in files:
+                    files.append(path)
+                    dups.append({"path": path, "duplicate_of": original})
+            current.at[i, "source_files"] = files
+            current.at[i, "meta_json"] = json.dumps(meta, sort_keys=True)
+        return current
+
+    return change
+
+
+def _ingest_cohort(cohort_csv: Path, home: Path, secret: str, manifest_path: Path):
+    """Read, pseudonymise and write the cohort; report join problems instead of failing the run."""
+    try:
+        table = read_cohort(cohort_csv, secret)
+    except QuarantineError as exc:
+        log.warning("cohort table set aside: %s", exc.reason)
+        return None, (QuarantinedItem(Path(cohort_csv).name, "cohort", exc.reason),), ()
+    write_cohort(table.frame, home / "cohort.parquet")
+    problems = tuple(QuarantinedItem(f"{Path(cohort_csv).name}:{p.line}", "cohort", p.reason) for p in table.problems)
+    for problem in problems:
+        log.warning("cohort row set aside: %s: %s", problem.source_uri, problem.reason)
+    join = cohort_join(read_manifest(manifest_path), table.frame)
+    return join, problems, table.dropped_columns
+
+
+def ingest(
+    source: Path,
+    cohort_csv: Path | None,
+    home: Path,
+    secret: str,
+    *,
+    ct_spacing_mm: tuple[float, float, float],
+    ct_shape: tuple[int, int, int],
+    xray_shape: tuple[int, int],
+    eeg_sfreq: float,
+    eeg_window_s: float,
+    eeg_line_freq: float,
+    workers: int = 2,
+    progress: ProgressCallback | None = None,
+    readers: Readers | None = None,
+) -> IngestReport:
+    """Ingest every file under ``source`` into ``home`` (manifest, arrays, quarantine, cohort).
+
+    Raises ``FileNotFoundError`` only when ``source`` is not a folder; every
+    bad file becomes a quarantined manifest row instead. ``readers`` replaces
+    the modality readers (tests); by default the real ones are used.
+    """
+    started = time.perf_counter()
+    source, home = Path(source).resolve(), Path(home).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"source folder {source} does not exist or is not a folder")
+    home.mkdir(parents=True, exist_ok=True)
+    manifest_path = home / "manifest.parquet"
+    readers = readers or default_readers()
+    config = ReaderConfig(tuple(map(float, ct_spacing_mm)), tuple(map(int, ct_shape)),  # type: ignore[arg-type]
+                          tuple(map(int, xray_shape)), float(eeg_sfreq), float(eeg_window_s), float(eeg_line_freq))
+    version = config.pipeline_version()
+
+    units = discover_units(source, readers, exclude=[Path(cohort_csv)] if cohort_csv else [])
+    existing = read_manifest(manifest_path)
+    done = _done_sources(existing, version)
+    todo, counts, quarantined = [], Counter(), []
+    additions: dict[int, list[tuple[str, str]]] = {}
+    for unit in units:
+        if unit.item_sha not in done:
+            todo.append(unit)
+            continue
+        for pos in done[unit.item_sha]:
+            row = existing.iloc[pos]
+            counts[(row["modality"], row["status"])] += 1
+            if row["status"] == "quarantined":
+                quarantined.append(QuarantinedItem(row["source_uri"], row["modality"], row["reason"]))
+            known = set(row["source_files"])
+            extra = [(f, row["source_uri"]) for f in unit.files if f not in known]
+            if extra:
+                additions[pos] = extra
+    skipped = len(units) - len(todo)
+    total = len(units)
+    if progress:
+        progress(skipped, total)
+    if additions:
+        update_manifest(manifest_path, _add_source_files(additions, existing))
+
+    new_items, batch, finished = 0, [], skipped
+    for unit, results in run_units(todo, (config, home, secret, readers), workers):
+        for result in results:
+            counts[(result.modality, result.status)] += 1
+            new_items += 1
+            if result.status == "quarantined":
+                write_quarantine_pointer(home, result, version)
+                quarantined.append(QuarantinedItem(result.source_uri, result.modality, result.reason))
+                log.info("quarantined %s: %s", result.source_uri, result.reason)
+            batch.append(result.manifest_row(version))
+        finished += 1
+        if len(batch) >= FLUSH_EVERY:
+            upsert_manifest(manifest_path, batch)
+            batch = []
+        if progress:
+            progress(finished, total)
+    upsert_manifest(manifest_path, batch)
+
+    join, cohort_bad, dropped = (None, (), ())
+    if cohort_csv is not None:
+        join, cohort_bad, dropped = _ingest_cohort(Path(cohort_csv), home, secret, manifest_path)
+
+    by_modality: dict[str, dict[str, int]] = {}
+    for (modality, status), n in sorted(counts.items()):
+        by_modality.setdefault(modality, {})[status] = n
+    report = IngestReport(
+        source=str(source), manifest_path=str(manifest_path), pipeline_version=version,
+        n_files=sum(len(u.files) for u in units), counts=by_modality, new=new_items, skipped=skipped,
+        duplicate_files=len({path for u in units for path, _ in u.duplicates}
+                            | {path for extra in additions.values() for path, _ in extra}),
+        quarantined=tuple(sorted(quarantined, key=lambda q: q.source_uri)), cohort=join,
+        cohort_quarantined=cohort_bad, cohort_dropped_columns=tuple(dropped),
+        elapsed_s=time.perf_counter() - started,
+    )
+    log.info("ingest of %s: %d new item(s), %d skipped, %d quarantined in %.1f s",
+             source, report.new, report.skipped, report.n_quarantined, report.elapsed_s)
+    return report

@@ -1,0 +1,123 @@
+"""Turn the DICOM index (CT series, radiographs, quarantined groups, unreadable files) into work units.
+
+:func:`ingestion.dicom_index.index_dicom` walks the whole source root and
+reads headers; this module keeps only the files the driver classified as
+DICOM (the index also lists EDF and text files as 'not DICOM', which the
+driver handles itself), hashes zip members, folds byte-identical slices of a
+series, and names each series by its folder. Every DICOM candidate lands in
+exactly one unit; one the index did not mention is quarantined, not lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import zipfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingestion.ingest_worker import Readers, WorkUnit
+
+if TYPE_CHECKING:
+    from ingestion.ingest_sources import SourceFile
+
+ZIP_SEPARATOR = "!"
+
+
+def _member_sha(root: Path, rel: str, chunk: int = 1 << 20) -> str | None:
+    """SHA-256 of a zip member's bytes (``a.zip!m/x.dcm``), streamed; None when it cannot be read."""
+    archive, member = rel.split(ZIP_SEPARATOR, 1)
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(root / archive) as zf, zf.open(member) as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
+        return None
+    return digest.hexdigest()
+
+
+def _container(rel: str) -> str:
+    """The source file a relative path lives in: the archive for zip members, else itself."""
+    return rel.split(ZIP_SEPARATOR, 1)[0] if ZIP_SEPARATOR in rel and ".zip" in rel.lower() else rel
+
+
+def _folder(files: Sequence[str]) -> str:
+    return posixpath.commonpath([posixpath.dirname(f) for f in files]) or "."
+
+
+def _series_uri(files: Sequence[str], series_uid: str, shared_folders: Counter) -> str:
+    """A series is named by its folder; several series in one folder get a hash of the UID appended."""
+    folder = _folder(files)
+    if shared_folders[folder] > 1:  # tell them apart without exposing the UID itself
+        return f"{folder}#series-{hashlib.sha256(series_uid.encode()).hexdigest()[:12]}"
+    return folder
+
+
+def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) -> list[WorkUnit]:
+    """Work units for the DICOM ``candidates`` (files and .zip archives) under ``root``."""
+    from ingestion.ingest_sources import combined_sha, unreadable_id
+
+    root = Path(root).resolve()
+    sha_of: dict[str, str | None] = {c.relpath: c.sha256 for c in candidates}
+    wanted = set(sha_of)
+    index = readers.index_dicom(root)
+
+    def mine(files: Sequence[str]) -> bool:
+        return all(_container(f) in wanted for f in files)
+
+    def sha(rel: str) -> str | None:
+        if rel not in sha_of:
+            sha_of[rel] = _member_sha(root, rel)
+        return sha_of[rel]
+
+    units: list[WorkUnit] = []
+    seen: set[str] = set()
+    ct_folders = Counter(_folder(g.files) for g in index.groups if g.kind == "ct" and mine(g.files))
+    for group in index.groups:
+        if not mine(group.files):
+            continue
+        seen.update(group.files)
+        units.append(_group_unit(index, group, sha, ct_folders, combined_sha, unreadable_id))
+    for bad in index.quarantined:
+        if not mine(bad.files):
+            continue
+        seen.update(bad.files)
+        shas = [sha(f) or unreadable_id(f) for f in bad.files]
+        item = shas[0] if len(shas) == 1 else combined_sha(shas)
+        uri = bad.files[0] if len(bad.files) == 1 else _series_uri(bad.files, bad.series_uid, Counter())
+        units.append(WorkUnit("unknown", uri, tuple(bad.files), item, original_patient_id=bad.original_patient_id or None,
+                              quarantine=bad.reason, extra={"dicom_modality": bad.dicom_modality}))
+    for rel, reason in index.unreadable:
+        if _container(rel) not in wanted:
+            continue  # an EDF or text file the driver reads itself
+        seen.add(rel)
+        units.append(WorkUnit("unknown", rel, (rel,), sha(rel) or unreadable_id(rel), quarantine=reason))
+    for rel in sorted(wanted):
+        members = [s for s in seen if _container(s) == rel]
+        if rel not in seen and not members:
+            units.append(WorkUnit("unknown", rel, (rel,), sha_of[rel] or unreadable_id(rel),
+                                  quarantine=f"{rel}: the DICOM index found no DICOM file in it; check the file"))
+    return units
+
+
+def _group_unit(index: Any, group: Any, sha, ct_folders: Counter, combined_sha, unreadable_id) -> WorkUnit:  # noqa: ANN001
+    """One CT series or radiograph; byte-identical files in a series are read once and listed as duplicates."""
+    first_of: dict[str, str] = {}
+    reads, duplicates = [], []
+    for rel in group.files:
+        digest = sha(rel) or unreadable_id(rel)
+        if digest in first_of:
+            duplicates.append((rel, first_of[digest]))
+        else:
+            first_of[digest] = rel
+            reads.append(index.path(rel))
+    if group.kind == "xray":
+        uri, item = group.files[0], next(iter(first_of))
+    else:
+        uri, item = _series_uri(group.files, group.series_uid, ct_folders), combined_sha(first_of)
+    return WorkUnit(group.kind, uri, tuple(group.files), item, read_paths=tuple(reads),
+                    original_patient_id=group.original_patient_id or None, duplicates=tuple(duplicates),
+                    extra={"dicom_modality": group.dicom_modality})

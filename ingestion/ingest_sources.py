@@ -1,0 +1,213 @@
+"""Find the source items under a source folder: classify, hash, group, and set aside what cannot be read.
+
+Every file under the source root ends in exactly one :class:`WorkUnit`: as a
+member of an item (a CT series, an X-ray, an EEG recording with its companion
+files, a note file), as a byte-identical duplicate listed on the original's
+unit, or as a unit that is quarantined before reading (unrecognised type,
+unreadable file). Nothing is skipped silently.
+
+File type is decided by extension first; ``.dcm`` and extension-less files are
+sniffed (DICOM ``DICM`` preamble, EDF ``0`` header) because hospital exports
+often drop or misname extensions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ingestion.ingest_worker import Readers, WorkUnit
+
+EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")
+EEG_COMPANIONS: dict[str, tuple[str, ...]] = {
+    ".vhdr": (".vmrk", ".eeg"),               # BrainVision header + marker + data
+    ".set": (".fdt",),                        # EEGLAB header + float data
+    ".edf": (".tse", ".tse_bi", ".lbl", ".lbl_bi"),  # TUH annotation files beside the EDF
+}
+NOTE_EXTENSIONS: tuple[str, ...] = (".txt", ".csv", ".jsonl")
+DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".ima", ".zip", "")
+CHUNK = 1 << 20
+
+UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), EEG ({eeg}) and notes "
+                "({notes}); convert the file or move it out of the source folder").format(
+    eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file under the source root with its content hash, or why it could not be read."""
+
+    relpath: str
+    path: Path
+    sha256: str | None
+    error: str | None = None
+
+
+def sha256_file(path: Path, chunk: int = CHUNK) -> str:
+    """SHA-256 of a file's content, streamed so large files never sit in memory whole."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def combined_sha(shas: Iterable[str]) -> str:
+    """Content id of a multi-file item: sha256 of its sorted, de-duplicated member hashes."""
+    return hashlib.sha256("\n".join(sorted(set(shas))).encode()).hexdigest()
+
+
+def unreadable_id(relpath: str) -> str:
+    """A stable id for a file whose content cannot be read (so it still gets exactly one row)."""
+    return hashlib.sha256(f"unreadable:{relpath}".encode()).hexdigest()
+
+
+def _hash_one(root: Path, path: Path) -> SourceFile:
+    rel = path.relative_to(root).as_posix()
+    try:
+        return SourceFile(rel, path, sha256_file(path))
+    except PermissionError:
+        return SourceFile(rel, path, None, f"{rel}: permission denied when reading; grant read access and re-run")
+    except OSError as exc:
+        return SourceFile(rel, path, None, f"{rel}: cannot be read ({exc.strerror or type(exc).__name__}); "
+                                           "check the file and the disk, then re-run")
+
+
+def list_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Every regular file under ``root`` (sorted, symlinked folders not followed), minus ``exclude``."""
+    skip = {p.resolve() for p in exclude}
+    out = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(folder) / name
+            if path.resolve() not in skip:
+                out.append(path)
+    return out
+
+
+def hash_files(root: Path, paths: Sequence[Path], threads: int = 4) -> list[SourceFile]:
+    """Hash ``paths`` in threads (hashlib releases the GIL on large blocks); keeps input order."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return list(pool.map(lambda p: _hash_one(root, p), paths))
+
+
+def _head(path: Path, n: int = 132) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def classify(sf: SourceFile) -> str:
+    """``dicom``, ``eeg``, ``note`` or ``unknown`` for one file, by extension then content."""
+    name = sf.path.name.lower()
+    suffix = sf.path.suffix.lower()
+    if name.endswith(".fif.gz") or suffix in EEG_EXTENSIONS:
+        return "eeg"
+    if suffix in NOTE_EXTENSIONS:
+        return "note"
+    if suffix in DICOM_EXTENSIONS:
+        head = _head(sf.path)
+        if suffix == "" and head[:8] == b"0       ":
+            return "eeg"  # an EDF whose extension was dropped
+        if suffix == "" and head[128:132] != b"DICM":
+            return "unknown"
+        return "dicom"
+    return "unknown"
+
+
+def _companions(main: SourceFile, by_rel: dict[str, SourceFile]) -> list[SourceFile]:
+    stem = main.relpath[: -len(main.path.suffix)] if main.path.suffix else main.relpath
+    found = []
+    for ext in EEG_COMPANIONS.get(main.path.suffix.lower(), ()):
+        for candidate in (stem + ext, stem + ext.upper()):
+            if candidate in by_rel:
+                found.append(by_rel[candidate])
+    return found
+
+
+def _single_units(files: list[SourceFile], kinds: dict[str, str]) -> list[WorkUnit]:
+    """Units for EEG recordings (with companions), note files and unrecognised files."""
+    by_rel = {f.relpath: f for f in files}
+    claimed: set[str] = set()
+    units = []
+    for sf in files:
+        if kinds[sf.relpath] == "eeg" and sf.path.suffix.lower() in EEG_COMPANIONS:
+            members = [sf, *_companions(sf, by_rel)]
+            claimed.update(m.relpath for m in members[1:])
+            units.append(_unit("eeg", sf, members))
+    for sf in files:
+        kind = kinds[sf.relpath]
+        if sf.relpath in claimed or kind == "dicom" or (kind == "eeg" and sf.path.suffix.lower() in EEG_COMPANIONS):
+            continue
+        if kind == "unknown":
+            units.append(WorkUnit("unknown", sf.relpath, (sf.relpath,), sf.sha256 or unreadable_id(sf.relpath),
+                                  quarantine=f"{sf.relpath}: {UNRECOGNISED}"))
+        else:
+            units.append(_unit(kind, sf, [sf]))
+    return units
+
+
+def _unit(kind: str, main: SourceFile, members: list[SourceFile]) -> WorkUnit:
+    sha = main.sha256 if len(members) == 1 else combined_sha(m.sha256 or "" for m in members)
+    return WorkUnit(kind, main.relpath, tuple(m.relpath for m in members), sha or unreadable_id(main.relpath),
+                    read_paths=(str(main.path),))
+
+
+def _dicom_units(root: Path, files: list[SourceFile], readers: Readers) -> list[WorkUnit]:
+    """Group DICOM candidates into CT series and X-ray images with the DICOM index."""
+    if not files:
+        return []
+    from ingestion.ingest_dicom import dicom_units
+
+    return dicom_units(root, files, readers)
+
+
+def _unreadable_units(files: Iterable[SourceFile]) -> list[WorkUnit]:
+    return [WorkUnit("unknown", f.relpath, (f.relpath,), unreadable_id(f.relpath), quarantine=f.error)
+            for f in files]
+
+
+def fold_duplicates(units: list[WorkUnit]) -> list[WorkUnit]:
+    """Byte-identical items are read once: later copies are listed on the first unit (by source_uri)."""
+    first: dict[str, int] = {}
+    out: list[WorkUnit] = []
+    for unit in sorted(units, key=lambda u: u.source_uri):
+        if unit.item_sha in first:
+            i = first[unit.item_sha]
+            orig = out[i]
+            out[i] = replace(orig, files=orig.files + unit.files,
+                             duplicates=orig.duplicates + tuple((f, orig.source_uri) for f in unit.files))
+        else:
+            first[unit.item_sha] = len(out)
+            out.append(unit)
+    return out
+
+
+def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), threads: int = 4) -> list[WorkUnit]:
+    """All work units under ``root``: every file lands in exactly one unit's ``files``."""
+    root = Path(root)
+    hashed = hash_files(root, list_files(root, exclude), threads)
+    readable = [f for f in hashed if f.error is None]
+    kinds = {f.relpath: classify(f) for f in readable}
+    dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
+    units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers)
+             + _unreadable_units(f for f in hashed if f.error is not None))
+    return fold_duplicates(units)
+
+
+def unit_files(units: Iterable[WorkUnit]) -> list[str]:
+    """Every relative path the units account for (for the exactly-once check)."""
+    return [f for u in units for f in u.files]
+
+
+def describe(unit: WorkUnit) -> dict[str, Any]:
+    """A loggable summary of a unit: relative paths and kind only, no patient ids."""
+    return {"kind": unit.kind, "source_uri": unit.source_uri, "n_files": len(unit.files)}

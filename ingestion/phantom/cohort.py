@@ -1,0 +1,126 @@
+"""Write a phantom cohort to disk as a hospital export: DICOM, EDF, text notes and a cohort table.
+
+Patients are streamed one at a time (memory stays flat in the number of
+patients); each patient draws from its own generator seeded by
+``(seed, patient index)``, so the export is byte-identical for a seed.
+Layout (docs/CONTRACTS.md, "Phantom cohort export")::
+
+    DIR/cohort.csv         patient_id (MRN), label, age, sex, crp, wbc, lactate
+    DIR/answers.parquet    latent variables, oracle risks, present_* flags, planted_phi -- evaluation only
+    DIR/dicom/<random>/<random>.dcm   CT series (one folder each) and X-rays (CR/DX)
+    DIR/eeg/<random>.edf
+    DIR/notes/<random>.txt
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingestion.modalities import MODALITIES
+from ingestion.phantom.ct import write_ct_series
+from ingestion.phantom.eeg import MIN_SECONDS, write_eeg
+from ingestion.phantom.notes import write_note
+from ingestion.phantom.phi import PlantedItem, make_identity
+from ingestion.phantom.xray import write_xray
+from ingestion.phantom.signal_model import SignalModel, lab_values, sample_latents
+
+COHORT_COLUMNS = ("patient_id", "label", "age", "sex", "crp", "wbc", "lactate")
+
+
+@dataclass(frozen=True)
+class PhantomSummary:
+    """Where the cohort went and what it holds."""
+
+    out_dir: Path
+    cohort_csv: Path
+    answers_parquet: Path
+    dicom_dir: Path
+    eeg_dir: Path
+    notes_dir: Path
+    n_patients: int
+    n_positive: int
+    present: dict[str, int]
+    """Patients with each modality present."""
+    n_files: int
+    """Every file written under dicom/, eeg/ and notes/."""
+
+
+def _write_patient(out_dir: Path, rng: np.random.Generator, row: pd.Series,
+                   eeg_seconds: tuple[int, int]) -> list[PlantedItem]:
+    """All files of one patient; a missing modality writes nothing."""
+    identity = make_identity(rng, row["patient_id"], row["sex"], int(row["age"]))
+    items: list[PlantedItem] = []
+    if row["present_ct"]:
+        items.append(write_ct_series(out_dir / "dicom", rng, identity, row["ev_ct"], row["ct_side"]))
+    if row["present_xray"]:
+        items.append(write_xray(out_dir / "dicom", rng, identity, row["ev_xray"]))
+    if row["present_eeg"]:
+        items.append(write_eeg(out_dir / "eeg", rng, identity, row["ev_eeg"], row["eeg_side"], eeg_seconds))
+    if row["present_note"]:
+        items.append(write_note(out_dir / "notes", rng, identity, int(row["age"]), row["ev_note"]))
+    return items
+
+
+def _answers_row(out_dir: Path, row: pd.Series, items: list[PlantedItem]) -> dict:
+    answer = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+    planted: list[str] = []
+    for item in items:
+        planted += [s for s in item.planted_phi if s not in planted]
+        answer[f"files_{item.modality}"] = [p.relative_to(out_dir).as_posix() for p in sorted(item.files)]
+    for m in MODALITIES:
+        answer.setdefault(f"files_{m}", [])
+    answer["planted_phi"] = planted
+    return answer
+
+
+def generate_cohort(out_dir: Path, n_patients: int, seed: int = 7, missing_rate: float = 0.0,
+                    mechanism: Literal["mcar", "mnar"] = "mcar", eeg_seconds: tuple[int, int] = (60, 120),
+                    progress: Callable[[int], None] | None = None,
+                    model: SignalModel | None = None) -> PhantomSummary:
+    """Generate ``n_patients`` into ``out_dir`` (created; must not already hold a cohort).
+
+    ``progress`` is called after each patient with the number of patients
+    written so far. Raises ``FileExistsError`` rather than mixing two cohorts
+    in one folder, and ``ValueError`` for arguments out of range.
+    """
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+    if not MIN_SECONDS <= eeg_seconds[0] <= eeg_seconds[1]:
+        raise ValueError(f"eeg_seconds must be (min, max) with {MIN_SECONDS} <= min <= max, got {eeg_seconds}")
+    out_dir = Path(out_dir)
+    cohort_csv, answers_path = out_dir / "cohort.csv", out_dir / "answers.parquet"
+    if cohort_csv.exists() or answers_path.exists():
+        raise FileExistsError(f"{out_dir} already holds a phantom cohort; choose an empty --out folder")
+    latents = sample_latents(n_patients, seed, missing_rate, mechanism, model)
+    labs = lab_values(latents)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    answers: list[dict] = []
+    n_files = 0
+    with cohort_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COHORT_COLUMNS)
+        for i, row in latents.iterrows():
+            rng = np.random.default_rng([seed, 1, int(i)])
+            items = _write_patient(out_dir, rng, row, eeg_seconds)
+            n_files += sum(len(item.files) for item in items)
+            writer.writerow([row["patient_id"], int(row["label"]), int(row["age"]), row["sex"],
+                             *(f"{labs.at[i, c]:.2f}" for c in ("crp", "wbc", "lactate"))])
+            answers.append(_answers_row(out_dir, row, items))
+            if progress is not None:
+                progress(int(i) + 1)
+    table = pa.Table.from_pylist(answers)
+    pq.write_table(table, answers_path)
+    return PhantomSummary(
+        out_dir=out_dir, cohort_csv=cohort_csv, answers_parquet=answers_path, dicom_dir=out_dir / "dicom",
+        eeg_dir=out_dir / "eeg", notes_dir=out_dir / "notes", n_patients=n_patients,
+        n_positive=int(latents["label"].sum()),
+        present={m: int(latents[f"present_{m}"].sum()) for m in MODALITIES}, n_files=n_files,
+    )

@@ -1,0 +1,237 @@
+"""The common shape of every modality encoder, and the torch plumbing they share.
+
+An encoder turns one normalised array (see docs/CONTRACTS.md) into a fixed-length
+float32 vector. Its identity for the embedding store is ``(name, version,
+preprocessing_hash)``: ``version`` hashes the weights *and* the preprocessing
+config, so retraining or re-configuring an encoder can never return stale
+embeddings from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Item = dict[str, Any]
+"""A prepared item, MONAI dictionary style: ``{"x": network input, "extra": fixed features}``."""
+
+
+class EncoderKey(NamedTuple):
+    """What the embedding store needs to know about the encoder that made a vector."""
+
+    name: str
+    version: str
+    preprocessing_hash: str
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What :func:`models.features.encode_manifest` and the pretraining loop rely on."""
+
+    name: str
+    modality: str
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def preprocessing_hash(self) -> str: ...
+
+    def key(self) -> EncoderKey: ...
+
+    def load(self, path: Path) -> Any:
+        """Read one normalised array file (``.npy`` or note ``.json``) as the encoder expects it."""
+
+    def encode_batch(self, items: Sequence[Any]) -> np.ndarray:
+        """Embed loaded items; float32 ``(len(items), dim)``, deterministic for fixed weights."""
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Short sha256 of a JSON-able object (sorted keys), for config and preprocessing hashes."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers in a fixed order (bytes, not pickles)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` means CUDA when present; asking for CUDA without it is an actionable error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(device)
+
+
+def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") -> Path | None:
+    """Newest ``<name>-<version><suffix>`` in ``encoders_dir`` (by modification time), or None."""
+    if encoders_dir is None or not Path(encoders_dir).is_dir():
+        return None
+    files = [p for p in Path(encoders_dir).glob(f"{name}-*{suffix}") if p.stem[len(name) + 1:].isalnum()]
+    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and ``os.replace``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TorchEncoder:
+    """Base of the trainable encoders: seeded network, optional saved weights, batched inference.
+
+    Subclasses set ``name``/``modality``, hold their preprocessing config in a frozen
+    dataclass ``self.config`` and implement :meth:`build_network`, :meth:`prepare`
+    (deterministic, cacheable) and :meth:`augmentation` (random, pretraining only).
+    ``forward`` maps prepared items to the trainable part of the embedding; any
+    ``extra`` fixed features are concatenated after it.
+    """
+
+    name: str = "torch"
+    modality: str = ""
+    extra_dim: int = 0
+
+    def __init__(self, config: Any, *, seed: int = 0, encoders_dir: Path | None = None,
+                 device: str = "cpu") -> None:
+        self.config = config
+        self.seed = seed
+        self.device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net: nn.Module = self.build_network()
+        self.net.eval()
+        self.weights_path: Path | None = None
+        self._version: str | None = None
+        path = latest_weights(encoders_dir, self.name)
+        if path is not None:
+            self.load_weights(path)
+        self.net.to(self.device)
+
+    # -- to implement -------------------------------------------------------------
+    def build_network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, array: np.ndarray) -> Item:
+        raise NotImplementedError
+
+    def augmentation(self) -> Callable[[Item], Item]:
+        return lambda item: item
+
+    @property
+    def net_dim(self) -> int:
+        raise NotImplementedError
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.net_dim + self.extra_dim
+
+    @property
+    def preprocessing_hash(self) -> str:
+        return stable_hash({"modality": self.modality, **asdict(self.config)})
+
+    @property
+    def version(self) -> str:
+        """Hash of weights + preprocessing config; recomputed after the weights change."""
+        if self._version is None:
+            self._version = stable_hash([state_dict_hash(self.net), self.preprocessing_hash])
+        return self._version
+
+    def key(self) -> EncoderKey:
+        return EncoderKey(self.name, self.version, self.preprocessing_hash)
+
+    def weights_changed(self) -> None:
+        """Call after training the network in place so :attr:`version` is recomputed."""
+        self._version = None
+
+    # -- weights ------------------------------------------------------------------
+    def save_weights(self, encoders_dir: Path) -> Path:
+        """Write ``<encoders_dir>/<name>-<version>.pt`` atomically; returns the path."""
+        self.weights_changed()
+        path = Path(encoders_dir) / f"{self.name}-{self.version}.pt"
+        buf = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        torch.save({"state_dict": state, "config": asdict(self.config), "name": self.name}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        self.weights_path = path
+        return path
+
+    def load_weights(self, path: Path) -> None:
+        """Load saved weights; a file whose config or hash does not match is refused loudly."""
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not configs_equal(blob.get("config") or {}, asdict(self.config)):
+            raise ValueError(f"{path} was trained with preprocessing {blob.get('config')}, "
+                             f"this encoder uses {asdict(self.config)}; retrain with `clinfuse pretrain`")
+        self.net.load_state_dict(blob["state_dict"])
+        self.weights_changed()
+        expected = Path(path).stem[len(self.name) + 1:]
+        if expected != self.version:
+            raise ValueError(f"{path}: weights hash to version {self.version}, not {expected}; "
+                             "the file is corrupt or was renamed")
+        self.weights_path = Path(path)
+
+    # -- inference ----------------------------------------------------------------
+    def load(self, path: Path) -> np.ndarray:
+        return np.load(path, allow_pickle=False)
+
+    def forward(self, items: Sequence[Item]) -> torch.Tensor:
+        """Trainable embedding of prepared items, on ``self.device`` (gradients flow)."""
+        x = torch.from_numpy(np.stack([np.asarray(it["x"], np.float32) for it in items]))
+        return self.net(x.to(self.device, non_blocking=True))
+
+    def embed_prepared(self, items: Sequence[Item]) -> torch.Tensor:
+        """Full embedding (trainable part + fixed extras) of prepared items."""
+        z = self.forward(items).float()
+        if self.extra_dim:
+            extra = torch.from_numpy(np.stack([it["extra"] for it in items]).astype(np.float32))
+            z = torch.cat([z, extra.to(z.device)], dim=1)
+        return z
+
+    def encode_batch(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed normalised arrays: eval mode, no grad, mixed precision on CUDA only."""
+        if len(items) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        prepared = [self.prepare(a) for a in items]
+        self.net.eval()
+        amp = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else nullcontext())
+        with torch.inference_mode(), amp:
+            z = self.embed_prepared(prepared)
+        return z.float().cpu().numpy().astype(np.float32)
+
+
+def configs_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal after a JSON round trip (tuples saved by torch come back as tuples, configs as lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)

@@ -1,0 +1,245 @@
+"""From the manifest to model inputs: encode what the store lacks, then assemble a FeatureSet.
+
+``encode_manifest`` is the idempotent encoding stage (a second run on unchanged input
+is pure store lookups); ``load_features`` is what training and prediction call to get
+one row per cohort patient with the availability mask alongside.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ingestion.modalities import MODALITIES
+from models.embedding_store import EmbeddingKey, EmbeddingStore
+from models.encoders import Encoder, EncoderKey, build_encoder
+from models.feature_set import FeatureSet
+
+log = logging.getLogger(__name__)
+
+COVARIATE_COLUMNS: tuple[str, ...] = ("age", "sex", "crp", "wbc", "lactate")
+Progress = Callable[[str, int, int], None]
+"""``progress(modality, done, total)`` after every batch."""
+
+
+@dataclass(frozen=True)
+class EncodeFailure:
+    """An item that could not be encoded, with a reason a person can act on."""
+
+    content_sha256: str
+    modality: str
+    array_uri: str
+    reason: str
+
+
+@dataclass
+class EncodeReport:
+    """What one ``encode_manifest`` run did, per modality."""
+
+    encoder_keys: dict[str, EncoderKey] = field(default_factory=dict)
+    dims: dict[str, int] = field(default_factory=dict)
+    encoded: dict[str, int] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    failures: list[EncodeFailure] = field(default_factory=list)
+
+    def failed(self, modality: str) -> int:
+        return sum(f.modality == modality for f in self.failures)
+
+
+def usable_items(manifest: pd.DataFrame, modalities: Sequence[str] = MODALITIES) -> pd.DataFrame:
+    """Manifest rows that can be encoded: status ok, a known modality, an array on disk."""
+    m = manifest
+    keep = (m["status"] == "ok") & m["modality"].isin(list(modalities)) & (m["array_uri"].fillna("") != "")
+    return m.loc[keep]
+
+
+def latest_items(manifest: pd.DataFrame, modalities: Sequence[str] = MODALITIES) -> pd.DataFrame:
+    """Per (patient, modality), the usable item ingested last (ties: last row wins)."""
+    items = usable_items(manifest, modalities)
+    items = items[items["patient_id"].notna()]
+    order = items.assign(_pos=np.arange(len(items))).sort_values(["ingested_at", "_pos"], kind="stable")
+    return order.drop_duplicates(["patient_id", "modality"], keep="last").drop(columns="_pos")
+
+
+def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders_dir: Path | None) -> None:
+    """The TF-IDF note fallback is fitted on the manifest's notes the first time and persisted."""
+    if getattr(encoder, "is_ready", True):
+        return
+    texts = []
+    for uri in items["array_uri"]:
+        try:
+            texts.append(str(encoder.load(home / uri).get("text", "")))
+        except (OSError, ValueError) as exc:
+            log.warning("note %s unreadable while fitting TF-IDF: %s", uri, exc)
+    encoder.fit(texts)
+    if encoders_dir is not None:
+        encoder.save_fitted(encoders_dir)
+
+
+def _encode_chunk(encoder: Encoder, chunk: pd.DataFrame, home: Path,
+                  failures: list[EncodeFailure]) -> tuple[list[str], np.ndarray | None]:
+    """Load and encode one batch; a bad item is isolated and reported, the rest still encode."""
+    loaded: list[tuple[str, str, Any]] = []
+    for sha, uri in zip(chunk["content_sha256"], chunk["array_uri"]):
+        try:
+            loaded.append((sha, uri, encoder.load(home / uri)))
+        except Exception as exc:  # noqa: BLE001 - any bad input becomes a reported failure
+            failures.append(EncodeFailure(sha, encoder.modality, uri, f"cannot read {uri}: "
+                                          f"{type(exc).__name__}: {exc}; re-run `clinfuse ingest` for it"))
+    if not loaded:
+        return [], None
+    try:
+        vectors = encoder.encode_batch([item for _, _, item in loaded])
+        done = [(sha, uri, v) for (sha, uri, _), v in zip(loaded, vectors)]
+    except Exception:  # noqa: BLE001 - find the bad item(s) one by one
+        done = []
+        for sha, uri, item in loaded:
+            try:
+                done.append((sha, uri, encoder.encode_batch([item])[0]))
+            except Exception as exc:  # noqa: BLE001
+                failures.append(EncodeFailure(sha, encoder.modality, uri, f"{encoder.name} cannot encode "
+                                              f"{uri}: {type(exc).__name__}: {exc}"))
+    ok = [(sha, v) for sha, uri, v in done if np.isfinite(v).all()]
+    for sha, uri, v in done:
+        if not np.isfinite(v).all():
+            failures.append(EncodeFailure(sha, encoder.modality, uri, f"embedding of {uri} is not finite "
+                                          "(NaN/inf): the array likely holds extreme values"))
+    return [s for s, _ in ok], (np.stack([v for _, v in ok]) if ok else None)
+
+
+def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
+                    modalities: Sequence[str] = MODALITIES, device: str = "cpu", batch_size: int = 32,
+                    progress: Progress | None = None, *, encoders: Mapping[str, Encoder] | None = None,
+                    encoders_dir: Path | None = None, seed: int = 0,
+                    note_encoder: Literal["minilm", "tfidf"] = "minilm",
+                    quarantine_dir: Path | None = None) -> EncodeReport:
+    """Encode every usable manifest item whose embedding the store lacks; return what happened.
+
+    Encoders default to :func:`models.encoders.build_encoder` (latest weights in
+    ``encoders_dir``, else the seeded init). Unreadable arrays are reported in
+    ``report.failures`` and, with ``quarantine_dir``, written to
+    ``encode_failures_<modality>.parquet`` there; they never stop the run.
+    """
+    home = Path(home)
+    report = EncodeReport()
+    for modality in modalities:
+        t0 = time.perf_counter()
+        items = usable_items(manifest, [modality]).drop_duplicates("content_sha256")
+        encoder = (encoders or {}).get(modality) or build_encoder(
+            modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder)
+        if len(items):
+            _fit_tfidf_if_needed(encoder, items, home, encoders_dir)
+        if not getattr(encoder, "is_ready", True):
+            report.encoder_keys[modality] = None  # type: ignore[assignment]
+            continue
+        ekey = encoder.key()
+        report.encoder_keys[modality], report.dims[modality] = ekey, encoder.dim
+        keys = [EmbeddingKey(sha, *ekey) for sha in items["content_sha256"]]
+        hits = store.get_many(keys)
+        todo = items[[k not in hits for k in keys]]
+        report.hits[modality], report.encoded[modality] = len(hits), 0
+        failures: list[EncodeFailure] = []
+        if progress:
+            progress(modality, 0, len(todo))
+        for start in range(0, len(todo), batch_size):
+            shas, vectors = _encode_chunk(encoder, todo.iloc[start:start + batch_size], home, failures)
+            if vectors is not None and len(shas):
+                store.put_many([EmbeddingKey(s, *ekey) for s in shas], vectors)
+                report.encoded[modality] += len(shas)
+            if progress:
+                progress(modality, min(start + batch_size, len(todo)), len(todo))
+        report.failures.extend(failures)
+        if quarantine_dir is not None:
+            _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", failures)
+        report.seconds[modality] = time.perf_counter() - t0
+    return report
+
+
+def _write_failures(path: Path, failures: list[EncodeFailure]) -> None:
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pd.DataFrame([f.__dict__ for f in failures]).to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def standardise_covariates(cohort: pd.DataFrame,
+                           columns: Sequence[str] = COVARIATE_COLUMNS) -> tuple[np.ndarray, list[str]]:
+    """Numeric covariates z-scored over the cohort; ``sex`` M=1/F=0; unknown values become 0 (the mean)."""
+    cols, names = [], []
+    for c in columns:
+        if c not in cohort.columns:
+            continue
+        s = cohort[c]
+        if c == "sex":
+            s = s.astype("string").str.upper().str[0].map({"M": 1.0, "F": 0.0})
+        v = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+        if np.isnan(v).all():
+            continue
+        mu, sd = np.nanmean(v), np.nanstd(v)
+        cols.append(np.nan_to_num((v - mu) / (sd if sd > 0 else 1.0), nan=0.0))
+        names.append(c)
+    mat = np.stack(cols, axis=1) if cols else np.zeros((len(cohort), 0))
+    return mat.astype(np.float32), names
+
+
+def _labels(cohort: pd.DataFrame) -> np.ndarray | None:
+    """int64 labels when all known; float with NaN when some are unknown; None when none are."""
+    if "label" not in cohort.columns:
+        return None
+    lab = pd.to_numeric(cohort["label"], errors="coerce")
+    if lab.isna().all():
+        return None
+    return lab.to_numpy(np.int64) if lab.notna().all() else lab.to_numpy(np.float64)
+
+
+def load_features(manifest: pd.DataFrame, cohort: pd.DataFrame, store: EmbeddingStore,
+                  encoder_keys: Mapping[str, Sequence[str] | None], *,
+                  modalities: Sequence[str] = MODALITIES,
+                  covariate_columns: Sequence[str] = COVARIATE_COLUMNS) -> FeatureSet:
+    """One row per cohort patient: embeddings (zeros where missing), mask, covariates, labels.
+
+    ``encoder_keys[modality] = (encoder_name, encoder_version, preprocessing_hash)``
+    (e.g. ``EncodeReport.encoder_keys``). For a patient with several items of one
+    modality the latest ingested is used. An item that is in the manifest but not in
+    the store counts as missing (logged): run ``encode_manifest`` first.
+    """
+    pids = [str(p) for p in cohort["patient_id"]]
+    pos = {p: i for i, p in enumerate(pids)}
+    latest = latest_items(manifest, modalities)
+    latest = latest[latest["patient_id"].isin(pos)]
+    index = store.index()
+    n = len(pids)
+    embeddings, mask = {}, np.zeros((n, len(modalities)), bool)
+    for j, m in enumerate(modalities):
+        ekey = encoder_keys.get(m)
+        rows = latest[latest["modality"] == m]
+        if ekey is None:
+            embeddings[m] = np.zeros((n, 0), np.float32)
+            continue
+        ekey = tuple(ekey)
+        keys = [EmbeddingKey(sha, *ekey) for sha in rows["content_sha256"]]
+        hits = store.get_many(keys)
+        same = index[(index["encoder_name"] == ekey[0]) & (index["encoder_version"] == ekey[1])]
+        dim = next(iter(hits.values())).shape[0] if hits else (int(same["dim"].iloc[0]) if len(same) else 0)
+        emb = np.zeros((n, dim), np.float32)
+        for pid, key in zip(rows["patient_id"], keys):
+            if key in hits:
+                emb[pos[pid]], mask[pos[pid], j] = hits[key], True
+        n_miss = sum(k not in hits for k in keys)
+        if n_miss:
+            log.warning("%d %s items have no stored embedding for %s/%s; counted as missing "
+                        "(run `clinfuse encode`)", n_miss, m, ekey[0], ekey[1])
+        embeddings[m] = emb
+    covariates, _ = standardise_covariates(cohort, covariate_columns)
+    return FeatureSet(patient_ids=tuple(pids), embeddings=embeddings, mask=mask, covariates=covariates,
+                      labels=_labels(cohort), modalities=tuple(modalities))

@@ -1,0 +1,85 @@
+"""Cross-modal attention fusion: every ordered pair of modalities attends both ways, plus all at once.
+
+Each modality becomes ``tokens`` tokens. For the pair (i, j), i's tokens query
+j's (query from i, key/value from j) and j's query i's; the two directions are
+pooled and summed into one pair vector. Several tokens per modality matter:
+with a single key the softmax is 1 and the query would be ignored, so there
+would be no multiplicative interaction between modalities. A masked
+self-attention over the tokens of all available modalities (plus an always
+present global token carrying the covariates) gives the all-modality
+combination. Pair vectors and the combination are pooled by concat, sum or max,
+counting only pairs whose two modalities are available.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import torch
+from torch import nn
+
+from models.fusion.base import FusionConfig, FusionModule, indicator_width
+from models.fusion.heads import ClassifierHead
+
+POOLS = ("concat", "sum", "max")
+
+
+class CrossAttentionFusion(FusionModule):
+    def __init__(self, dims: dict[str, int], config: FusionConfig) -> None:
+        super().__init__(dims, config)
+        if config.pool not in POOLS:
+            raise ValueError(f"cross-attention pool must be one of {POOLS}, got {config.pool!r}")
+        h, t = config.hidden, config.tokens
+        if h % config.heads:
+            raise ValueError(f"hidden ({h}) must be divisible by heads ({config.heads})")
+        self.t = t
+        self.tokenise = nn.ModuleDict({m: nn.Linear(d, h * t) for m, d in dims.items()})
+        self.imputed_embedding = nn.Parameter(torch.zeros(h))  # marks tokens of imputed modalities
+        self.norm = nn.LayerNorm(h)
+        self.pair_attn = nn.MultiheadAttention(h, config.heads, batch_first=True)
+        self.all_attn = nn.MultiheadAttention(h, config.heads, batch_first=True)
+        self.global_token = nn.Linear(indicator_width(len(dims), config.n_covariates), h)
+        self.pairs = list(combinations(range(len(dims)), 2))
+        slots = len(self.pairs) + 1
+        pooled = h * slots if config.pool == "concat" else h
+        self.head = ClassifierHead(pooled + indicator_width(len(dims), config.n_covariates),
+                                   h, config.layers, config.dropout)
+
+    def _tokens(self, xs, mask, imputed) -> torch.Tensor:
+        b = mask.shape[0]
+        toks = []
+        for i, (m, x) in enumerate(zip(self.modalities, xs)):
+            tok = self.tokenise[m](x).view(b, self.t, -1)
+            if imputed is not None:
+                tok = tok + imputed[:, i, None, None].float() * self.imputed_embedding
+            toks.append(self.norm(tok))
+        return torch.stack(toks, 1)  # (B, M, T, H)
+
+    def _attend(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        out, _ = self.pair_attn(q, kv, kv, need_weights=False)
+        return (out + q).mean(1)  # residual keeps i's own content; mean over i's tokens
+
+    def fuse(self, xs, mask, side, imputed):
+        tokens = self._tokens(xs, mask, imputed)
+        zero = torch.zeros((), dtype=tokens.dtype, device=tokens.device)
+        slots, valid = [], []
+        for i, j in self.pairs:
+            pair = self._attend(tokens[:, i], tokens[:, j]) + self._attend(tokens[:, j], tokens[:, i])
+            ok = mask[:, i] & mask[:, j]
+            slots.append(torch.where(ok[:, None], pair, zero))  # placeholders of absent pairs never pass
+            valid.append(ok)
+        b, m_count, t, h = tokens.shape
+        g = self.global_token(side).unsqueeze(1)
+        seq = torch.cat([g, tokens.reshape(b, m_count * t, h)], 1)
+        key_missing = torch.cat([torch.zeros_like(mask[:, :1]), (~mask).repeat_interleave(t, 1)], 1)
+        out, _ = self.all_attn(g, seq, seq, key_padding_mask=key_missing, need_weights=False)
+        slots.append(out.squeeze(1))
+        valid.append(torch.ones_like(mask[:, 0]))
+        stacked, ok = torch.stack(slots, 1), torch.stack(valid, 1)
+        if self.config.pool == "concat":
+            pooled = stacked.flatten(1)
+        elif self.config.pool == "sum":
+            pooled = stacked.sum(1)
+        else:
+            pooled = stacked.masked_fill(~ok[..., None], float("-inf")).amax(1)
+        return self.head(torch.cat([pooled, side], -1))

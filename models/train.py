@@ -1,0 +1,180 @@
+"""One training loop for every fusion kind and imputation method, on frozen embeddings.
+
+``train(features, config)`` splits patients (stratified, patient-level), fits
+the imputer on the training split only, trains the fusion model with modality
+dropout, class-balanced loss and early stopping on the validation loss, fits
+temperature scaling on the validation split, and returns a
+:class:`~models.trained_model.TrainedModel`.
+
+Only ``strategy="frozen"`` (embeddings computed once by the encoders, fusion
+trained on top) is implemented; joint encoder + fusion training and
+pretrain-then-fine-tune need the encoders' weights in the loop and are not
+offered rather than faked.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from models.calibration import TemperatureScaler
+from models.feature_set import FeatureSet
+from models.fusion import FUSIONS, build_fusion
+from models.fusion.inputs import FusionInputs, predict_logits, to_inputs
+from models.imputation import IMPUTERS, build_imputer
+
+if TYPE_CHECKING:
+    from models.trained_model import TrainedModel
+
+STRATEGIES = ("frozen",)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; logged to MLflow as is (``asdict``)."""
+
+    fusion: str = "early"
+    impute: str = "cross_profile"
+    pool: str = "concat"
+    hidden: int = 64
+    layers: int = 1
+    epochs: int = 150
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    batch_size: int = 64
+    modality_dropout: float = 0.2
+    patience: int = 20
+    seed: int = 7
+    val_fraction: float = 0.2
+    strategy: str = "frozen"
+    dropout: float = 0.1
+    k_donors: int = 10
+    abstain_share: float = 0.5
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} unknown; choose one of {sorted(FUSIONS)}")
+        if self.impute not in IMPUTERS:
+            raise ValueError(f"impute {self.impute!r} unknown; choose one of {sorted(IMPUTERS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} is not implemented: only 'frozen' (fusion on "
+                             "frozen embeddings) is; joint/finetune training of encoders is not available")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be in (0, 1)")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError("modality_dropout must be in [0, 1)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    """Fix torch and numpy randomness (splits, init, dropout, shuffling)."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def patient_split(features: FeatureSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): stratified by label, every row of one patient on the same side."""
+    if features.labels is None:
+        raise ValueError("training needs labels; this FeatureSet has none")
+    ids = np.array(features.patient_ids)
+    uniq, first = np.unique(ids, return_index=True)
+    y = np.asarray(features.labels)[first]
+    if np.bincount(y.astype(int), minlength=2).min() < 2:
+        raise ValueError("both classes need at least 2 patients for a stratified split")
+    split = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+    tr, va = next(split.split(uniq, y))
+    val_ids = set(uniq[va])
+    is_val = np.array([i in val_ids for i in ids])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Hide each available modality with probability ``p``, keeping at least one per patient."""
+    if p <= 0:
+        return mask
+    drop = torch.rand(mask.shape, generator=generator, device=mask.device) < p
+    kept = mask & ~drop
+    emptied = ~kept.any(-1) & mask.any(-1)
+    return torch.where(emptied[:, None], mask, kept)
+
+
+def _loss_fn(labels: torch.Tensor) -> torch.nn.BCEWithLogitsLoss:
+    pos = float(labels.sum())
+    neg = float(len(labels) - pos)
+    return torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(neg / max(pos, 1.0), device=labels.device))
+
+
+def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionInputs, config: TrainConfig,
+                progress: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Train ``model`` in place, restore the epoch with the lowest validation loss; return the history."""
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = _loss_fn(train_in.labels)
+    val_loss_fn = _loss_fn(val_in.labels)
+    best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(train_in), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            b = train_in.rows(order[start:start + config.batch_size])
+            b = b.with_mask(modality_dropout(b.mask, config.modality_dropout, gen))
+            loss = loss_fn(model(b.embeddings, b.mask, b.covariates, b.imputed), b.labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(b)
+        val_logits = predict_logits(model, val_in)
+        val_loss = float(val_loss_fn(torch.as_tensor(val_logits), val_in.labels.cpu()))
+        y = val_in.labels.cpu().numpy()
+        auc = float(roc_auc_score(y, val_logits)) if len(np.unique(y)) == 2 else float("nan")
+        row = {"epoch": epoch, "train_loss": total / len(train_in), "val_loss": val_loss, "val_auroc": auc}
+        history.append(row)
+        if progress:
+            progress(epoch, row)
+        if val_loss < best - 1e-4:
+            best, best_state, waited = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    return history
+
+
+def train(features: FeatureSet, config: TrainConfig,
+          progress: Callable[[int, dict], None] | None = None) -> "TrainedModel":
+    """Split, impute, train, calibrate: the whole recipe behind ``clinfuse train``."""
+    from models.trained_model import TrainedModel
+
+    config.validate()
+    seed_everything(config.seed)
+    tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
+    train_fs, val_fs = features.subset(tr_idx), features.subset(va_idx)
+    params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
+    imputer = build_imputer(config.impute, **params).fit(train_fs)
+    train_in = to_inputs(imputer.transform(train_fs), config.device)
+    val_in = to_inputs(imputer.transform(val_fs), config.device)
+    model = build_fusion(config.fusion, features.dims(), _fusion_config(config, features)).to(config.device)
+    history = fit_network(model, train_in, val_in, config, progress)
+    val_logits = predict_logits(model, val_in)
+    calibrator = TemperatureScaler().fit(val_logits, val_fs.labels)
+    return TrainedModel(config=config, network=model, imputer=imputer, calibrator=calibrator,
+                        modalities=tuple(features.modalities), n_covariates=features.covariates.shape[1],
+                        history=history, val_patient_ids=tuple(val_fs.patient_ids))
+
+
+def _fusion_config(config: TrainConfig, features: FeatureSet):
+    from models.fusion import FusionConfig
+
+    return FusionConfig(hidden=config.hidden, layers=config.layers, pool=config.pool, dropout=config.dropout,
+                        n_covariates=features.covariates.shape[1])
