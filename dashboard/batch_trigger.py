@@ -63,19 +63,21 @@ def unpack_zip(data: bytes | Path, parent: Path | None = None) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
 
-def cohort_kwargs(func: Callable, cohort_dir: Path) -> dict[str, str]:
-    """The keyword arguments that hand ``cohort_dir`` to ``func``, whatever the flow names that parameter."""
+def cohort_kwargs(func: Callable, cohort_dir: Path, home: Path | None = None) -> dict[str, str]:
+    """The keyword arguments that hand ``cohort_dir`` (and the dashboard's ``home``, when the flow takes
+    one, so results land where the dashboard reads) to ``func``, whatever the flow names them."""
     params = inspect.signature(getattr(func, "fn", func)).parameters
+    extra = {"home": str(home)} if home is not None and "home" in params else {}
     for name in COHORT_PARAMS:
         if name in params:
-            return {name: str(cohort_dir)}
+            return {name: str(cohort_dir), **extra}
     first = next(iter(params), None)
     if first is None:
         raise TypeError("the prediction flow takes no parameters; cannot pass the cohort folder")
-    return {first: str(cohort_dir)}
+    return {first: str(cohort_dir), **extra}
 
 
-def _in_process(cohort_dir: Path, progress: Progress) -> BatchOutcome:
+def _in_process(cohort_dir: Path, home: Path | None, progress: Progress) -> BatchOutcome:
     try:
         from flows.predict_flow import predict_flow
     except ImportError as exc:
@@ -83,21 +85,23 @@ def _in_process(cohort_dir: Path, progress: Progress) -> BatchOutcome:
                                    f"`flows.predict_flow.predict_flow` could not be imported ({exc}).")
     progress(0.1, "Running the prediction flow in this process (ingest → encode → predict)…")
     try:
-        result = predict_flow(**cohort_kwargs(predict_flow, cohort_dir))
+        result = predict_flow(**cohort_kwargs(predict_flow, cohort_dir, home))
     except Exception as exc:  # noqa: BLE001 - report the flow's failure to the clinician, do not crash the page
         return BatchOutcome(False, f"The prediction flow failed: {exc.__class__.__name__}: {exc}")
     progress(1.0, "Done.")
-    return BatchOutcome(True, f"Batch prediction finished{f': {result}' if isinstance(result, str) else ''}.")
+    detail = (f": {result.get('n')} patients, model v{result.get('model_version')}" if isinstance(result, dict)
+              else (f": {result}" if isinstance(result, str) else ""))
+    return BatchOutcome(True, f"Batch prediction finished{detail}.")
 
 
-def _deployment(cohort_dir: Path, progress: Progress, poll_s: float, timeout_s: float) -> BatchOutcome:
+def _deployment(cohort_dir: Path, home: Path | None, progress: Progress, poll_s: float, timeout_s: float) -> BatchOutcome:
     from prefect import get_client
     from prefect.deployments import run_deployment
 
     try:
         from flows.predict_flow import predict_flow
 
-        kwargs = cohort_kwargs(predict_flow, cohort_dir)
+        kwargs = cohort_kwargs(predict_flow, cohort_dir, home)
     except ImportError:
         kwargs = {COHORT_PARAMS[0]: str(cohort_dir)}
     try:
@@ -122,11 +126,11 @@ def _deployment(cohort_dir: Path, progress: Progress, poll_s: float, timeout_s: 
             time.sleep(poll_s)
 
 
-def run_batch(cohort_dir: Path, prefect_api_url: str | None, progress: Progress,
+def run_batch(cohort_dir: Path, prefect_api_url: str | None, progress: Progress, home: Path | None = None,
               poll_s: float = 2.0, timeout_s: float = 3600.0) -> BatchOutcome:
     """Predict for the cohort in ``cohort_dir`` through the deployment or in-process; never raises."""
     if not cohort_dir.is_dir():
         return BatchOutcome(False, f"{cohort_dir} is not a folder; choose the cohort export folder.")
     if prefect_api_url:
-        return _deployment(cohort_dir, progress, poll_s, timeout_s)
-    return _in_process(cohort_dir, progress)
+        return _deployment(cohort_dir, home, progress, poll_s, timeout_s)
+    return _in_process(cohort_dir, home, progress)

@@ -94,12 +94,23 @@ def read_registry(tracking_uri: str, model_name: str = "clinfuse", ui_url: str |
                                        f"{exc.__class__.__name__}: {exc}", ui_url=url)
     if not versions:
         return RegistrySnapshot(False, f"No versions of `{model_name}` are registered yet. {hint}", ui_url=url)
-    rows = [{"version": str(v.version), "aliases": ", ".join(sorted(getattr(v, "aliases", []) or [])),
+    # search_model_versions leaves `aliases` empty on some stores; the registered model has them all.
+    try:
+        alias_map = dict(client.get_registered_model(model_name).aliases or {})
+    except Exception:  # noqa: BLE001 - versions without aliases are still worth showing
+        alias_map = {}
+    aliases: dict[str, list[str]] = {}
+    for alias, version in alias_map.items():
+        aliases.setdefault(str(version), []).append(alias)
+    for v in versions:
+        aliases.setdefault(str(v.version), []).extend(a for a in (getattr(v, "aliases", None) or [])
+                                                      if a not in aliases.get(str(v.version), []))
+    rows = [{"version": str(v.version), "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
              "status": v.status, "run_id": v.run_id or "",
              "created": pd.to_datetime(v.creation_timestamp, unit="ms", utc=True),
              "description": v.description or ""} for v in versions]
     table = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
-    champ = next((v for v in versions if "champion" in (getattr(v, "aliases", []) or [])), None)
+    champ = next((v for v in versions if "champion" in aliases.get(str(v.version), [])), None)
     if champ is None:
         return RegistrySnapshot(True, "No version carries the `champion` alias yet; showing versions only.",
                                 versions=table.reset_index(drop=True), ui_url=url)

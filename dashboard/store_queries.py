@@ -4,9 +4,9 @@ The dashboard's pages call these through the cached wrappers in
 :mod:`dashboard.data_access`; the benchmark and the tests call them directly.
 Every query only reads: the predictions and the manifest are written by flows.
 
-``models.predictions_store`` (written by the models engineer) appends batches;
-its read side returns whole tables, whereas the worklist needs filtered,
-sorted, per-patient-latest slices, so those queries live here, in SQL.
+``models.predictions_store`` appends batches and answers the plain reads
+(batch files, batch list, one patient's rows); the worklist needs filtered,
+sorted, per-patient-latest slices, so that query lives here, in SQL.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ingestion.modalities import MODALITIES
+from models import predictions_store
 
 #: Pseudonyms as ``ingestion.pseudonym.pseudonymise`` writes them; anything else is never shown.
 PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
@@ -89,10 +90,8 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def prediction_files(predictions_dir: Path) -> list[Path]:
-    """The batch files of the store, sorted by name (one Parquet file per batch)."""
-    if not predictions_dir.is_dir():
-        return []
-    return sorted(p for p in predictions_dir.glob("*.parquet") if p.is_file())
+    """The batch files of the store, oldest first (one Parquet file per batch)."""
+    return predictions_store.batch_files(predictions_dir)
 
 
 def store_fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -113,16 +112,8 @@ def _source(files: list[Path]) -> str:
 
 
 def list_batches(predictions_dir: Path) -> pd.DataFrame:
-    """One row per batch: id, model, size and when it ran, newest first."""
-    files = prediction_files(predictions_dir)
-    if not files:
-        return pd.DataFrame(columns=["batch_id", "model_name", "model_version", "predicted_at", "n_patients"])
-    with _connect() as con:
-        return con.execute(
-            f"""SELECT batch_id, any_value(model_name) AS model_name, any_value(model_version) AS model_version,
-                       max(predicted_at) AS predicted_at, count(DISTINCT patient_id) AS n_patients
-                FROM {_source(files)} GROUP BY batch_id ORDER BY max(predicted_at) DESC, batch_id DESC"""
-        ).df()
+    """One row per batch (batch_id, model_name, model_version, n_patients, predicted_at), newest first."""
+    return predictions_store.list_batches(predictions_dir)
 
 
 def list_model_versions(predictions_dir: Path) -> list[str]:
@@ -216,14 +207,9 @@ def query_worklist(predictions_dir: Path, scope: WorklistScope = WorklistScope()
 
 def patient_predictions(predictions_dir: Path, patient_id: str) -> pd.DataFrame:
     """Every prediction of one patient, newest first (one row per batch that included them)."""
-    files = prediction_files(predictions_dir)
-    if not files or not PSEUDONYM_RE.match(patient_id):
+    if not PSEUDONYM_RE.match(patient_id):
         return pd.DataFrame()
-    with _connect() as con:
-        return con.execute(
-            f"SELECT * FROM {_source(files)} WHERE patient_id = ? ORDER BY predicted_at DESC, batch_id DESC",
-            [patient_id],
-        ).df()
+    return predictions_store.read_predictions(predictions_dir, patient_ids=[patient_id])
 
 
 def patient_items(manifest_path: Path, patient_id: str) -> pd.DataFrame:

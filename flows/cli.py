@@ -43,6 +43,9 @@ app.command("phantom")(phantom)
 from flows.commands.pipeline import pipeline, predict  # noqa: E402
 
 app.command("pipeline")(pipeline); app.command("predict")(predict)
+from flows.commands.serve import deploy, serve  # noqa: E402
+
+app.command("serve")(serve); app.command("deploy")(deploy)
 # --- end of command registrations ---
 
 

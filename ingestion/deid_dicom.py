@@ -47,7 +47,8 @@ def deidentify_dataset(ds: Dataset, secret: str) -> Dataset:
     PatientID and PatientName become the pseudonym, the birth date is
     emptied, every DA/DT moves back by the patient's shift, private tags are
     removed (the basic profile's default) and dicognito replaces the other
-    identifying elements. PatientIdentityRemoved is set to YES.
+    identifying elements. PatientIdentityRemoved becomes YES only when
+    BurnedInAnnotation is NO: text burned into pixels is not removed here.
     """
     original_id = str(ds.get("PatientID", "") or "")
     out = copy.deepcopy(ds)

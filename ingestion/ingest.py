@@ -16,6 +16,7 @@ error. No other item is lost.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
@@ -85,6 +86,27 @@ class IngestReport:
     @property
     def n_quarantined(self) -> int:
         return len(self.quarantined)
+
+
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "note": ("ingestion.notes", "spacy", "negspacy.negation"),
+    "eeg": ("ingestion.eeg", "mne", "scipy.signal"),
+    "ct": ("ingestion.ct_volume", "torch", "monai.data", "monai.transforms"),
+    "xray": ("ingestion.xray_image", "torch", "monai.transforms"),
+}
+"""Modules imported once in the parent before forking workers, so no worker pays their import time
+(spaCy alone takes seconds, and would be paid again by every fresh pool after a crash)."""
+
+
+def _preload(kinds: set[str]) -> None:
+    if _mp_context().get_start_method() != "fork":
+        return
+    for kind in sorted(kinds):
+        for module in PRELOAD.get(kind, ()):
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - the worker will report the reader's own error
+                log.debug("preloading %s failed: %s", module, exc)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -265,6 +287,7 @@ def ingest(
     if additions:
         update_manifest(manifest_path, _add_source_files(additions, existing))
 
+    _preload({unit.kind for unit in todo})
     new_items, batch, finished = 0, [], skipped
     for unit, results in run_units(todo, (config, home, secret, readers), workers):
         for result in results:

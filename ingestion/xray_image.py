@@ -151,6 +151,7 @@ def read_xray(path: Path | str, shape: tuple[int, int] = (128, 128)) -> Normalis
         "transfer_syntax": transfer_syntax_name(ds),
         "view_position": str(ds.get("ViewPosition", "") or ""),
         "body_part": str(ds.get("BodyPartExamined", "") or ""),
+        "burned_in_annotation": str(ds.get("BurnedInAnnotation", "") or "unknown"),
         "output_shape": list(array.shape),
         **voi_info,
     }

@@ -132,7 +132,7 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         val_logits = predict_logits(model, val_in)
         val_loss = float(val_loss_fn(torch.as_tensor(val_logits), val_in.labels.cpu()))
         y = val_in.labels.cpu().numpy()

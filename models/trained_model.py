@@ -68,6 +68,10 @@ class TrainedModel:
         """Calibrated probability for tensors already imputed."""
         return self.calibrator.transform(predict_logits(self.network, inputs))
 
+    def logits(self, features: FeatureSet) -> np.ndarray:
+        """Uncalibrated logits (for ECE before temperature scaling)."""
+        return predict_logits(self.network, to_inputs(self.impute(features), self.config.device))
+
     def predict_risk(self, features: FeatureSet) -> np.ndarray:
         """Calibrated risk only (fast path for evaluation sweeps)."""
         return self.risk(to_inputs(self.impute(features), self.config.device))

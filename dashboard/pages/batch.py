@@ -43,7 +43,8 @@ if st.button("Run batch prediction", type="primary", key="batch_run", disabled=c
         st.error(f"Cannot use this upload: {exc}")
         st.stop()
     with st.status("Running batch prediction…", expanded=True) as status:
-        outcome = run_batch(target, settings.prefect_api_url, lambda f, text: bar.progress(f, text=text))
+        outcome = run_batch(target, settings.prefect_api_url, lambda f, text: bar.progress(f, text=text),
+                            home=settings.home)
         status.update(label=outcome.message, state="complete" if outcome.ok else "error")
     if outcome.ok:
         st.session_state["batch_message"] = outcome.message

@@ -28,8 +28,11 @@ def phantom(
         help="mcar: missing at random; mnar: sicker patients miss less (missingness depends on severity)."),
     eeg_min_s: int = typer.Option(60, "--eeg-min-s", min=4, help="Shortest EEG recording, in seconds."),
     eeg_max_s: int = typer.Option(120, "--eeg-max-s", min=4, help="Longest EEG recording, in seconds."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Processes writing patients (default: CLINFUSE_WORKERS); same bytes for any."),
 ) -> None:
     """Generate a phantom cohort: CT series and X-rays as DICOM, EEG as EDF, notes as text, plus answers."""
+    from flows.settings import get_settings
     from ingestion.phantom import generate_cohort
 
     console = Console()
@@ -40,7 +43,7 @@ def phantom(
             task = bar.add_task("patients", total=patients)
             summary = generate_cohort(
                 out, patients, seed=seed, missing_rate=missing_rate, mechanism=mechanism.value,
-                eeg_seconds=(eeg_min_s, eeg_max_s),
+                eeg_seconds=(eeg_min_s, eeg_max_s), workers=workers or get_settings().workers,
                 progress=lambda done: bar.update(task, completed=done))
     except (FileExistsError, ValueError) as exc:
         console.print(f"[red]clinfuse phantom: {exc}[/red]")

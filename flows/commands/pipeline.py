@@ -62,7 +62,7 @@ def pipeline(
                   f"[bold]{train['alias']}[/bold] ({train['reason']}).")
     console.print(f"Latest batch: {result['predict']['path']} ({result['predict']['n']} patients)")
     for line in _where_to_look(settings):
-        console.print(line)
+        console.print(line, soft_wrap=True)  # whole lines, so the commands can be copied
 
 
 def predict(
@@ -88,4 +88,4 @@ def predict(
                               n_mc=n_mc)
     console.print(f"[green]Stored[/green] {result['n']} predictions of clinfuse v{result['model_version']} "
                   f"in {result['path']} ({result['abstained']} abstained).")
-    console.print(_where_to_look(settings)[-1])
+    console.print(_where_to_look(settings)[-1], soft_wrap=True)

@@ -15,9 +15,12 @@ Layout (docs/CONTRACTS.md, "Phantom cohort export")::
 from __future__ import annotations
 
 import csv
+import multiprocessing
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +36,8 @@ from ingestion.phantom.xray import write_xray
 from ingestion.phantom.signal_model import SignalModel, lab_values, sample_latents
 
 COHORT_COLUMNS = ("patient_id", "label", "age", "sex", "crp", "wbc", "lactate")
+ANSWERS_BATCH = 256
+"""Patients per row group of answers.parquet: written as generated, never all held in memory."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,28 @@ def _write_patient(out_dir: Path, rng: np.random.Generator, row: pd.Series,
     return items
 
 
+def _patient_job(job: tuple[Path, int, int, pd.Series, tuple[int, int]]) -> tuple[pd.Series, list[PlantedItem]]:
+    """One patient's files from its own generator ``(seed, 1, index)``: independent of order and process."""
+    out_dir, seed, index, row, eeg_seconds = job
+    return row, _write_patient(out_dir, np.random.default_rng([seed, 1, index]), row, eeg_seconds)
+
+
+def _run_in_order(func: Callable, jobs: Iterator, workers: int) -> Iterator:
+    """``map(func, jobs)`` in order, over ``workers`` processes with at most ``2 * workers`` jobs in flight."""
+    if workers <= 1:
+        yield from map(func, jobs)
+        return
+    # spawn, not fork: the parent holds pyarrow's thread pools, which a forked child must not inherit
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(func, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _answers_row(out_dir: Path, row: pd.Series, items: list[PlantedItem]) -> dict:
     answer = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
     planted: list[str] = []
@@ -81,14 +108,23 @@ def _answers_row(out_dir: Path, row: pd.Series, items: list[PlantedItem]) -> dic
     return answer
 
 
+def _answers_schema(latents: pd.DataFrame) -> pa.Schema:
+    """Latent columns as sampled, then the per-modality file lists and the planted PHI."""
+    schema = pa.Schema.from_pandas(latents, preserve_index=False).remove_metadata()
+    for name in [*(f"files_{m}" for m in MODALITIES), "planted_phi"]:
+        schema = schema.append(pa.field(name, pa.list_(pa.string())))
+    return schema
+
+
 def generate_cohort(out_dir: Path, n_patients: int, seed: int = 7, missing_rate: float = 0.0,
                     mechanism: Literal["mcar", "mnar"] = "mcar", eeg_seconds: tuple[int, int] = (60, 120),
                     progress: Callable[[int], None] | None = None,
-                    model: SignalModel | None = None) -> PhantomSummary:
+                    model: SignalModel | None = None, workers: int = 1) -> PhantomSummary:
     """Generate ``n_patients`` into ``out_dir`` (created; must not already hold a cohort).
 
     ``progress`` is called after each patient with the number of patients
-    written so far. Raises ``FileExistsError`` rather than mixing two cohorts
+    written so far. ``workers`` > 1 writes patients in that many processes
+    (same bytes as one process). Raises ``FileExistsError`` rather than mixing two cohorts
     in one folder, and ``ValueError`` for arguments out of range.
     """
     if n_patients < 1:
@@ -102,22 +138,25 @@ def generate_cohort(out_dir: Path, n_patients: int, seed: int = 7, missing_rate:
     latents = sample_latents(n_patients, seed, missing_rate, mechanism, model)
     labs = lab_values(latents)
     out_dir.mkdir(parents=True, exist_ok=True)
-    answers: list[dict] = []
+    schema = _answers_schema(latents)
+    partial = answers_path.with_suffix(".parquet.partial")
+    batch: list[dict] = []
     n_files = 0
-    with cohort_csv.open("w", newline="", encoding="utf-8") as handle:
+    with cohort_csv.open("w", newline="", encoding="utf-8") as handle, pq.ParquetWriter(partial, schema) as answers:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COHORT_COLUMNS)
-        for i, row in latents.iterrows():
-            rng = np.random.default_rng([seed, 1, int(i)])
-            items = _write_patient(out_dir, rng, row, eeg_seconds)
+        jobs = ((out_dir, seed, int(i), row, eeg_seconds) for i, row in latents.iterrows())
+        for i, (row, items) in enumerate(_run_in_order(_patient_job, jobs, workers)):
             n_files += sum(len(item.files) for item in items)
             writer.writerow([row["patient_id"], int(row["label"]), int(row["age"]), row["sex"],
                              *(f"{labs.at[i, c]:.2f}" for c in ("crp", "wbc", "lactate"))])
-            answers.append(_answers_row(out_dir, row, items))
+            batch.append(_answers_row(out_dir, row, items))
+            if len(batch) == ANSWERS_BATCH or i == n_patients - 1:  # memory stays flat in N
+                answers.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
             if progress is not None:
-                progress(int(i) + 1)
-    table = pa.Table.from_pylist(answers)
-    pq.write_table(table, answers_path)
+                progress(i + 1)
+    partial.replace(answers_path)  # answers appear only once the whole cohort is on disk
     return PhantomSummary(
         out_dir=out_dir, cohort_csv=cohort_csv, answers_parquet=answers_path, dicom_dir=out_dir / "dicom",
         eeg_dir=out_dir / "eeg", notes_dir=out_dir / "notes", n_patients=n_patients,

@@ -55,26 +55,25 @@ class CrossAttentionFusion(FusionModule):
             toks.append(self.norm(tok))
         return torch.stack(toks, 1)  # (B, M, T, H)
 
-    def _attend(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
-        out, _ = self.pair_attn(q, kv, kv, need_weights=False)
-        return (out + q).mean(1)  # residual keeps i's own content; mean over i's tokens
-
     def fuse(self, xs, mask, side, imputed):
         tokens = self._tokens(xs, mask, imputed)
-        zero = torch.zeros((), dtype=tokens.dtype, device=tokens.device)
-        slots, valid = [], []
-        for i, j in self.pairs:
-            pair = self._attend(tokens[:, i], tokens[:, j]) + self._attend(tokens[:, j], tokens[:, i])
-            ok = mask[:, i] & mask[:, j]
-            slots.append(torch.where(ok[:, None], pair, zero))  # placeholders of absent pairs never pass
-            valid.append(ok)
         b, m_count, t, h = tokens.shape
+        zero = torch.zeros((), dtype=tokens.dtype, device=tokens.device)
+        # All ordered pairs in one attention call: queries from i, keys/values from j, then j from i.
+        qi = torch.tensor([i for i, j in self.pairs] + [j for i, j in self.pairs], device=tokens.device)
+        kj = torch.tensor([j for i, j in self.pairs] + [i for i, j in self.pairs], device=tokens.device)
+        q, kv = tokens[:, qi].reshape(-1, t, h), tokens[:, kj].reshape(-1, t, h)
+        out, _ = self.pair_attn(q, kv, kv, need_weights=False)
+        directed = (out + q).mean(1).view(b, 2, len(self.pairs), h)  # residual keeps i's own content
+        pair = directed.sum(1)  # both directions summed per pair
+        valid_pairs = torch.stack([mask[:, i] & mask[:, j] for i, j in self.pairs], 1)
+        pair = torch.where(valid_pairs[..., None], pair, zero)  # placeholders of absent pairs never pass
         g = self.global_token(side).unsqueeze(1)
         seq = torch.cat([g, tokens.reshape(b, m_count * t, h)], 1)
         key_missing = torch.cat([torch.zeros_like(mask[:, :1]), (~mask).repeat_interleave(t, 1)], 1)
         out, _ = self.all_attn(g, seq, seq, key_padding_mask=key_missing, need_weights=False)
-        slots.append(out.squeeze(1))
-        valid.append(torch.ones_like(mask[:, 0]))
+        slots = list(pair.unbind(1)) + [out.squeeze(1)]
+        valid = list(valid_pairs.unbind(1)) + [torch.ones_like(mask[:, 0])]
         stacked, ok = torch.stack(slots, 1), torch.stack(valid, 1)
         if self.config.pool == "concat":
             pooled = stacked.flatten(1)

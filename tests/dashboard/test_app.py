@@ -201,8 +201,9 @@ def test_batch_page_runs_flow_then_shows_worklist(app_for, tmp_path: Path, monke
     (cohort / "cohort.csv").write_text("patient_id,label\nMRN1,\n")
     calls: list[str] = []
 
-    def predict_flow(cohort_dir: str) -> str:
-        calls.append(cohort_dir)
+    def predict_flow(source: str, home: str | None = None) -> str:
+        calls.append(source)
+        assert Path(home) == fh.home
         df = pd.read_parquet(fh.home / "predictions" / f"{fh.latest_batch}.parquet")
         df["batch_id"] = "batch-new"
         df["predicted_at"] = df["predicted_at"] + pd.Timedelta(days=1)
@@ -220,7 +221,7 @@ def test_batch_page_runs_flow_then_shows_worklist(app_for, tmp_path: Path, monke
     at.button(key="batch_run").click().run()
     _no_errors(at)
     assert calls == [str(cohort)]
-    assert any("batch-new" in s.value for s in at.success)
+    assert any("Batch prediction finished" in s.value for s in at.success)
     assert "batch-new" in _count_caption(at)
 
 

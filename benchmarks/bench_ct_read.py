@@ -1,0 +1,201 @@
+"""Benchmark: reading one CT series with clinfuse vs SimpleITK vs MONAI LoadImage.
+
+One series (default 64 slices of 256x256, int16, shuffled file names) is
+written to a temporary folder; each reader runs in its own subprocess (so one
+reader's freed memory cannot hide another's peak) and reports the median of
+several timed repeats and the peak resident-memory growth of its first call,
+next to the size of the float32 volume. The markdown table is printed and, with
+``--write``, put under "## CT series read" in docs/BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/bench_ct_read.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+METHODS = {
+    "clinfuse read_ct_series (sort + decode + HU)": "clinfuse_raw",
+    "clinfuse read_ct_series + resample/crop (MONAI Spacing)": "clinfuse_resampled",
+    "SimpleITK ImageSeriesReader (GDCM sort + read)": "sitk",
+    "MONAI LoadImage (default reader)": "monai",
+}
+HEADING = "## CT series read"
+
+
+def _reader(method: str, spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> Callable[[Path], object]:
+    """A function reading a series folder with ``method``; imports happen here, outside the timing."""
+    if method.startswith("clinfuse"):
+        from ingestion.ct_volume import read_ct_series
+
+        resample = method == "clinfuse_resampled"
+        return lambda folder: read_ct_series(
+            sorted(folder.iterdir()), spacing if resample else None, shape if resample else None
+        ).array
+    if method == "sitk":
+        import SimpleITK as sitk
+
+        def read_sitk(folder: Path) -> np.ndarray:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+            return sitk.GetArrayFromImage(reader.Execute())
+
+        return read_sitk
+    if method == "monai":
+        from monai.transforms import LoadImage
+
+        loader = LoadImage(image_only=True)
+        return lambda folder: loader(str(folder))
+    raise ValueError(method)
+
+
+def _peak_rss_growth(fn: Callable[[], object]) -> int:
+    """Peak RSS above the level before ``fn``, sampled every 0.5 ms in a thread."""
+    import psutil
+
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = base
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    result = fn()
+    done.set()
+    thread.join()
+    peak = max(peak, proc.memory_info().rss)
+    del result
+    return peak - base
+
+
+def _child(method: str, folder: Path, warm: Path, repeats: int, spacing: list[float], shape: list[int]) -> dict:
+    """Run inside the subprocess: warm up on a tiny series, measure memory once, then time."""
+    folder, warm = Path(folder), Path(warm)
+    read = _reader(method, tuple(spacing), tuple(shape))  # type: ignore[arg-type]
+    read(warm)
+    mem = _peak_rss_growth(lambda: read(folder))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        read(folder)
+        times.append(time.perf_counter() - t0)
+    out = {"median_s": statistics.median(times), "min_s": min(times), "peak_rss_bytes": mem}
+    if method == "clinfuse_raw":
+        import tracemalloc
+
+        tracemalloc.start()
+        read(folder)
+        out["tracemalloc_peak_bytes"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return out
+
+
+def run(n_slices: int, size: int, repeats: int, methods: list[str]) -> tuple[list[dict], int]:
+    """Write the series, run every method in a subprocess, return rows and the volume's bytes."""
+    from tests.ingestion.dicom_factory import write_ct_series
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, warm = Path(tmp) / "series", Path(tmp) / "warm"
+        write_ct_series(folder, rng.integers(0, 2400, (n_slices, size, size)).astype(np.int16))
+        write_ct_series(warm, rng.integers(0, 2400, (3, 16, 16)).astype(np.int16))
+        rows = []
+        for label, method in METHODS.items():
+            if method not in methods:
+                continue
+            args = json.dumps([method, str(folder), str(warm), repeats, [4.0, 2.0, 2.0], [32, 64, 64]])
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", args], capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{method} failed:\n{proc.stderr[-2000:]}")
+            rows.append({"label": label, "method": method, **json.loads(proc.stdout.strip().splitlines()[-1])})
+    return rows, n_slices * size * size * 4
+
+
+def table(rows: list[dict], volume_bytes: int, n_slices: int, size: int, repeats: int) -> str:
+    """Markdown table with speed ratios relative to clinfuse's raw read."""
+    base = next((r["median_s"] for r in rows if r["method"] == "clinfuse_raw"), None)
+    lines = [
+        f"{n_slices} slices of {size}x{size} int16 (float32 volume {volume_bytes / 2**20:.1f} MiB), "
+        f"median of {repeats} runs, {platform.machine()} {_cpus()} CPU(s), Python {platform.python_version()}.",
+        "",
+        "| reader | median ms | time vs clinfuse raw | peak RSS growth MiB | peak / volume |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['median_s'] / base:.2f}x" if base else "n/a"
+        lines.append(
+            f"| {r['label']} | {r['median_s'] * 1000:.0f} | {ratio} | {r['peak_rss_bytes'] / 2**20:.1f} | "
+            f"{r['peak_rss_bytes'] / volume_bytes:.2f} |"
+        )
+    raw = next((r for r in rows if r["method"] == "clinfuse_raw"), None)
+    if raw and "tracemalloc_peak_bytes" in raw:
+        lines += ["", f"clinfuse raw read, tracemalloc peak: {raw['tracemalloc_peak_bytes'] / volume_bytes:.2f}x the volume."]
+    return "\n".join(lines) + "\n"
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def write_section(markdown: str, path: Path = REPO / "docs" / "BENCHMARKS.md") -> None:
+    """Replace (or append) this benchmark's section only; other sections belong to others."""
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):
+        text = path.read_text() if path.exists() else "# Benchmarks\n"
+        section = f"{HEADING}\n\nProduced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}"
+        start = text.find(HEADING + "\n")
+        if start < 0:
+            text = text.rstrip("\n") + "\n\n" + section
+        else:
+            nxt = text.find("\n## ", start + len(HEADING))
+            text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
+        path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=64, help="number of slices in the series")
+    parser.add_argument("--size", type=int, default=256, help="rows = columns of each slice")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per reader (median reported)")
+    parser.add_argument("--methods", default=",".join(METHODS.values()), help="comma-separated subset")
+    parser.add_argument("--write", action="store_true", help="write the table into docs/BENCHMARKS.md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(*json.loads(args.child))))
+        return
+    rows, volume_bytes = run(args.slices, args.size, args.repeats, args.methods.split(","))
+    markdown = table(rows, volume_bytes, args.slices, args.size, args.repeats)
+    print(markdown)
+    if args.write:
+        write_section(markdown)
+
+
+if __name__ == "__main__":
+    main()

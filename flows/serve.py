@@ -1,0 +1,161 @@
+"""Team mode on one machine: Prefect server, a worker per pool, MLflow server and the dashboard.
+
+Each service is a child process in its own process group (so a worker's
+flow-run subprocesses stop with it); :class:`Services` starts them in order,
+waits until each answers on its health URL, and stops them all (SIGTERM, then
+SIGKILL after a grace period) on exit, Ctrl-C or SIGTERM. Everything binds to
+``settings.bind_host`` (127.0.0.1 by default).
+
+The servers keep their state under ``CLINFUSE_HOME``: Prefect's SQLite database
+in ``prefect/``, MLflow's in ``mlflow.db`` (the same store embedded runs used,
+so earlier runs and models show up) with artifacts in ``mlartifacts/``.
+PostgreSQL instead: see docs/OPERATIONS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.prefect_env import prefect_env
+from flows.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Service:
+    """One child process: its command, environment additions and the URL that says it is up."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    health_url: str | None = None
+    url: str | None = None
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+
+def wait_http(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 2xx; raise with a reason when the process died or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process serving {url} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own local server
+                if 200 <= resp.status < 300:
+                    return
+        except Exception as exc:  # noqa: BLE001 - keep polling
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(1.0)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s ({last})")
+
+
+def prefect_server(settings: Settings, port: int) -> Service:
+    host = settings.bind_host
+    return Service("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)],
+                   env={**prefect_env(settings), "PREFECT_UI_API_URL": f"http://{host}:{port}/api"},
+                   health_url=f"http://{host}:{port}/api/health", url=f"http://{host}:{port}")
+
+
+def worker(settings: Settings, pool: str, api_url: str, mlflow_uri: str | None = None) -> Service:
+    env = {**prefect_env(settings), "PREFECT_API_URL": api_url, "CLINFUSE_HOME": str(settings.home),
+           "CLINFUSE_PREFECT_API_URL": api_url}
+    if mlflow_uri:
+        env["CLINFUSE_MLFLOW_TRACKING_URI"] = mlflow_uri
+    return Service(f"worker-{pool}", [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                                      "--name", f"clinfuse-{pool}-{os.uname().nodename}"], env=env)
+
+
+def mlflow_server(settings: Settings, port: int) -> Service:
+    host = settings.bind_host
+    artifacts = settings.mlflow_artifact_root or str(settings.home / "mlartifacts")
+    backend = settings.mlflow_tracking_uri if (settings.mlflow_tracking_uri or "").startswith(
+        ("postgresql", "mysql", "sqlite")) else f"sqlite:///{settings.home / 'mlflow.db'}"
+    return Service("mlflow-server", [str(BIN / "mlflow"), "server", "--host", host, "--port", str(port),
+                                     "--backend-store-uri", backend, "--artifacts-destination", artifacts],
+                   health_url=f"http://{host}:{port}/health", url=f"http://{host}:{port}")
+
+
+def dashboard(settings: Settings, port: int, mlflow_url: str | None, api_url: str | None) -> Service | None:
+    app = REPO_ROOT / "dashboard" / "app.py"
+    if not app.is_file():
+        return None
+    host = settings.bind_host
+    env = {"CLINFUSE_HOME": str(settings.home)}
+    if mlflow_url:
+        env["CLINFUSE_MLFLOW_TRACKING_URI"] = mlflow_url
+    if api_url:
+        env["CLINFUSE_PREFECT_API_URL"] = api_url
+    return Service("dashboard", [str(BIN / "streamlit"), "run", str(app), "--server.address", host,
+                                 "--server.port", str(port), "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false"],
+                   env=env, health_url=f"http://{host}:{port}/_stcore/health", url=f"http://{host}:{port}")
+
+
+class Services:
+    """Start services in order, stop them all in reverse; usable as a context manager."""
+
+    def __init__(self, log_dir: Path, startup_timeout_s: float = 180.0) -> None:
+        self.log_dir = Path(log_dir)
+        self.startup_timeout_s = startup_timeout_s
+        self.started: list[Service] = []
+
+    def start(self, service: Service) -> Service:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        service.log_path = self.log_dir / f"{service.name}.log"
+        log = open(service.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        env = {**os.environ, **service.env}
+        service.process = subprocess.Popen(service.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
+        self.started.append(service)
+        if service.health_url:
+            try:
+                wait_http(service.health_url, self.startup_timeout_s, service.process)
+            except (RuntimeError, TimeoutError) as exc:
+                tail = service.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{service.name} did not start: {exc}\n--- {service.log_path} ---\n{tail}") from exc
+        return service
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM every process group (newest first), then SIGKILL what is still alive."""
+        for service in reversed(self.started):
+            proc = service.process
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        for service in reversed(self.started):
+            proc = service.process
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # also reaps children left in the group
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait(timeout=5)
+        self.started.clear()
+
+    def dead(self) -> list[Service]:
+        return [s for s in self.started if s.process is not None and s.process.poll() is not None]
+
+    def __enter__(self) -> "Services":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

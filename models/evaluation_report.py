@@ -1,0 +1,99 @@
+"""Writing evaluation results: ``report.md`` with PNG plots (matplotlib, Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_reliability(curves: dict[str, tuple], path: Path) -> Path:
+    """Reliability diagram: observed frequency vs mean predicted risk per bin, one line per curve."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
+    for name, (conf, freq, count) in curves.items():
+        ax.plot(conf, freq, "o-", label=name)
+    ax.set(xlabel="mean predicted risk", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_shapley(pred: pd.DataFrame, modalities: tuple[str, ...], path: Path) -> Path:
+    """Mean |Shapley| per modality over patients who had it (present or imputed)."""
+    vals = [float(np.nanmean(np.abs(pred[f"contrib_{m}"]))) if pred[f"contrib_{m}"].notna().any() else 0.0
+            for m in modalities]
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.bar(modalities, vals, color="tab:blue")
+    ax.set(ylabel="mean |contribution| (risk)", title="Per-modality Shapley contributions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(sweep: pd.DataFrame, mechanism: str, path: Path) -> Path:
+    """AUROC vs missing rate per imputation method, with bootstrap 95 % bands."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for method, grp in sweep[sweep["mechanism"] == mechanism].groupby("method"):
+        grp = grp.sort_values("rate")
+        ax.plot(grp["rate"] * 100, grp["auroc"], "o-", label=method)
+        ax.fill_between(grp["rate"] * 100, grp["auroc_low"], grp["auroc_high"], alpha=0.15)
+    ax.set(xlabel="missing rate per modality (%)", ylabel="test AUROC", title=f"{mechanism.upper()} sweep")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(table: pd.DataFrame, path: Path, title: str) -> Path:
+    """Horizontal AUROC bars with intervals, one per model."""
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))
+    y = np.arange(len(table))
+    err = np.vstack([table["auroc"] - table["auroc_low"], table["auroc_high"] - table["auroc"]])
+    ax.barh(y, table["auroc"], xerr=err, color="tab:green", alpha=0.8)
+    ax.set_yticks(y, table["model"])
+    ax.set(xlabel="test AUROC (95 % bootstrap CI)", xlim=(0.4, 1.0), title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table without the optional ``tabulate`` dependency."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_model_report(out: Path, config: dict[str, Any], metrics: dict[str, float], pred: pd.DataFrame,
+                       curves: tuple) -> Path:
+    """``report.md`` for one model on a held-out split, with reliability and Shapley PNGs."""
+    modalities = tuple(c[len("contrib_"):] for c in pred.columns if c.startswith("contrib_"))
+    plot_reliability({"calibrated": curves[0], "uncalibrated": curves[1]}, out / "reliability.png")
+    plot_shapley(pred, modalities, out / "shapley.png")
+    rows = pd.DataFrame([{"metric": k, "value": v} for k, v in metrics.items()])
+    text = [f"# Evaluation: {config.get('fusion')} fusion, {config.get('impute')} imputation", "",
+            f"Held-out patients: {int(metrics.get('n', len(pred)))}. Intervals: patient bootstrap, 95 %.", "",
+            "## Metrics", "", _md_table(rows, 4), "",
+            "## Calibration", "", "![reliability](reliability.png)", "",
+            "## Per-modality Shapley contributions", "", "![shapley](shapley.png)", "",
+            "## Configuration", "", _md_table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in config.items()])),
+            ""]
+    path = out / "report.md"
+    path.write_text("\n".join(text))
+    return path

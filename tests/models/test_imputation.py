@@ -1,0 +1,102 @@
+"""Cross-profiling returns embeddings with uncertainty and donor provenance; baselines behave as named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.imputation import (CrossProfileImputer, MeanImputer, ZeroFillImputer, load_imputer,
+                               save_imputer)
+from models.synthetic_features import apply_missingness, synthetic_cohort
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    full = synthetic_cohort(300, dim=12, seed=3).features
+    train, test = full.subset(np.arange(200)), full.subset(np.arange(200, 300))
+    return full, apply_missingness(train, 0.3, "mcar", 1), test, apply_missingness(test, 0.5, "mcar", 2)
+
+
+def _mse(imp, truth, i, m):
+    rows = imp.imputed[:, i]
+    return float(((imp.features.embeddings[m][rows] - truth.embeddings[m][rows]) ** 2).mean())
+
+
+def test_cross_profile_provenance_and_uncertainty(cohort) -> None:
+    _, train, test, hidden = cohort
+    imp = CrossProfileImputer(k=5).fit(train)
+    out = imp.transform(hidden)
+    assert out.imputed.sum() == (~hidden.mask).sum() > 0
+    assert out.features.mask.all(), "imputed entries count as available to the model"
+    assert np.isfinite(out.uncertainty[out.imputed]).all() and (out.uncertainty[out.imputed] > 0).all()
+    assert np.isnan(out.uncertainty[~out.imputed]).all()
+    bank = set(train.patient_ids)
+    for i in range(len(test)):
+        for j, m in enumerate(test.modalities):
+            if out.imputed[i, j]:
+                donors = out.donors[i][m]
+                assert 1 <= len(donors) <= 5
+                assert {d["patient_id"] for d in donors} <= bank
+                assert test.patient_ids[i] not in {d["patient_id"] for d in donors}
+                assert abs(sum(d["weight"] for d in donors) - 1) < 1e-4
+            elif m in out.donors[i]:
+                pytest.fail("donors reported for a modality that was not imputed")
+    json.loads(out.donors_json(0))
+    # present embeddings are untouched
+    for j, m in enumerate(test.modalities):
+        np.testing.assert_array_equal(out.features.embeddings[m][hidden.mask[:, j]], test.embeddings[m][hidden.mask[:, j]])
+    assert set(np.unique(out.availability())) <= {"present", "imputed"}
+
+
+def test_cross_profile_beats_mean_and_uncertainty_is_honest(cohort) -> None:
+    _, train, test, hidden = cohort
+    cp = CrossProfileImputer().fit(train).transform(hidden)
+    mean = MeanImputer().fit(train).transform(hidden)
+    for i, m in enumerate(test.modalities):
+        assert _mse(cp, test, i, m) < _mse(mean, test, i, m), m
+    # reported variance within a factor 2 of the actual squared error
+    err = np.mean([_mse(cp, test, i, m) for i, m in enumerate(test.modalities)])
+    var = float(np.nanmean(cp.uncertainty ** 2))
+    assert 0.5 < var / err < 2.0
+
+
+def test_baselines(cohort) -> None:
+    _, train, _, hidden = cohort
+    zero = ZeroFillImputer().fit(train).transform(hidden)
+    assert not zero.imputed.any() and (zero.features.mask == hidden.mask).all()
+    mean = MeanImputer().fit(train).transform(hidden)
+    j = int(np.argmax((~hidden.mask).sum(0)))
+    m = hidden.modalities[j]
+    rows = ~hidden.mask[:, j]
+    np.testing.assert_allclose(mean.features.embeddings[m][rows], np.broadcast_to(
+        train.embeddings[m][train.mask[:, j]].mean(0), (rows.sum(), train.embeddings[m].shape[1])), rtol=1e-5)
+    assert mean.donors[0] == {}
+
+
+def test_patient_without_any_modality_uses_covariates(cohort) -> None:
+    _, train, test, _ = cohort
+    empty = test.with_mask(np.zeros_like(test.mask))
+    out = CrossProfileImputer(k=3).fit(train).transform(empty)
+    assert out.imputed.all() and np.isfinite(out.uncertainty).all()
+    assert all(len(out.donors[0][m]) == 3 for m in test.modalities)
+
+
+def test_save_load_round_trip(cohort, tmp_path) -> None:
+    _, train, _, hidden = cohort
+    imp = CrossProfileImputer(k=4).fit(train)
+    save_imputer(imp, tmp_path / "imp")
+    again = load_imputer(tmp_path / "imp")
+    a, b = imp.transform(hidden), again.transform(hidden)
+    for m in hidden.modalities:
+        np.testing.assert_allclose(a.features.embeddings[m], b.features.embeddings[m])
+    assert a.donors == b.donors and again.get_params() == imp.get_params()
+
+
+def test_unfitted_and_mismatched_inputs_give_clear_errors(cohort) -> None:
+    _, train, _, hidden = cohort
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CrossProfileImputer().transform(hidden)
+    with pytest.raises(ValueError, match="sources"):
+        CrossProfileImputer(sources="magic").fit(train)
