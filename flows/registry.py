@@ -11,6 +11,8 @@ itself.
 from __future__ import annotations
 
 import importlib.metadata as md
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +70,16 @@ def _requirements() -> list[str]:
 def log_pyfunc(model_dir: Path, features: FeatureSet, n_example: int = 2) -> mlflow.models.model.ModelInfo:
     """Log the saved TrainedModel folder as the pyfunc ``model`` of the active run."""
     example = features_to_frame(features.subset(np.arange(min(n_example, len(features)))))
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=ClinfusePyfunc(), artifacts={ARTIFACT_KEY: str(model_dir)},
-        signature=model_signature(tuple(features.modalities)), input_example=example,
-        pip_requirements=_requirements(),
-    )
+    with tempfile.TemporaryDirectory(prefix="clinfuse-model-") as tmp:
+        # Logged from a throwaway copy: MLflow records the source folder's path in MLmodel,
+        # and the training machine's paths must not travel with the model.
+        staged = Path(tmp) / ARTIFACT_KEY
+        shutil.copytree(model_dir, staged)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=ClinfusePyfunc(), artifacts={ARTIFACT_KEY: str(staged)},
+            signature=model_signature(tuple(features.modalities)), input_example=example,
+            pip_requirements=_requirements(),
+        )
 
 
 def held_out_auroc(model_uri: str, held_out: FeatureSet) -> float:
@@ -127,13 +134,13 @@ def register_with_gate(
     client.set_model_version_tag(name, version.version, "held_out_auroc", f"{candidate_auroc:.6f}")
     client.update_model_version(name, version.version, description=f"Gate: {alias}. {reason}")
     mlflow.log_params({"gate_decision": alias, "gate_reason": reason[:500], "registered_version": version.version,
-                       "gate_champion_version": current.version if current else "none"})
+                       "gate_champion_version": str(current.version) if current else "none"})
     mlflow.log_metric("gate_candidate_auroc", candidate_auroc)
     if champ_auroc is not None and np.isfinite(champ_auroc):
         mlflow.log_metric("gate_champion_auroc", champ_auroc)
     mlflow.set_tag("clinfuse.gate_decision", alias)
     return GateDecision(name, str(version.version), alias, float(candidate_auroc),
-                        current.version if current else None, champ_auroc, reason)
+                        str(current.version) if current else None, champ_auroc, reason)
 
 
 def load_champion(name: str = MODEL_NAME) -> tuple[mlflow.pyfunc.PyFuncModel, str, str]:

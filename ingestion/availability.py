@@ -39,7 +39,7 @@ def availability_mask(manifest: pd.DataFrame, cohort: pd.DataFrame | None = None
         patients = pd.Index(cohort["patient_id"].astype(str), name="patient_id")
     else:
         patients = pd.Index(sorted(pairs["patient_id"].unique()), name="patient_id", dtype=object)
-    mask = pd.DataFrame(MISSING, index=patients, columns=list(MODALITIES), dtype=object)
+    mask = pd.DataFrame(MISSING, index=patients, columns=list(MODALITIES))
     for modality in MODALITIES:
         have = set(pairs.loc[pairs["modality"] == modality, "patient_id"])
         mask.loc[mask.index.isin(have), modality] = PRESENT

@@ -12,15 +12,14 @@ addresses...) are dropped and named in the report.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
 
+from ingestion.manifest import atomic_path
 from ingestion.pseudonym import pseudonymise
 from ingestion.records import QuarantineError
 
@@ -135,17 +134,9 @@ def read_cohort(path: Path, secret: str) -> CohortTable:
 
 def write_cohort(frame: pd.DataFrame, path: Path) -> None:
     """Validate and write the pseudonymised cohort to ``path`` atomically."""
-    path = Path(path)
     frame = COHORT_SCHEMA.validate(frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(Path(path)) as tmp:
         frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_cohort(path: Path) -> pd.DataFrame:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import zipfile
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -136,22 +134,3 @@ def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:
         raise QuarantineError(
             f"{name}: pixel data is truncated ({got} of {expected} bytes); re-export the file"
         )
-
-
-def iso_date(ds: Dataset) -> str | None:
-    """The first of Study/Series/Acquisition/Content date as ISO ``YYYY-MM-DD`` (unshifted), or None."""
-    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
-        value = str(ds.get(keyword, "") or "").strip()
-        if re.fullmatch(r"\d{8}", value):
-            return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return None
-
-
-def first_number(value: Any) -> float | None:
-    """The first value of a possibly multi-valued numeric element (e.g. WindowCenter), or None."""
-    if value is None or value == "":
-        return None
-    try:
-        return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
-    except (TypeError, ValueError, IndexError):
-        return None

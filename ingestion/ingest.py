@@ -35,7 +35,7 @@ from ingestion.availability import CohortJoin, cohort_join
 from ingestion.cohort import read_cohort, write_cohort
 from ingestion.ingest_sources import discover_units
 from ingestion.ingest_worker import (
-    ItemResult, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
+    ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
     write_quarantine_pointer,
 )
 from ingestion.manifest import read_manifest, update_manifest, upsert_manifest
@@ -88,21 +88,29 @@ class IngestReport:
         return len(self.quarantined)
 
 
-PRELOAD: dict[str, tuple[str, ...]] = {
-    "note": ("ingestion.notes", "spacy", "negspacy.negation"),
-    "eeg": ("ingestion.eeg", "mne", "scipy.signal"),
-    "ct": ("ingestion.ct_volume", "torch", "monai.data", "monai.transforms"),
-    "xray": ("ingestion.xray_image", "torch", "monai.transforms"),
+PRELOAD: dict[str, tuple[str, tuple[str, ...]]] = {
+    "note": ("read_notes", ("spacy", "negspacy.negation")),
+    "eeg": ("read_eeg", ("mne", "scipy.signal")),
+    "ct": ("read_ct_series", ("torch", "monai.data", "monai.transforms")),
+    "xray": ("read_xray", ("torch", "monai.transforms")),
 }
-"""Modules imported once in the parent before forking workers, so no worker pays their import time
-(spaCy alone takes seconds, and would be paid again by every fresh pool after a crash)."""
+"""Per kind: the reader, and the heavy modules it imports on first use."""
 
 
-def _preload(kinds: set[str]) -> None:
+def _preload(kinds: set[str], readers: Readers) -> None:
+    """Import the real readers' heavy modules once in the parent before forking workers.
+
+    Forked workers inherit them, so no worker (nor a fresh pool after a crash)
+    pays the import again: spaCy alone takes seconds.
+    """
     if _mp_context().get_start_method() != "fork":
         return
-    for kind in sorted(kinds):
-        for module in PRELOAD.get(kind, ()):
+    for kind in sorted(kinds & set(PRELOAD)):
+        attr, modules = PRELOAD[kind]
+        reader = getattr(readers, attr)
+        if not isinstance(reader, LazyReader):
+            continue
+        for module in (reader.module, *modules):
             try:
                 importlib.import_module(module)
             except Exception as exc:  # noqa: BLE001 - the worker will report the reader's own error
@@ -287,7 +295,7 @@ def ingest(
     if additions:
         update_manifest(manifest_path, _add_source_files(additions, existing))
 
-    _preload({unit.kind for unit in todo})
+    _preload({unit.kind for unit in todo}, readers)
     new_items, batch, finished = 0, [], skipped
     for unit, results in run_units(todo, (config, home, secret, readers), workers):
         for result in results:

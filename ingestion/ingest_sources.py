@@ -86,7 +86,8 @@ def list_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
         dirs.sort()
         for name in sorted(names):
             path = Path(folder) / name
-            if path.resolve() not in skip:
+            # realpath, not Path.resolve: a symlink loop must become a quarantined row, not crash the walk
+            if Path(os.path.realpath(path)) not in skip:
                 out.append(path)
     return out
 
@@ -200,7 +201,7 @@ def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), t
     dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
     units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers)
              + _unreadable_units(f for f in hashed if f.error is not None))
-    return fold_duplicates(units)
+    return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(units)]
 
 
 def unit_files(units: Iterable[WorkUnit]) -> list[str]:

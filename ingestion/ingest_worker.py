@@ -15,8 +15,6 @@ import hashlib
 import importlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 import ingestion
+from ingestion.manifest import atomic_path
 from ingestion.pseudonym import date_shift_days, pseudonymise
 from ingestion.records import NormalisedItem, QuarantineError
 
@@ -103,6 +102,8 @@ class WorkUnit:
     quarantine: str | None = None
     duplicates: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    root: str = ""
+    """The source root, cut from reasons so the manifest names files relative to it."""
 
 
 @dataclass(frozen=True)
@@ -135,15 +136,8 @@ def now_utc() -> dt.datetime:
 
 
 def _atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def write_array(home: Path, modality: str, item_id: str, array: np.ndarray | dict[str, Any]) -> str:
@@ -196,6 +190,8 @@ def quarantined_result(unit: WorkUnit, reason: str, *, item_id: str | None = Non
                        source_uri: str | None = None, meta: dict[str, Any] | None = None) -> ItemResult:
     """A quarantined :class:`ItemResult` for ``unit`` (or one of its notes)."""
     modality = modality or (unit.kind if unit.kind in ("ct", "xray", "eeg", "note") else "unknown")
+    if unit.root:
+        reason = reason.replace(unit.root.rstrip("/") + "/", "")
     return ItemResult(item_id or unit.item_sha, patient_id, modality, source_uri or unit.source_uri,
                       unit.files, "quarantined", reason, "", {**_meta_base(unit), **(meta or {})}, now_utc())
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,24 +137,35 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return validate_manifest(_from_arrow(pq.read_table(path, schema=ARROW_SCHEMA)))
 
 
-def write_manifest(df: pd.DataFrame, path: Path) -> None:
-    """Validate and write ``df`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one ``os.replace``.
 
-    Callers that read-modify-write must hold :func:`manifest_lock`; use
-    :func:`update_manifest` which does both.
+    Readers of ``path`` see the old file or the new one, never a partial one;
+    on error the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    df = validate_manifest(df.reset_index(drop=True))
-    table = pa_arrow.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_manifest(df: pd.DataFrame, path: Path) -> None:
+    """Validate and write ``df`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Callers that read-modify-write must hold :func:`manifest_lock`; use
+    :func:`update_manifest` which does both.
+    """
+    df = validate_manifest(df.reset_index(drop=True))
+    table = pa_arrow.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def manifest_lock(path: Path, timeout: float = 600.0) -> FileLock:

@@ -18,14 +18,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from ingestion.dicom_source import (
-    check_decodable,
-    check_pixel_length,
-    first_number,
-    iso_date,
-    read_dataset,
-    transfer_syntax_name,
-)
+from ingestion.dicom_source import check_decodable, check_pixel_length, read_dataset, transfer_syntax_name
+from ingestion.dicom_values import first_number, iso_date
 from ingestion.records import NormalisedItem, QuarantineError
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # ITU-R BT.601, as used for greyscale conversion

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from models.calibration import expected_calibration_error, reliability_curve
 from models.feature_set import FeatureSet
@@ -36,14 +36,33 @@ class MetricCI:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
+def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(AUROC, average precision) from one sort, with sklearn's tie handling.
+
+    Written out because the bootstrap calls it thousands of times and sklearn's
+    per-call input validation dominates at that scale; ``test_evaluation``
+    checks it against ``roc_auc_score`` / ``average_precision_score``.
+    """
+    order = np.argsort(-p, kind="mergesort")
+    ys, ps = y[order], p[order]
+    last = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # last index of each distinct score
+    tps = np.cumsum(ys)[last].astype(float)
+    fps = (last + 1) - tps
+    pos, neg = tps[-1], fps[-1]
+    if pos == 0 or neg == 0:
+        return float("nan"), float("nan")
+    tpr, fpr = np.r_[0.0, tps / pos], np.r_[0.0, fps / neg]
+    auroc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    ap = float(np.sum(np.diff(tpr) * (tps / (tps + fps))))
+    return auroc, ap
+
+
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict[str, float]:
-    """AUROC, AUPRC, Brier, ECE; ranking metrics are NaN when only one class is present."""
+    """AUROC, AUPRC (average precision), Brier, ECE; ranking metrics are NaN with one class only."""
     y = np.asarray(labels).astype(int)
     p = np.asarray(probs, float)
-    two = len(np.unique(y)) == 2
-    return {"auroc": float(roc_auc_score(y, p)) if two else float("nan"),
-            "auprc": float(average_precision_score(y, p)) if two else float("nan"),
-            "brier": float(brier_score_loss(y, p, pos_label=1)),
+    auroc, ap = _ranking_metrics(y, p)
+    return {"auroc": auroc, "auprc": ap, "brier": float(np.mean((p - y) ** 2)),
             "ece": expected_calibration_error(y, p, n_bins)}
 
 
@@ -87,7 +106,7 @@ def paired_auroc_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np
     diffs = []
     for idx in _boot_indices(len(y), n_boot, seed):
         if len(np.unique(y[idx])) == 2:
-            diffs.append(roc_auc_score(y[idx], a[idx]) - roc_auc_score(y[idx], b[idx]))
+            diffs.append(_ranking_metrics(y[idx], a[idx])[0] - _ranking_metrics(y[idx], b[idx])[0])
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     return MetricCI(float(roc_auc_score(y, a) - roc_auc_score(y, b)), float(lo), float(hi))
 

@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from models.calibration import TemperatureScaler
 from models.feature_set import FeatureSet
 from models.fusion import FUSIONS, build_fusion
-from models.fusion.inputs import FusionInputs, predict_logits, to_inputs
+from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation import IMPUTERS, build_imputer
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     batch_size: int = 64
     modality_dropout: float = 0.2
-    patience: int = 20
+    patience: int = 30
     seed: int = 7
     val_fraction: float = 0.2
     strategy: str = "frozen"
@@ -57,6 +57,7 @@ class TrainConfig:
     k_donors: int = 10
     abstain_share: float = 0.5
     device: str = "cpu"
+    threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
 
     def validate(self) -> None:
         if self.fusion not in FUSIONS:
@@ -157,6 +158,13 @@ def train(features: FeatureSet, config: TrainConfig,
     from models.trained_model import TrainedModel
 
     config.validate()
+    with torch_threads(config.threads):
+        return _train(features, config, progress)
+
+
+def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> "TrainedModel":
+    from models.trained_model import TrainedModel
+
     seed_everything(config.seed)
     tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
     train_fs, val_fs = features.subset(tr_idx), features.subset(va_idx)

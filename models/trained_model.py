@@ -28,7 +28,7 @@ import torch
 from models.calibration import TemperatureScaler
 from models.feature_set import FeatureSet
 from models.fusion import build_fusion
-from models.fusion.inputs import FusionInputs, predict_logits, to_inputs
+from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation import ImputedFeatures, load_imputer, save_imputer
 from models.shapley import exact_modality_shapley
 from models.train import TrainConfig, _fusion_config
@@ -66,11 +66,13 @@ class TrainedModel:
 
     def risk(self, inputs: FusionInputs) -> np.ndarray:
         """Calibrated probability for tensors already imputed."""
-        return self.calibrator.transform(predict_logits(self.network, inputs))
+        with torch_threads(self.config.threads):
+            return self.calibrator.transform(predict_logits(self.network, inputs))
 
     def logits(self, features: FeatureSet) -> np.ndarray:
         """Uncalibrated logits (for ECE before temperature scaling)."""
-        return predict_logits(self.network, to_inputs(self.impute(features), self.config.device))
+        with torch_threads(self.config.threads):
+            return predict_logits(self.network, to_inputs(self.impute(features), self.config.device))
 
     def predict_risk(self, features: FeatureSet) -> np.ndarray:
         """Calibrated risk only (fast path for evaluation sweeps)."""

@@ -3,7 +3,8 @@
 The disease signal is the number of disease findings stated as present (the
 rest of the disease vocabulary appears negated: "no evidence of ...",
 "denies ..."), a monotone step function of the note evidence of the latent
-model. The body carries planted PHI (name, birth date, MRN, phone, address,
+model, and the recorded temperature, linear in that evidence (so the text
+reveals the evidence almost exactly, as the oracle assumes). The body carries planted PHI (name, birth date, MRN, phone, address,
 visit date) so that de-identification can be tested against known strings.
 Notes never mention a side, so they carry no information on the interaction.
 """
@@ -32,6 +33,11 @@ def positive_finding_count(evidence: float) -> int:
     return int(np.sum(evidence > np.asarray(NOTE_THRESHOLDS)))
 
 
+def temperature_c(evidence: float) -> float:
+    """Body temperature in the note: linear in the evidence, so the text reveals it to 0.1 C (~0.3 sd)."""
+    return round(37.3 + 0.35 * evidence, 1)
+
+
 def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evidence: float) -> tuple[str, list[str]]:
     """The note text and the PHI strings planted in it (exactly as written)."""
     note_type = str(rng.choice(NOTE_TYPES))
@@ -53,7 +59,7 @@ def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evid
     findings = [str(rng.choice(POSITIVE_TEMPLATES)).format(f) for f in positive]
     findings += [str(rng.choice(NEGATION_TEMPLATES)).format(f) for f in negated]
     findings = [findings[i] for i in rng.permutation(len(findings))]
-    findings.append(f"Vitals: T {rng.normal(37.2 + 0.25 * n_pos, 0.3):.1f} C, HR {int(rng.integers(60, 110))}, "
+    findings.append(f"Vitals: T {temperature_c(evidence):.1f} C, HR {int(rng.integers(60, 110))}, "
                     f"BP {int(rng.integers(105, 165))}/{int(rng.integers(60, 95))}.")
     if n_pos >= 3:
         impression = "Constellation of findings concerning for an acute inflammatory process; r/o CNS infection."

@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runti
 import numpy as np
 import torch
 from torch import nn
+
+from models.embedding_store import atomic_write_bytes  # noqa: F401 - re-exported for encoders
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +93,6 @@ def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") ->
         return None
     files = [p for p in Path(encoders_dir).glob(f"{name}-*{suffix}") if p.stem[len(name) + 1:].isalnum()]
     return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TorchEncoder:

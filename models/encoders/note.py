@@ -71,7 +71,10 @@ def findings_vector(findings: Sequence[dict[str, Any]], terms: Sequence[str]) ->
         text = str(f.get("text", "")).lower()
         for i, term in enumerate(terms):
             if term in text:
-                out[i] = max(out[i], -1.0) if f.get("negated") else 1.0
+                if not f.get("negated"):
+                    out[i] = 1.0
+                elif out[i] == 0.0:
+                    out[i] = -1.0
     return out
 
 

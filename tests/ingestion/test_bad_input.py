@@ -23,6 +23,8 @@ from tests.ingestion.dicom_factory import cr_dataset, ct_slice_dataset, write_ct
 from tests.ingestion.source_factory import write_edf, write_note
 
 SECRET = "bad-input-secret"
+pytestmark = pytest.mark.slow  # one shared ingest run; importing torch, MONAI, MNE and spaCy dominates
+
 READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(8, 16, 16), xray_shape=(32, 32),
                    eeg_sfreq=64.0, eeg_window_s=2.0, eeg_line_freq=50.0)
 
@@ -154,6 +156,7 @@ def test_bad_input_is_quarantined_with_a_reason(ingested, case: str, words: str)
     row = _row(ingested, case)
     assert row["status"] == "quarantined"
     assert row["array_uri"] == ""
+    assert str(ingested[3]) not in row["reason"]  # paths relative to the source root
     assert pd.Series([row["reason"]]).str.contains(words, case=False, regex=True).item(), row["reason"]
     home = Path(ingested[0].manifest_path).parent
     assert (home / "quarantine" / f"{row['item_id']}.json").is_file()

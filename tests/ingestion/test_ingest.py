@@ -248,7 +248,7 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
                           for m in ("ct", "xray", "eeg", "note")},
                          index=[pseudonymise(p, SECRET) for p in answers["patient_id"]])
     mask = availability_mask(df, load_cohort(home / "cohort.parquet"))
-    assert mask.equals(truth.loc[mask.index].rename_axis("patient_id"))
+    pd.testing.assert_frame_equal(mask, truth.loc[mask.index].rename_axis("patient_id"), check_dtype=False)
     assert report.cohort.in_files_not_in_cohort == () and report.cohort_quarantined == ()
 
     phi = _phi_strings(small_phantom)
@@ -266,3 +266,27 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
     again = ingest(small_phantom, small_phantom / "cohort.csv", home, SECRET, workers=2, **READER_ARGS)
     assert again.new == 0 and again.skipped == len(df)
     assert (home / "manifest.parquet").read_bytes() == before
+
+
+def _ingest_in_child(source: str, home: str) -> None:
+    run(Path(source), Path(home), workers=1)
+
+
+def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_path: Path) -> None:
+    import multiprocessing
+
+    for i in range(8):
+        write(source / "extra" / f"e{i}.edf", f"patient=MRN2{i}\n")
+    home = tmp_path / "home"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_ingest_in_child, args=(str(source), str(home))) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    df = read_manifest(home / "manifest.parquet")
+    assert len(df) == 12 and df["item_id"].is_unique
+    assert all_source_files(df) == sorted(
+        [f"eeg/{n}.edf" for n in "ab"] + [f"extra/e{i}.edf" for i in range(8)] + ["misc/photo.png", "notes/n1.txt"])
+    assert run(source, home).new == 0

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from ingestion.phantom import PhantomSummary, generate_cohort
 
-TINY = {"n_patients": 3, "missing_rate": 0.2, "eeg_seconds": (4, 6)}
+TINY = {"n_patients": 2, "missing_rate": 0.2, "eeg_seconds": (4, 6)}
 
 
 def tree_digest(root: Path) -> str:
@@ -67,7 +67,7 @@ def test_refuses_to_mix_two_cohorts_and_bad_arguments(tmp_path: Path) -> None:
 def test_cli_writes_a_cohort_and_reports_a_clear_error_on_reuse(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["phantom", "--patients", "2", "--out", str(tmp_path / "cli"), "--seed", "5",
-            "--missing-rate", "0.3", "--mechanism", "mnar", "--eeg-min-s", "4", "--eeg-max-s", "5"]
+            "--missing-rate", "0.3", "--mechanism", "mnar", "--eeg-min-s", "4", "--eeg-max-s", "5", "--workers", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "patients" in result.output and (tmp_path / "cli" / "answers.parquet").is_file()

@@ -191,3 +191,15 @@ def test_every_planted_phi_string_is_in_that_patients_files(small_phantom: Path,
         assert len(row["planted_phi"]) >= 5
         missing = [s for s in row["planted_phi"] if s not in corpus]
         assert not missing, (row["patient_id"], missing)
+
+
+def test_note_findings_and_temperature_follow_the_note_evidence(small_phantom: Path, answers: pd.DataFrame) -> None:
+    from ingestion.phantom.notes import DISEASE_FINDINGS, positive_finding_count, temperature_c
+
+    for row in _rows(answers, "note"):
+        text = (small_phantom / row["files_note"][0]).read_text(encoding="utf-8")
+        findings = text.split("FINDINGS:")[1].split("IMPRESSION:")[0]
+        stated = [f for f in DISEASE_FINDINGS
+                  if re.search(rf"(c/o|notable for|Reports|\+) {re.escape(f)}\b", findings)]
+        assert len(stated) == positive_finding_count(row["ev_note"]), (row["patient_id"], stated)
+        assert f"T {temperature_c(row['ev_note']):.1f} C" in findings

@@ -71,7 +71,8 @@ def write_synthetic_home(home: Path, n_patients: int = 40, seed: int = 0, streng
     """Write arrays under ``home/arrays`` and return (manifest, cohort) DataFrames.
 
     A positive patient shows each modality's sign with probability ``strength``, a
-    negative one with ``1 - strength``. ``bad_items`` extra ok rows point at corrupt files.
+    negative one with ``1 - strength``. ``bad_items`` extra ok rows (ingested last, so they
+    are their patients' latest items) point at corrupt files.
     """
     rng = np.random.default_rng(seed)
     rows, cohort = [], []
@@ -96,9 +97,9 @@ def write_synthetic_home(home: Path, n_patients: int = 40, seed: int = 0, streng
                 payload, ext = json.dumps(note_json(rng, sign)).encode(), "json"
             rows.append(_write_item(home, pid, m, payload, ext, t0 + timedelta(minutes=len(rows))))
     for j in range(bad_items):
-        m = ("ct", "eeg", "xray")[j % 3]
+        m = ("eeg", "xray", "ct")[j % 3]
         rows.append(_write_item(home, cohort[j % len(cohort)]["patient_id"], m,
-                                b"this is not an npy file", "npy", t0 - timedelta(days=1)))
+                                b"this is not an npy file", "npy", t0 + timedelta(days=10)))
     rows.append({**rows[0], "item_id": "f" * 64, "content_sha256": "f" * 64, "status": "quarantined",
                  "reason": "unreadable DICOM", "array_uri": ""})
     return pd.DataFrame(rows), pd.DataFrame(cohort)

@@ -1,0 +1,62 @@
+"""Services: started in their own process groups, waited for, and all stopped (children included)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import psutil
+import pytest
+
+from flows.serve import Service, Services, mlflow_server, prefect_server, wait_http
+from tests.conftest import free_port
+
+
+def _http_service(port: int, name: str = "web") -> Service:
+    # A parent that also starts a child: stopping must take the whole group.
+    code = (f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+            f"import http.server; http.server.HTTPServer(('127.0.0.1', {port}), "
+            f"http.server.SimpleHTTPRequestHandler).serve_forever()")
+    return Service(name, [sys.executable, "-c", code], health_url=f"http://127.0.0.1:{port}/",
+                   url=f"http://127.0.0.1:{port}")
+
+
+def test_start_waits_for_health_and_stop_kills_the_group(tmp_path):
+    services = Services(tmp_path / "logs", startup_timeout_s=60)
+    with services:
+        svc = services.start(_http_service(free_port()))
+        time.sleep(0.5)
+        group = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == svc.process.pid]
+        assert len(group) >= 2  # the server and its child
+    for proc in group:
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    assert services.started == []
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_a_service_that_dies_is_reported_with_its_log(tmp_path):
+    services = Services(tmp_path / "logs", startup_timeout_s=30)
+    bad = Service("broken", [sys.executable, "-c", "print('cannot bind'); raise SystemExit(3)"],
+                  health_url=f"http://127.0.0.1:{free_port()}/")
+    with services, pytest.raises(RuntimeError, match="broken did not start.*cannot bind"):
+        services.start(bad)
+
+
+def test_wait_http_times_out_with_reason():
+    with pytest.raises(TimeoutError, match="did not answer"):
+        wait_http(f"http://127.0.0.1:{free_port()}/", timeout_s=2)
+
+
+def test_commands_bind_the_configured_host(settings):
+    p = prefect_server(settings, 4321)
+    assert p.argv[-4:] == ["--host", "127.0.0.1", "--port", "4321"]
+    assert p.env["PREFECT_HOME"].startswith(str(settings.home))
+    m = mlflow_server(settings, 5001)
+    assert "sqlite:///" + str(settings.home / "mlflow.db") in m.argv and "127.0.0.1" in m.argv

@@ -1,0 +1,96 @@
+"""encode_manifest (idempotent, bad input reported) and load_features (one row per patient)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from models.embedding_store import EmbeddingStore
+from models.features import encode_manifest, latest_items, load_features
+from tests.models.synthetic_arrays import _write_item, eeg_windows, write_synthetic_home
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cohort_home(tmp_path: Path):
+    home = tmp_path / "home"
+    manifest, cohort = write_synthetic_home(home, n_patients=16, seed=1, bad_items=2)
+    return home, manifest, cohort
+
+
+def test_encode_is_idempotent_and_reports_bad_items(cohort_home, tmp_path: Path) -> None:
+    home, manifest, cohort = cohort_home
+    store = EmbeddingStore(home / "embeddings")
+    calls: list[tuple[str, int, int]] = []
+    cold = encode_manifest(manifest, home, store, note_encoder="tfidf", encoders_dir=home / "encoders",
+                           quarantine_dir=home / "quarantine", progress=lambda *a: calls.append(a))
+    ok = manifest[manifest["status"] == "ok"]
+    bad = ok[ok["array_uri"].map(lambda u: (home / u).read_bytes().startswith(b"this is not"))]
+    for m in ("ct", "xray", "eeg", "note"):
+        n_unique = ok.loc[ok["modality"] == m, "content_sha256"].nunique()
+        n_bad = bad.loc[bad["modality"] == m, "content_sha256"].nunique()
+        assert cold.encoded[m] == n_unique - n_bad and cold.hits[m] == 0
+    assert len(cold.failures) == len(bad) and all("cannot read" in f.reason for f in cold.failures)
+    assert (home / "quarantine" / "encode_failures_eeg.parquet").exists()
+    assert calls[-1][1] == calls[-1][2]
+    warm = encode_manifest(manifest, home, store, note_encoder="tfidf", encoders_dir=home / "encoders")
+    assert sum(warm.encoded.values()) == 0
+    assert warm.hits == cold.encoded and warm.encoder_keys == cold.encoder_keys
+
+
+def test_load_features_one_row_per_patient(cohort_home) -> None:
+    home, manifest, cohort = cohort_home
+    store = EmbeddingStore(home / "embeddings")
+    report = encode_manifest(manifest, home, store, note_encoder="tfidf", encoders_dir=home / "encoders")
+    # a newer EEG recording for the first patient must win over the older one
+    pid = cohort["patient_id"].iloc[0]
+    newer = _write_item(home, pid, "eeg", eeg_windows(np.random.default_rng(9), True), "npy",
+                        manifest["ingested_at"].max() + timedelta(days=1))
+    manifest2 = pd.concat([manifest, pd.DataFrame([newer])], ignore_index=True)
+    report2 = encode_manifest(manifest2, home, store, modalities=("eeg",), encoders_dir=home / "encoders")
+    assert report2.encoded["eeg"] == 1
+    fs = load_features(manifest2, cohort, store, report.encoder_keys)
+    assert fs.patient_ids == tuple(cohort["patient_id"])
+    assert fs.dims() == {"ct": 64, "xray": 64, "eeg": 108, "note": 84}
+    latest = latest_items(manifest2)
+    failed = {f.content_sha256 for f in report.failures}
+    for j, m in enumerate(fs.modalities):
+        have = set(latest.loc[(latest["modality"] == m) & ~latest["content_sha256"].isin(failed), "patient_id"])
+        assert {p for p, k in zip(fs.patient_ids, fs.mask[:, j]) if k} == have
+        assert np.all(fs.embeddings[m][~fs.mask[:, j]] == 0)
+    eeg_key = tuple(report.encoder_keys["eeg"])
+    want = store.get_many([(newer["content_sha256"], *eeg_key)])
+    np.testing.assert_array_equal(fs.embeddings["eeg"][0], next(iter(want.values())))
+    assert fs.covariates.shape == (16, 5)
+    np.testing.assert_allclose(fs.covariates.mean(axis=0), 0, atol=1e-5)
+    assert fs.labels.dtype == np.int64 and set(fs.labels) <= {0, 1}
+
+
+def test_linear_probe_beats_chance_where_a_modality_carries_signal(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    manifest, cohort = write_synthetic_home(home, n_patients=48, seed=4, strength=0.9, missing_rate=0.0,
+                                            modalities=("eeg",))
+    store = EmbeddingStore(home / "embeddings")
+    report = encode_manifest(manifest, home, store, modalities=("eeg",))
+    fs = load_features(manifest, cohort, store, report.encoder_keys)
+    auc = cross_val_score(LogisticRegression(max_iter=3000), fs.embeddings["eeg"], fs.labels, cv=4,
+                          scoring="roc_auc").mean()
+    assert auc > 0.75
+    shuffled = np.random.default_rng(0).permutation(fs.labels)
+    null = cross_val_score(LogisticRegression(max_iter=3000), fs.embeddings["eeg"], shuffled, cv=4,
+                           scoring="roc_auc").mean()
+    assert null < auc - 0.15
