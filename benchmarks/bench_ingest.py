@@ -1,11 +1,12 @@
-"""Ingest throughput on a phantom cohort: patients/s for a cold run and for a warm (unchanged) re-run.
+"""Ingest throughput on a phantom cohort: patients/s cold (fresh home) and warm (unchanged re-run).
 
-    .venv/bin/python benchmarks/bench_ingest.py --patients 200 --workers 2
+    .venv/bin/python benchmarks/bench_ingest.py --patients 200 --workers 1,2
 
-Generates the cohort (or reuses ``--cohort-dir`` if it already holds one),
-ingests it into a fresh home, then ingests it again: the warm run only hashes
-files and finds every item in the manifest. Prints Markdown table rows for
-docs/BENCHMARKS.md ("## Ingest throughput").
+Generates the cohort (or reuses ``--cohort-dir`` when it already holds one) and,
+for each worker count, ingests it into a fresh home (cold), then again (warm:
+files are hashed, every item is found in the manifest, nothing is read). The
+alternative compared is the worker count (1 = serial reading in one process).
+Prints Markdown rows for docs/BENCHMARKS.md ("## Ingest throughput").
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
-
-import psutil
 
 from ingestion.ingest import IngestReport, ingest
 from ingestion.phantom import generate_cohort
@@ -27,20 +27,27 @@ READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(32, 64, 64), xray_sh
 """The defaults of flows.settings.Settings, spelled out so the benchmark does not read the environment."""
 
 
-def _run(cohort_dir: Path, home: Path, workers: int) -> tuple[IngestReport, float]:
-    start = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (the reader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _run(cohort_dir: Path, home: Path, workers: int) -> tuple[IngestReport, float, float]:
+    wall, cpu = time.perf_counter(), _cpu_s()
     report = ingest(cohort_dir, cohort_dir / "cohort.csv", home, "bench-secret", workers=workers, **READER_ARGS)
-    return report, time.perf_counter() - start
+    return report, time.perf_counter() - wall, _cpu_s() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=200, help="phantom cohort size")
-    parser.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts to compare")
     parser.add_argument("--cohort-dir", type=Path, default=None, help="reuse/generate the phantom here")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         cohort_dir = args.cohort_dir or Path(tmp) / "cohort"
         if not (cohort_dir / "cohort.csv").exists():
@@ -49,19 +56,21 @@ def main() -> None:
             print(f"generated {args.patients} patients in {time.perf_counter() - t0:.1f} s")
         files = [p for p in cohort_dir.rglob("*") if p.is_file()]
         size_mb = sum(p.stat().st_size for p in files) / 1e6
-        home = Path(tmp) / "home"
-        cold, cold_s = _run(cohort_dir, home, args.workers)
-        warm, warm_s = _run(cohort_dir, home, args.workers)
+        for workers in (int(w) for w in args.workers.split(",")):
+            home = Path(tmp) / f"home_{workers}"
+            for name in ("cold", "warm re-run"):
+                report, wall, cpu = _run(cohort_dir, home, workers)
+                rows.append((name, workers, report, wall, cpu))
+                print(f"{name} workers={workers}: {wall:.1f} s wall, {cpu:.1f} s CPU, {report.new} read, "
+                      f"{report.skipped} skipped, {report.n_quarantined} quarantined", flush=True)
 
     n = args.patients
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
-    print(f"\ncold: {cold.new} items read, {cold.n_quarantined} quarantined; warm: {warm.new} read, "
-          f"{warm.skipped} skipped\n")
-    print("| run | patients | files (MB) | workers | wall s | patients/s | items read | machine |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, report, seconds in (("cold", cold, cold_s), ("warm re-run", warm, warm_s)):
-        print(f"| {name} | {n} | {len(files)} ({size_mb:.0f}) | {args.workers} | {seconds:.1f} | "
-              f"{n / seconds:.2f} | {report.new} | {machine} |")
+    print(f"\n{n} patients, {len(files)} files ({size_mb:.0f} MB); {platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| run | workers | items read | wall s | patients/s | CPU s (all processes) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, workers, report, wall, cpu in rows:
+        print(f"| {name} | {workers} | {report.new} | {wall:.1f} | {n / wall:.2f} | {cpu:.0f} |")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,18 @@ app.command("pipeline")(pipeline); app.command("predict")(predict)
 from flows.commands.serve import deploy, serve  # noqa: E402
 
 app.command("serve")(serve); app.command("deploy")(deploy)
+from flows.commands.encode import encode  # noqa: E402
+
+app.command("encode")(encode)
+from flows.commands.pretrain import pretrain  # noqa: E402
+
+app.command("pretrain")(pretrain)
+from flows.commands.train import train  # noqa: E402
+
+app.command("train")(train)
+from flows.commands.evaluate import evaluate  # noqa: E402
+
+app.command("evaluate")(evaluate)
 # --- end of command registrations ---
 
 

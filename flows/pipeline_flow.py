@@ -29,7 +29,10 @@ def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None =
     reports = encode_flow.with_options(task_runner=task_runner(settings, dask))(home=str(settings.home))
     trained = train_flow(home=str(settings.home), fusion=fusion, impute=impute, epochs=epochs,
                          encode_reports=reports)
-    evaluated = evaluate_flow(home=str(settings.home), encode_reports=reports)
+    # A newly promoted champion was just evaluated on these held-out patients inside the train flow;
+    # re-evaluate only when the champion is an older model.
+    evaluated = (evaluate_flow(home=str(settings.home), encode_reports=reports) if trained["alias"] != "champion"
+                 else {"version": trained["version"], "metrics": trained["metrics"], "url": trained["url"]})
     cohort = load_cohort(settings.cohort_path)
     predicted = predict_features((str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)),
                                  cohort, settings, n_mc)

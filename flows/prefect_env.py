@@ -50,14 +50,17 @@ def apply_prefect_env(settings: Settings) -> None:
 @contextmanager
 def prefect_settings(settings: Settings) -> Iterator[None]:
     """Temporarily apply the variables when Prefect is already imported (tests, notebooks)."""
-    import prefect.settings as ps
     from prefect.settings import temporary_settings
 
     prefect_home(settings).mkdir(parents=True, exist_ok=True)
     env = prefect_env(settings)
-    updates = {ps.PREFECT_HOME: env["PREFECT_HOME"], ps.PREFECT_LOCAL_STORAGE_PATH: env["PREFECT_LOCAL_STORAGE_PATH"]}
+    updates: dict[str, object] = {
+        "home": env["PREFECT_HOME"], "results.local_storage_path": env["PREFECT_LOCAL_STORAGE_PATH"],
+        "server.analytics_enabled": False,
+        "server.ephemeral.startup_timeout_seconds": int(env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]),
+    }
     if settings.prefect_api_url:
-        updates[ps.PREFECT_API_URL] = settings.prefect_api_url
+        updates["api.url"] = settings.prefect_api_url
     with temporary_settings(updates=updates):
         yield
 

@@ -20,7 +20,13 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from ingestion.dicom_source import check_decodable, check_pixel_length, read_dataset, transfer_syntax_name
+from ingestion.dicom_source import (
+    check_decodable,
+    check_pixel_length,
+    malformed_is_quarantine,
+    read_dataset,
+    transfer_syntax_name,
+)
 from ingestion.dicom_values import first_number, iso_date, number, raw_numbers, raw_text, safe_description
 from ingestion.records import NormalisedItem, QuarantineError
 
@@ -238,12 +244,15 @@ def load_ct_volume(files: Sequence[Path | str]) -> CtVolume:
     affine[:3, 1] = iop[3:] * pixel_spacing[0]  # row index moves along the column direction
     affine[:3, 2] = iop[:3] * pixel_spacing[1]  # column index moves along the row direction
     affine[:3, 3] = positions[0]
-    spacing = (float(np.linalg.norm(step_vec)), float(pixel_spacing[0]), float(pixel_spacing[1]))
+    along = float(abs(step_vec @ normal))  # slice spacing proper; the affine keeps any gantry-tilt shear
+    tilt = float(np.degrees(np.arccos(min(1.0, along / max(float(np.linalg.norm(step_vec)), 1e-9)))))
+    spacing = (along, float(pixel_spacing[0]), float(pixel_spacing[1]))
     metadata: dict[str, Any] = {
         "n_slices": n,
         "original_shape": [n, rows, cols],
         "original_spacing_mm": [round(s, 4) for s in spacing],
         "orientation": [round(float(v), 5) for v in iop],
+        "gantry_tilt_deg": round(tilt, 3),
         "window_center": first_number(first.get("WindowCenter")),
         "window_width": first_number(first.get("WindowWidth")),
         "series_description": safe_description(first),
@@ -269,7 +278,9 @@ def _resample_in_place(
     hu -= AIR_HU
     tensor = MetaTensor(torch.from_numpy(hu)[None], affine=torch.from_numpy(_LPS_TO_RAS @ affine))
     tensor = Orientation(axcodes=OUTPUT_AXES, labels=None)(tensor)
-    tensor = Spacing(pixdim=tuple(float(s) for s in spacing_mm), mode="bilinear", padding_mode="zeros")(tensor)
+    tensor = Spacing(
+        pixdim=tuple(float(s) for s in spacing_mm), mode="bilinear", padding_mode="zeros", dtype=torch.float32
+    )(tensor)
     tensor = ResizeWithPadOrCrop(spatial_size=tuple(int(s) for s in shape))(tensor)
     out = tensor.as_tensor()[0].numpy().astype(np.float32, copy=False)
     out += AIR_HU
@@ -293,7 +304,9 @@ def read_ct_series(
     its acquisition grid in slice order (used by the benchmark). Raises
     QuarantineError with a reason a person can act on for bad input.
     """
-    volume = load_ct_volume(files)
+    first = os.fspath(files[0]) if files else "empty series"
+    with malformed_is_quarantine(f"CT series starting with {first}"):
+        volume = load_ct_volume(files)
     metadata = dict(volume.metadata)
     if spacing_mm is None and shape is None:
         array = volume.hu

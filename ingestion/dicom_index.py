@@ -110,6 +110,10 @@ def _iter_sources(root: Path) -> Iterator[tuple[str, str | None]]:
                     yield rel, f"{rel}: .zip archive cannot be opened ({exc}); re-create the export"
                     continue
                 for member in members:
+                    if member.startswith(("/", "\\")) or ".." in member.replace("\\", "/").split("/"):
+                        yield (f"{rel}{ZIP_SEPARATOR}{member}", f"{rel}: archive member {member!r} has an absolute "
+                               "or '..' path (a path-traversal archive) and is not read; re-create the export")
+                        continue
                     yield f"{rel}{ZIP_SEPARATOR}{member}", None
             else:
                 yield rel, None

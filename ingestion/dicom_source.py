@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -102,6 +104,11 @@ def check_decodable(ds: Dataset, name: str) -> None:
             f"{name}: no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')}); "
             "it is not an image, or the export dropped the pixels"
         )
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel") if k not in ds]
+    if missing:
+        raise QuarantineError(
+            f"{name}: pixel data without the image attributes {', '.join(missing)}; the file is malformed"
+        )
     ts = UID(ds.file_meta.TransferSyntaxUID)
     try:
         decoder = get_decoder(ts)
@@ -134,3 +141,20 @@ def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:
         raise QuarantineError(
             f"{name}: pixel data is truncated ({got} of {expected} bytes); re-export the file"
         )
+
+
+@contextmanager
+def malformed_is_quarantine(name: str) -> Iterator[None]:
+    """Turn the value errors that a malformed header raises deep in pydicom or numpy into a reason.
+
+    Bad input must never crash ingest; an attribute like NumberOfFrames '1A'
+    is the file's fault, and the person fixing it needs to know which file.
+    """
+    try:
+        yield
+    except QuarantineError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise QuarantineError(
+            f"{name}: malformed DICOM attributes ({type(exc).__name__}: {exc}); validate the file (e.g. dciodvfy)"
+        ) from None

@@ -33,7 +33,7 @@ import pandas as pd
 
 from ingestion.availability import CohortJoin, cohort_join
 from ingestion.cohort import read_cohort, write_cohort
-from ingestion.ingest_sources import discover_units
+from ingestion.ingest_sources import KnownItem, discover_units
 from ingestion.ingest_worker import (
     ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
     write_quarantine_pointer,
@@ -48,6 +48,8 @@ ProgressCallback = Callable[[int, int], None]
 
 FLUSH_EVERY = 200
 """Results written to the manifest in batches, so an interrupted run keeps what it finished."""
+FLUSH_EVERY_S = 5.0
+"""...and at least this often, so a killed run loses at most a few seconds of reading, not 200 items."""
 
 
 @dataclass(frozen=True)
@@ -270,9 +272,12 @@ def ingest(
                           tuple(map(int, xray_shape)), float(eeg_sfreq), float(eeg_window_s), float(eeg_line_freq))
     version = config.pipeline_version()
 
-    units = discover_units(source, readers, exclude=[Path(cohort_csv)] if cohort_csv else [])
     existing = read_manifest(manifest_path)
     done = _done_sources(existing, version)
+    known = [KnownItem(row["modality"], row["source_uri"], tuple(row["source_files"]), sha)
+             for sha, positions in done.items() if len(positions) == 1
+             for row in [existing.iloc[positions[0]]]]
+    units = discover_units(source, readers, exclude=[Path(cohort_csv)] if cohort_csv else [], known=known)
     todo, counts, quarantined = [], Counter(), []
     additions: dict[int, list[tuple[str, str]]] = {}
     for unit in units:
@@ -296,7 +301,7 @@ def ingest(
         update_manifest(manifest_path, _add_source_files(additions, existing))
 
     _preload({unit.kind for unit in todo}, readers)
-    new_items, batch, finished = 0, [], skipped
+    new_items, batch, finished, flushed_at = 0, [], skipped, time.monotonic()
     for unit, results in run_units(todo, (config, home, secret, readers), workers):
         for result in results:
             counts[(result.modality, result.status)] += 1
@@ -307,9 +312,9 @@ def ingest(
                 log.info("quarantined %s: %s", result.source_uri, result.reason)
             batch.append(result.manifest_row(version))
         finished += 1
-        if len(batch) >= FLUSH_EVERY:
+        if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
             upsert_manifest(manifest_path, batch)
-            batch = []
+            batch, flushed_at = [], time.monotonic()
         if progress:
             progress(finished, total)
     upsert_manifest(manifest_path, batch)

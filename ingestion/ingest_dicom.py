@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingestion.dicom_source import ZIP_SEPARATOR
+from ingestion.ingest_hashing import combined_sha, unreadable_id, zip_member_sha256
 from ingestion.ingest_worker import Readers, WorkUnit
 
 if TYPE_CHECKING:
     from ingestion.ingest_sources import SourceFile
-
-ZIP_SEPARATOR = "!"
-
-
-def _member_sha(root: Path, rel: str, chunk: int = 1 << 20) -> str | None:
-    """SHA-256 of a zip member's bytes (``a.zip!m/x.dcm``), streamed; None when it cannot be read."""
-    archive, member = rel.split(ZIP_SEPARATOR, 1)
-    digest = hashlib.sha256()
-    try:
-        with zipfile.ZipFile(root / archive) as zf, zf.open(member) as fh:
-            while block := fh.read(chunk):
-                digest.update(block)
-    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
-        return None
-    return digest.hexdigest()
 
 
 def _container(rel: str) -> str:
@@ -58,8 +44,6 @@ def _series_uri(files: Sequence[str], series_uid: str, shared_folders: Counter) 
 
 def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) -> list[WorkUnit]:
     """Work units for the DICOM ``candidates`` (files and .zip archives) under ``root``."""
-    from ingestion.ingest_sources import combined_sha, unreadable_id
-
     root = Path(root).resolve()
     sha_of: dict[str, str | None] = {c.relpath: c.sha256 for c in candidates}
     wanted = set(sha_of)
@@ -70,7 +54,8 @@ def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) 
 
     def sha(rel: str) -> str | None:
         if rel not in sha_of:
-            sha_of[rel] = _member_sha(root, rel)
+            archive, member = rel.split(ZIP_SEPARATOR, 1)
+            sha_of[rel] = zip_member_sha256(root / archive, member)
         return sha_of[rel]
 
     units: list[WorkUnit] = []
@@ -80,7 +65,7 @@ def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) 
         if not mine(group.files):
             continue
         seen.update(group.files)
-        units.append(_group_unit(index, group, sha, ct_folders, combined_sha, unreadable_id))
+        units.append(_group_unit(index, group, sha, ct_folders))
     for bad in index.quarantined:
         if not mine(bad.files):
             continue
@@ -103,7 +88,7 @@ def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) 
     return units
 
 
-def _group_unit(index: Any, group: Any, sha, ct_folders: Counter, combined_sha, unreadable_id) -> WorkUnit:  # noqa: ANN001
+def _group_unit(index: Any, group: Any, sha: Callable[[str], str | None], ct_folders: Counter) -> WorkUnit:
     """One CT series or radiograph; byte-identical files in a series are read once and listed as duplicates."""
     first_of: dict[str, str] = {}
     reads, duplicates = [], []

@@ -13,14 +13,13 @@ often drop or misname extensions.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from ingestion.ingest_hashing import CHUNK, combined_sha, sha256_file, unreadable_id
 from ingestion.ingest_worker import Readers, WorkUnit
 
 EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")
@@ -31,7 +30,6 @@ EEG_COMPANIONS: dict[str, tuple[str, ...]] = {
 }
 NOTE_EXTENSIONS: tuple[str, ...] = (".txt", ".csv", ".jsonl")
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".ima", ".zip", "")
-CHUNK = 1 << 20
 
 UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), EEG ({eeg}) and notes "
                 "({notes}); convert the file or move it out of the source folder").format(
@@ -48,27 +46,11 @@ class SourceFile:
     error: str | None = None
 
 
-def sha256_file(path: Path, chunk: int = CHUNK) -> str:
-    """SHA-256 of a file's content, streamed so large files never sit in memory whole."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def combined_sha(shas: Iterable[str]) -> str:
-    """Content id of a multi-file item: sha256 of its sorted, de-duplicated member hashes."""
-    return hashlib.sha256("\n".join(sorted(set(shas))).encode()).hexdigest()
-
-
-def unreadable_id(relpath: str) -> str:
-    """A stable id for a file whose content cannot be read (so it still gets exactly one row)."""
-    return hashlib.sha256(f"unreadable:{relpath}".encode()).hexdigest()
-
-
 def _hash_one(root: Path, path: Path) -> SourceFile:
     rel = path.relative_to(root).as_posix()
+    if path.is_symlink() and path.is_dir():
+        return SourceFile(rel, path, None, f"{rel}: a symbolic link to a folder, which clinfuse does not follow "
+                                           "(it may loop or lead outside the source); copy the folder in instead")
     try:
         return SourceFile(rel, path, sha256_file(path))
     except PermissionError:
@@ -84,7 +66,8 @@ def list_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
     out = []
     for folder, dirs, names in os.walk(root):
         dirs.sort()
-        for name in sorted(names):
+        linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # listed (and quarantined), not walked
+        for name in sorted(names + linked):
             path = Path(folder) / name
             # realpath, not Path.resolve: a symlink loop must become a quarantined row, not crash the walk
             if Path(os.path.realpath(path)) not in skip:
@@ -162,10 +145,44 @@ def _unit(kind: str, main: SourceFile, members: list[SourceFile]) -> WorkUnit:
                     read_paths=(str(main.path),))
 
 
-def _dicom_units(root: Path, files: list[SourceFile], readers: Readers) -> list[WorkUnit]:
-    """Group DICOM candidates into CT series and X-ray images with the DICOM index."""
+@dataclass(frozen=True)
+class KnownItem:
+    """A manifest row that needs no more work: its kind, files and source hash (for the warm-run shortcut)."""
+
+    kind: str
+    source_uri: str
+    files: tuple[str, ...]
+    source_sha: str
+
+
+def _known_dicom_units(files: list[SourceFile], known: Sequence[KnownItem]) -> list[WorkUnit] | None:
+    """Units rebuilt from the manifest when every DICOM file is already recorded with unchanged content.
+
+    Saves reading every DICOM header again on a warm re-run. Returns None (so the
+    index runs) as soon as one DICOM file is new, changed or recorded ambiguously.
+    """
+    sha_by_rel = {f.relpath: f.sha256 for f in files}
+    units: list[WorkUnit] = []
+    covered: set[str] = set()
+    for item in known:
+        if not item.files or any(f not in sha_by_rel for f in item.files):
+            continue
+        shas = {sha_by_rel[f] or "" for f in item.files}
+        accepted = {combined_sha(shas)} | (shas if len(shas) == 1 else set())
+        if item.source_sha not in accepted or covered.intersection(item.files):
+            continue
+        covered.update(item.files)
+        units.append(WorkUnit(item.kind, item.source_uri, item.files, item.source_sha))
+    return units if covered == set(sha_by_rel) else None
+
+
+def _dicom_units(root: Path, files: list[SourceFile], readers: Readers, known: Sequence[KnownItem]) -> list[WorkUnit]:
+    """Group DICOM candidates into CT series and X-ray images with the DICOM index (unless all are known)."""
     if not files:
         return []
+    shortcut = _known_dicom_units(files, known)
+    if shortcut is not None:
+        return shortcut
     from ingestion.ingest_dicom import dicom_units
 
     return dicom_units(root, files, readers)
@@ -192,23 +209,18 @@ def fold_duplicates(units: list[WorkUnit]) -> list[WorkUnit]:
     return out
 
 
-def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), threads: int = 4) -> list[WorkUnit]:
-    """All work units under ``root``: every file lands in exactly one unit's ``files``."""
+def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), threads: int = 4,
+                   known: Sequence[KnownItem] = ()) -> list[WorkUnit]:
+    """All work units under ``root``: every file lands in exactly one unit's ``files``.
+
+    ``known`` lists manifest items that need no work; when they account for
+    every DICOM file with unchanged content, the DICOM index is not run.
+    """
     root = Path(root)
     hashed = hash_files(root, list_files(root, exclude), threads)
     readable = [f for f in hashed if f.error is None]
     kinds = {f.relpath: classify(f) for f in readable}
     dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
-    units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers)
+    units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers, known)
              + _unreadable_units(f for f in hashed if f.error is not None))
     return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(units)]
-
-
-def unit_files(units: Iterable[WorkUnit]) -> list[str]:
-    """Every relative path the units account for (for the exactly-once check)."""
-    return [f for u in units for f in u.files]
-
-
-def describe(unit: WorkUnit) -> dict[str, Any]:
-    """A loggable summary of a unit: relative paths and kind only, no patient ids."""
-    return {"kind": unit.kind, "source_uri": unit.source_uri, "n_files": len(unit.files)}

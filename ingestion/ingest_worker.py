@@ -219,6 +219,10 @@ def _ok_result(unit: WorkUnit, item: NormalisedItem, home: Path, secret: str, *,
     if shifted:
         meta["event_date"] = shifted
     meta_text = _scrub(json.dumps(meta, sort_keys=True, default=str), str(original), patient_id)
+    if isinstance(item.array, np.ndarray) and not np.isfinite(item.array).all():
+        bad = int(item.array.size - np.count_nonzero(np.isfinite(item.array)))
+        raise QuarantineError(f"{source_uri}: the normalised {item.modality} array holds {bad} NaN/infinite value(s) "
+                              f"of {item.array.size}; the source's pixel or sample data is corrupt: re-export it")
     array_uri = write_array(home, item.modality, item_id, item.array)
     return ItemResult(item_id, patient_id, item.modality, source_uri, unit.files, "ok", "", array_uri,
                       json.loads(meta_text), now_utc())

@@ -62,6 +62,8 @@ _SECTION = re.compile(
 )
 PREAMBLE = "preamble"
 """Section name of text before the first heading."""
+MAX_NOTE_CHARS = 1_000_000
+"""Longest note body parsed (spaCy's default ``max_length``); a longer one is quarantined, not crashed on."""
 
 
 class NoteRowError(QuarantineError):
@@ -85,6 +87,9 @@ def read_notes(path: Path, secret: str) -> list[NormalisedItem | QuarantineError
     if suffix not in NOTE_EXTENSIONS:
         raise QuarantineError(f"note file {path.name} has extension {suffix!r}; notes are read from "
                               f"{', '.join(NOTE_EXTENSIONS)}: convert it to one of these.")
+    if suffix == ".txt" and path.stat().st_size > 4 * MAX_NOTE_CHARS:  # never read a huge "note" into memory
+        raise QuarantineError(f"note file {path.name} is {path.stat().st_size / 1e6:.1f} MB, far more than one "
+                              f"note ({MAX_NOTE_CHARS:,} characters at most); split it or export a notes table.")
     try:
         text, encoding = decode_text(path.read_bytes())
     except OSError as exc:
@@ -128,6 +133,9 @@ def note_item(
         raise QuarantineError(f"{where}: empty note (no text after the header); export the note again or remove it.")
     if not original_id:
         raise QuarantineError(f"{where}: the note has no patient id (MRN); add it to the note header or column.")
+    if len(body) > MAX_NOTE_CHARS:
+        raise QuarantineError(f"{where}: the note is {len(body):,} characters, more than the {MAX_NOTE_CHARS:,} "
+                              "clinfuse parses (several notes or an attachment pasted in?); split it and re-run.")
     day = _parse_date(str(fields.get("date") or ""), where)
     shifted = day - dt.timedelta(days=date_shift_days(original_id, secret))
     note_type = str(fields.get("note_type") or "").strip() or "unspecified"

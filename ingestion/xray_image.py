@@ -18,7 +18,13 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from ingestion.dicom_source import check_decodable, check_pixel_length, read_dataset, transfer_syntax_name
+from ingestion.dicom_source import (
+    check_decodable,
+    check_pixel_length,
+    malformed_is_quarantine,
+    read_dataset,
+    transfer_syntax_name,
+)
 from ingestion.dicom_values import first_number, iso_date
 from ingestion.records import NormalisedItem, QuarantineError
 
@@ -115,6 +121,11 @@ def read_xray(path: Path | str, shape: tuple[int, int] = (128, 128)) -> Normalis
     contributes its first frame and records ``n_frames``. Raises
     QuarantineError with an actionable reason for bad input.
     """
+    with malformed_is_quarantine(os.fspath(path)):
+        return _read_xray(path, shape)
+
+
+def _read_xray(path: Path | str, shape: tuple[int, int]) -> NormalisedItem:
     name = os.fspath(path)
     ds = read_dataset(path)
     check_decodable(ds, name)

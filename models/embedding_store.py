@@ -75,31 +75,35 @@ class EmbeddingStore:
         self.index_path = self.root / "index.parquet"
         self.shards_dir.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / "index.lock"), timeout=lock_timeout_s)
-        self._index_cache: tuple[tuple[int, int], pd.DataFrame] | None = None
+        self._index_cache: tuple[tuple[int, int, int], pd.DataFrame, dict] | None = None
 
     # -- index --------------------------------------------------------------------
-    def _read_index(self) -> pd.DataFrame:
-        """The index, re-read only when the file changed since the last read."""
+    def _read_index(self) -> tuple[pd.DataFrame, dict[tuple[str, ...], tuple[str, int, int, str]]]:
+        """The index table and a key -> (shard, row, dim, row_sha256) dict, re-read only when the file changed."""
         try:
             st = self.index_path.stat()
         except FileNotFoundError:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("row", "dim") else "object")
-                                 for c in INDEX_COLUMNS}).set_index(list(KEY_COLUMNS))
-        stamp = (st.st_mtime_ns, st.st_size)
+            empty = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("row", "dim") else "object")
+                                  for c in INDEX_COLUMNS})
+            return empty, {}
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if self._index_cache is None or self._index_cache[0] != stamp:
-            df = pd.read_parquet(self.index_path).set_index(list(KEY_COLUMNS))
-            self._index_cache = (stamp, df)
-        return self._index_cache[1]
+            df = pd.read_parquet(self.index_path)
+            lookup = {tuple(k): (sh, int(r), int(d), c) for k, sh, r, d, c in zip(
+                df[list(KEY_COLUMNS)].itertuples(index=False, name=None), df["shard"], df["row"], df["dim"],
+                df["row_sha256"])}
+            self._index_cache = (stamp, df, lookup)
+        return self._index_cache[1], self._index_cache[2]
 
     def index(self) -> pd.DataFrame:
         """A copy of the index as a flat DataFrame (one row per key)."""
-        return self._read_index().reset_index()
+        return self._read_index()[0].copy()
 
     def __len__(self) -> int:
-        return len(self._read_index())
+        return len(self._read_index()[1])
 
     def __contains__(self, key: object) -> bool:
-        return tuple(key) in self._read_index().index  # type: ignore[arg-type]
+        return tuple(key) in self._read_index()[1]  # type: ignore[arg-type]
 
     # -- reads --------------------------------------------------------------------
     def _load_shard(self, shard: str) -> np.ndarray | None:
@@ -112,25 +116,25 @@ class EmbeddingStore:
 
     def get_many(self, keys: Iterable[Sequence[str]]) -> dict[EmbeddingKey, np.ndarray]:
         """Vectors (float32) for the keys that are stored and intact; misses are simply absent."""
-        wanted = [EmbeddingKey(*k) for k in keys]
-        idx = self._read_index()
-        if not wanted or idx.empty:
-            return {}
-        present = [k for k in wanted if k in idx.index]
-        if not present:
-            return {}
-        rows = idx.loc[present]
+        _, lookup = self._read_index()
+        by_shard: dict[str, list[tuple[EmbeddingKey, int, int, str]]] = {}
+        for k in keys:
+            hit = lookup.get(tuple(k))
+            if hit is not None:
+                by_shard.setdefault(hit[0], []).append((EmbeddingKey(*k), hit[1], hit[2], hit[3]))
         out: dict[EmbeddingKey, np.ndarray] = {}
-        for shard, group in rows.groupby("shard", sort=False):
-            arr = self._load_shard(str(shard))
-            for key, rec in zip(group.index, group.itertuples(index=False)):
-                if arr is None or rec.row >= arr.shape[0] or arr.shape[1] != rec.dim:
+        for shard, entries in by_shard.items():
+            arr = self._load_shard(shard)
+            if arr is None:
+                continue
+            for key, row, dim, checksum in entries:
+                if row >= arr.shape[0] or arr.shape[1] != dim:
                     continue
-                vec = np.asarray(arr[rec.row])
-                if _row_sha(vec) != rec.row_sha256:
+                vec = np.asarray(arr[row])
+                if _row_sha(vec) != checksum:
                     log.warning("embedding %s failed its checksum in shard %s; treated as a miss", key[0], shard)
                     continue
-                out[EmbeddingKey(*key)] = vec.astype(np.float32)
+                out[key] = vec.astype(np.float32)
         return out
 
     def missing(self, keys: Iterable[Sequence[str]]) -> list[EmbeddingKey]:
@@ -175,9 +179,9 @@ class EmbeddingStore:
 
     def verify(self) -> list[EmbeddingKey]:
         """Keys whose stored bytes are unreadable or fail their checksum (a full scan)."""
-        idx = self._read_index()
-        good = self.get_many(idx.index)
-        return [EmbeddingKey(*k) for k in idx.index if EmbeddingKey(*k) not in good]
+        keys = [EmbeddingKey(*k) for k in self._read_index()[1]]
+        good = self.get_many(keys)
+        return [k for k in keys if k not in good]
 
     def prune_orphans(self, min_age_s: float = 3600.0) -> int:
         """Delete unreferenced shard files older than ``min_age_s``; returns how many.

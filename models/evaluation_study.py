@@ -104,8 +104,8 @@ def run_study(features: FeatureSet, answers: pd.DataFrame | None = None, config:
     if config.unimodal:
         for j, m in enumerate(features.modalities):
             say(f"unimodal {m}")
-            only = np.zeros_like(features.mask)
-            only[:, j] = True
+            only = np.zeros(len(features.modalities), bool)
+            only[j] = True
             tr = train_fs.with_mask(train_fs.mask & only).subset(train_fs.mask[:, j])
             te_rows = test_fs.mask[:, j]
             te = test_fs.with_mask(test_fs.mask & only).subset(te_rows)

@@ -19,6 +19,7 @@ import pandas as pd
 from ingestion.modalities import MODALITIES
 from models.embedding_store import EmbeddingKey, EmbeddingStore
 from models.encoders import Encoder, EncoderKey, build_encoder
+from models.encoders.base import auto_batch_size
 from models.feature_set import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class EncodeReport:
     encoded: dict[str, int] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    """Store lookups + encoding + writes, per modality (encoder construction excluded)."""
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+    """Building the encoder (network init or weight loading, version hash, TF-IDF fit)."""
     failures: list[EncodeFailure] = field(default_factory=list)
 
     def failed(self, modality: str) -> int:
@@ -122,6 +126,7 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
                     quarantine_dir: Path | None = None) -> EncodeReport:
     """Encode every usable manifest item whose embedding the store lacks; return what happened.
 
+    ``batch_size`` 0 picks one for the device (16 on CPU, sized to free memory on CUDA).
     Encoders default to :func:`models.encoders.build_encoder` (latest weights in
     ``encoders_dir``, else the seeded init). Unreadable arrays are reported in
     ``report.failures`` and, with ``quarantine_dir``, written to
@@ -140,7 +145,10 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
             report.encoder_keys[modality] = None  # type: ignore[assignment]
             continue
         ekey = encoder.key()
+        report.setup_seconds[modality] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         report.encoder_keys[modality], report.dims[modality] = ekey, encoder.dim
+        batch = batch_size if batch_size > 0 else auto_batch_size(encoder)
         keys = [EmbeddingKey(sha, *ekey) for sha in items["content_sha256"]]
         hits = store.get_many(keys)
         todo = items[[k not in hits for k in keys]]
@@ -148,13 +156,13 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
         failures: list[EncodeFailure] = []
         if progress:
             progress(modality, 0, len(todo))
-        for start in range(0, len(todo), batch_size):
-            shas, vectors = _encode_chunk(encoder, todo.iloc[start:start + batch_size], home, failures)
+        for start in range(0, len(todo), batch):
+            shas, vectors = _encode_chunk(encoder, todo.iloc[start:start + batch], home, failures)
             if vectors is not None and len(shas):
                 store.put_many([EmbeddingKey(s, *ekey) for s in shas], vectors)
                 report.encoded[modality] += len(shas)
             if progress:
-                progress(modality, min(start + batch_size, len(todo)), len(todo))
+                progress(modality, min(start + batch, len(todo)), len(todo))
         report.failures.extend(failures)
         if quarantine_dir is not None:
             _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", failures)

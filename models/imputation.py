@@ -51,6 +51,16 @@ class ImputedFeatures:
         return out
 
 
+def imputable(features: FeatureSet, min_rows: int) -> np.ndarray:
+    """Per modality: enough patients have it (and it has dimensions) to learn how to rebuild it.
+
+    A modality absent from the whole training cohort (no X-rays at this site, no
+    encoder configured) is left missing rather than invented.
+    """
+    return np.array([features.mask[:, i].sum() >= min_rows and features.embeddings[m].shape[1] > 0
+                     for i, m in enumerate(features.modalities)])
+
+
 class _Imputer(BaseEstimator):
     """Shared plumbing: fit_transform and an array-only state for saving without pickle."""
 
@@ -96,17 +106,16 @@ class MeanImputer(_Imputer):
     def fit(self, features: FeatureSet) -> "MeanImputer":
         self.modalities_ = tuple(features.modalities)
         self.mean_, self.sd_ = {}, np.zeros(len(self.modalities_))
+        self.imputable_ = imputable(features, 1)
         for i, m in enumerate(self.modalities_):
             rows = features.embeddings[m][features.mask[:, i]]
-            if len(rows) == 0:
-                raise ValueError(f"no patient has modality {m!r}: nothing to learn its mean from")
-            self.mean_[m] = rows.mean(0).astype(np.float32)
-            self.sd_[i] = float(np.sqrt(rows.var(0).mean()))
+            self.mean_[m] = rows.mean(0).astype(np.float32) if len(rows) else np.zeros(rows.shape[1], np.float32)
+            self.sd_[i] = float(np.sqrt(rows.var(0).mean())) if len(rows) and rows.shape[1] else np.nan
         return self
 
     def transform(self, features: FeatureSet) -> ImputedFeatures:
         self._check(features)
-        filled, imputed = {}, ~features.mask
+        filled, imputed = {}, ~features.mask & self.imputable_[None]
         for i, m in enumerate(self.modalities_):
             filled[m] = np.where(imputed[:, [i]], self.mean_[m], features.embeddings[m]).astype(np.float32)
         sd = np.broadcast_to(self.sd_, imputed.shape)
@@ -139,13 +148,14 @@ class CrossProfileImputer(_Imputer):
         self.modalities_ = tuple(features.modalities)
         mask = features.mask
         self.center_, self.scale_, self.prior_var_ = {}, {}, {}
+        self.imputable_ = imputable(features, 2)
+        mask = mask & self.imputable_[None]  # a modality too rare to learn is neither target nor source
         for i, m in enumerate(self.modalities_):
             rows = features.embeddings[m][mask[:, i]]
-            if len(rows) < 2:
-                raise ValueError(f"modality {m!r} is present for {len(rows)} patients; cross-profiling needs >= 2")
-            self.center_[m] = rows.mean(0)
-            self.scale_[m] = rows.std(0) + 1e-6
-            self.prior_var_[m] = np.array(rows.var(0).mean())
+            d = features.embeddings[m].shape[1]
+            self.center_[m] = rows.mean(0) if len(rows) else np.zeros(d)
+            self.scale_[m] = (rows.std(0) if len(rows) else np.ones(d)) + 1e-6
+            self.prior_var_[m] = np.array(rows.var(0).mean() if len(rows) and d else np.nan)
         self.bank_ids_ = np.array(features.patient_ids, dtype=str)
         self.bank_mask_ = mask.copy()
         self.bank_embeddings_ = {m: features.embeddings[m].astype(np.float32) for m in self.modalities_}
@@ -190,7 +200,7 @@ class CrossProfileImputer(_Imputer):
             key = f"{src}>{tgt}"
             if f"{key}/coef" not in self.translators_:
                 continue
-            avail = np.ones(n, bool) if src == "covariates" else features.mask[:, i]
+            avail = np.ones(n, bool) if src == "covariates" else features.mask[:, i] & self.imputable_[i]
             x = self._source_input(src, features.embeddings, cov)
             pred = x @ self.translators_[f"{key}/coef"] + self.translators_[f"{key}/intercept"]
             var = max(float(self.translators_[f"{key}/var"]), 1e-8)
@@ -208,6 +218,8 @@ class CrossProfileImputer(_Imputer):
         n, nb = len(features), len(self.bank_ids_)
         total, blocks = np.zeros((n, nb)), np.zeros((n, nb))
         for i, m in enumerate(self.modalities_):
+            if not self.imputable_[i]:
+                continue
             q = (features.embeddings[m] - self.center_[m]) / self.scale_[m]
             b = (self.bank_embeddings_[m] - self.center_[m]) / self.scale_[m]
             d2 = ((q ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * q @ b.T) / q.shape[1]
@@ -261,7 +273,7 @@ class CrossProfileImputer(_Imputer):
         donors: list[dict] = [{} for _ in range(n)]
         for j, m in enumerate(self.modalities_):
             rows = np.flatnonzero(~mask[:, j])
-            if len(rows) == 0:
+            if len(rows) == 0 or not self.imputable_[j]:
                 continue
             d = filled[m].shape[1]
             t_est, t_var = np.zeros((len(rows), d)), np.full(len(rows), np.inf)

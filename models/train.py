@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from models.calibration import TemperatureScaler
 from models.feature_set import FeatureSet
-from models.fusion import FUSIONS, build_fusion
+from models.fusion import FUSIONS, build_fusion, canonical_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation import IMPUTERS, build_imputer
 
@@ -60,6 +60,7 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
 
     def validate(self) -> None:
+        self.fusion = canonical_fusion(self.fusion)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion {self.fusion!r} unknown; choose one of {sorted(FUSIONS)}")
         if self.impute not in IMPUTERS:

@@ -87,6 +87,23 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pinned, asynchronous host-to-GPU copy on CUDA; a no-op on CPU."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x
+
+
+def auto_batch_size(encoder: object, cpu_default: int = 16, cap: int = 1024) -> int:
+    """A batch that fits: ``cpu_default`` on CPU, half the free GPU memory over per-item need on CUDA."""
+    device = getattr(encoder, "device", None)
+    if not isinstance(device, torch.device) or device.type != "cuda":
+        return cpu_default
+    free, _ = torch.cuda.mem_get_info(device)
+    per_item = int(getattr(encoder, "activation_bytes", 64 << 20))
+    return int(max(cpu_default, min(cap, free // 2 // per_item)))
+
+
 def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") -> Path | None:
     """Newest ``<name>-<version><suffix>`` in ``encoders_dir`` (by modification time), or None."""
     if encoders_dir is None or not Path(encoders_dir).is_dir():
@@ -108,6 +125,8 @@ class TorchEncoder:
     name: str = "torch"
     modality: str = ""
     extra_dim: int = 0
+    activation_bytes: int = 64 << 20
+    """Rough GPU memory one item needs in inference; sizes automatic CUDA batches."""
 
     def __init__(self, config: Any, *, seed: int = 0, encoders_dir: Path | None = None,
                  device: str = "cpu") -> None:
@@ -195,7 +214,7 @@ class TorchEncoder:
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         """Trainable embedding of prepared items, on ``self.device`` (gradients flow)."""
         x = torch.from_numpy(np.stack([np.asarray(it["x"], np.float32) for it in items]))
-        return self.net(x.to(self.device, non_blocking=True))
+        return self.net(to_device(x, self.device))
 
     def embed_prepared(self, items: Sequence[Item]) -> torch.Tensor:
         """Full embedding (trainable part + fixed extras) of prepared items."""

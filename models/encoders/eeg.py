@@ -22,7 +22,7 @@ from monai.transforms import Compose, MapTransform, RandGaussianNoised, RandScal
 from torch import nn
 
 from ingestion.modalities import STANDARD_1020
-from models.encoders.base import Item, TorchEncoder
+from models.encoders.base import Item, TorchEncoder, to_device
 
 BANDS: dict[str, tuple[float, float]] = {"delta": (0.5, 4.0), "theta": (4.0, 8.0),
                                          "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
@@ -130,7 +130,7 @@ class EEGEncoder(TorchEncoder):
         """Run the TCN on every window of every item, then average per item."""
         counts = torch.tensor([len(it["x"]) for it in items])
         x = torch.from_numpy(np.concatenate([np.asarray(it["x"], np.float32) for it in items]))
-        z = self.net(x.to(self.device, non_blocking=True))
+        z = self.net(to_device(x, self.device))
         owner = torch.repeat_interleave(torch.arange(len(items)), counts).to(z.device)
         pooled = torch.zeros(len(items), z.shape[1], device=z.device, dtype=z.dtype)
         pooled.index_add_(0, owner, z)

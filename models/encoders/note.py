@@ -26,10 +26,14 @@ import numpy as np
 from models.encoders.base import EncoderKey, atomic_write_bytes, latest_weights, stable_hash
 
 FINDING_TERMS: tuple[str, ...] = (
-    "hemorrhage", "infarct", "lesion", "mass", "midline shift", "edema", "hydrocephalus",
-    "seizure", "slowing", "epileptiform", "opacity", "consolidation", "effusion", "pneumonia",
-    "fever", "headache", "weakness", "aphasia", "confusion", "vomiting",
+    "lesion", "mass", "opacity", "consolidation", "effusion", "pneumothorax", "seizure", "slowing", "spike",
+    "sharp wave", "epileptiform", "hemorrhage", "infarct", "edema", "fracture", "cardiomegaly", "nodule",
+    "atelectasis", "pneumonia", "infiltrate", "midline shift", "hydrocephalus", "ischemia", "tumor", "abscess",
+    "encephalopathy", "fever", "confusion", "headache", "weakness",
 )
+"""Terms of ingestion's findings tagger (``ingestion.notes.FINDING_TERMS``, spelling variants folded)
+plus common presenting complaints; a finding matches a term by substring after folding."""
+SPELLING_VARIANTS = {"haemorrhage": "hemorrhage", "oedema": "edema", "tumour": "tumor", "ischaemia": "ischemia"}
 MINILM_DIM = 384
 
 
@@ -69,6 +73,8 @@ def findings_vector(findings: Sequence[dict[str, Any]], terms: Sequence[str]) ->
     out = np.zeros(len(terms), np.float32)
     for f in findings or ():
         text = str(f.get("text", "")).lower()
+        for variant, folded in SPELLING_VARIANTS.items():
+            text = text.replace(variant, folded)
         for i, term in enumerate(terms):
             if term in text:
                 if not f.get("negated"):

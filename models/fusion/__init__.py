@@ -22,12 +22,21 @@ FUSIONS: dict[str, type[FusionModule]] = {
 }
 
 
+ALIASES = {"attention": "cross_attention", "intermediate": "hybrid"}
+
+
+def canonical_fusion(kind: str) -> str:
+    """The registered name for ``kind`` (accepts the aliases "attention" and "intermediate")."""
+    return ALIASES.get(kind, kind)
+
+
 def build_fusion(kind: str, dims: dict[str, int], config: Any = None) -> FusionModule:
     """A fusion model of ``kind`` for embedding sizes ``dims`` (modality -> D, in modality order).
 
     ``config`` is a :class:`FusionConfig` or any object with some of its fields
     (e.g. a ``TrainConfig``); missing fields take FusionConfig defaults.
     """
+    kind = canonical_fusion(kind)
     if kind not in FUSIONS:
         raise ValueError(f"unknown fusion {kind!r}; choose one of {sorted(FUSIONS)}")
     if config is None:
@@ -38,5 +47,5 @@ def build_fusion(kind: str, dims: dict[str, int], config: Any = None) -> FusionM
     return FUSIONS[kind](dims, config)
 
 
-__all__ = ["FUSIONS", "FusionConfig", "FusionModule", "build_fusion", "CrossAttentionFusion",
+__all__ = ["ALIASES", "FUSIONS", "canonical_fusion", "FusionConfig", "FusionModule", "build_fusion", "CrossAttentionFusion",
            "EarlyFusion", "HybridFusion", "LateFusion"]

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
 
 
-def _task_states(since: datetime) -> dict[str, list[str]]:
-    """Task name prefix -> state names of every task run started after ``since``."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+EXPECTED = {"ingest": 1, "encode": 4, "train": 1, "evaluate": 1, "register": 1, "predict": 1}
 
+
+def _task_states(since: datetime, timeout_s: float = 60.0) -> dict[str, list[str]]:
+    """Task name -> state names of the task runs of every flow run started after ``since``.
+
+    Task runs reach the API through events, so poll until every expected task is recorded.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterStartTime
+
+    deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-            start_time=TaskRunFilterStartTime(after_=since)), limit=200)
-    out: dict[str, list[str]] = {}
-    for run in runs:
-        out.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name)
-    return out
+        while True:
+            flow_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                start_time=FlowRunFilterStartTime(after_=since)), limit=50)
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[r.id for r in flow_runs])), limit=200) if flow_runs else []
+            out: dict[str, list[str]] = {}
+            for run in runs:
+                out.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name if run.state else "?")
+            final = all(len(out.get(k, [])) >= n for k, n in EXPECTED.items()) and "?" not in sum(out.values(), [])
+            if final or time.monotonic() > deadline:
+                return out
+            time.sleep(2)
 
 
 @pytest.mark.slow
@@ -62,3 +76,31 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
     assert any(c.startswith("metrics.heldout.") for c in train_runs.columns)
     inputs = mlflow.get_run(run["run_id"]).inputs.dataset_inputs
     assert {d.dataset.name for d in inputs} == {"manifest", "encoders"}
+
+
+@pytest.mark.slow
+def test_predict_flow_scores_a_new_cohort_with_the_champion(settings, small_phantom, tmp_path):
+    from flows.predict_flow import predict_flow
+    from flows.prefect_env import prefect_settings
+    from flows.train_flow import train_flow
+    from flows.ingest_flow import ingest_flow
+    from ingestion.phantom import generate_cohort
+    from models.predictions_store import list_batches, read_latest_batch
+
+    new = tmp_path / "new"
+    generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))
+    with prefect_settings(settings):
+        with pytest.raises(LookupError, match="no 'champion'"):
+            predict_flow(source=str(new), home=str(settings.home))
+        ingest_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"), home=str(settings.home))
+        trained = train_flow(home=str(settings.home), epochs=5)
+        training_cohort = pd.read_parquet(settings.cohort_path)
+        result = predict_flow(source=str(new), home=str(settings.home), n_mc=5)
+    batch = read_latest_batch(settings.predictions_dir)
+    new_ids = set(pd.read_parquet(settings.cohort_path).patient_id) - set(training_cohort.patient_id)
+    assert len(batch) == 4 and set(batch.patient_id) == new_ids
+    assert set(batch.model_version) == {trained["version"]} and result["model_version"] == trained["version"]
+    assert list_batches(settings.predictions_dir).n_patients.tolist() == [4]
+    # The training cohort survives the batch's ingest (its patients and labels are still there).
+    kept = pd.read_parquet(settings.cohort_path).set_index("patient_id").loc[training_cohort.patient_id, "label"]
+    assert kept.tolist() == training_cohort.label.tolist()

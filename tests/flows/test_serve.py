@@ -45,7 +45,7 @@ def test_a_service_that_dies_is_reported_with_its_log(tmp_path):
     services = Services(tmp_path / "logs", startup_timeout_s=30)
     bad = Service("broken", [sys.executable, "-c", "print('cannot bind'); raise SystemExit(3)"],
                   health_url=f"http://127.0.0.1:{free_port()}/")
-    with services, pytest.raises(RuntimeError, match="broken did not start.*cannot bind"):
+    with services, pytest.raises(RuntimeError, match="(?s)broken did not start.*cannot bind"):
         services.start(bad)
 
 

@@ -55,6 +55,22 @@ def test_tilted_series_sorted_along_normal(tmp_path: Path) -> None:
     item = read_ct_series(files, None, None)
     assert item.metadata["original_spacing_mm"][0] == pytest.approx(2.0)
     assert [float(s[0, 0]) for s in item.array] == [10.0 * k for k in range(8)]
+    assert item.metadata["gantry_tilt_deg"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_gantry_tilt_sheared_series_keeps_geometry(tmp_path: Path) -> None:
+    """Axial slices whose positions step along a tilted line (gantry tilt 15 degrees) are not a gap."""
+    tilt = np.deg2rad(15)
+    files = []
+    for k in range(6):
+        pos = (0.0, -k * 2.0 * np.tan(tilt), 2.0 * k)  # y shifts as z steps: sheared, not rotated, slices
+        ds = ct_slice_dataset(np.full((12, 12), 1024 + k, np.int16), pos, instance=6 - k)
+        files.append(_write(ds, tmp_path / f"{k:02d}.dcm"))
+    item = read_ct_series(files[::-1], None, None)
+    assert item.metadata["original_spacing_mm"][0] == pytest.approx(2.0)
+    assert item.metadata["gantry_tilt_deg"] == pytest.approx(15.0, abs=0.01)
+    assert [float(s[0, 0]) for s in item.array] == [float(k) for k in range(6)]
+    assert read_ct_series(files, (2.0, 1.0, 1.0), (6, 12, 12)).array.shape == (6, 12, 12)
 
 
 def _phantom(depth: int = 20, size: int = 40) -> np.ndarray:
@@ -221,3 +237,10 @@ def test_peak_memory_below_twice_volume(tmp_path: Path) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 2 * volume.hu.nbytes, f"peak {peak} vs volume {volume.hu.nbytes}"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_malformed_attribute_quarantined_with_file_name() -> None:
+    path = Path(get_testdata_file("badVR.dcm"))  # NumberOfFrames '1A'
+    with pytest.raises(QuarantineError, match="badVR.dcm"):
+        read_ct_series([path], None, None)

@@ -120,3 +120,17 @@ def test_permission_denied_reported(tmp_path: Path) -> None:
 def test_corrupt_zip_reported(tmp_path: Path) -> None:
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     assert "cannot be opened" in dict(index_dicom(tmp_path).unreadable)["broken.zip"]
+
+
+def test_dicom_modules_import_no_orchestration_or_monai() -> None:
+    """The readers stay a plain library: importing them pulls in neither prefect/mlflow/streamlit nor MONAI
+    (MONAI, imported lazily when resampling, itself imports mlflow through monai.handlers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ingestion.dicom_index, ingestion.ct_volume, ingestion.xray_image, ingestion.deid_dicom;"
+        "print(sorted(m for m in ('prefect', 'mlflow', 'streamlit', 'monai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

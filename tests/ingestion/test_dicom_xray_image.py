@@ -138,3 +138,11 @@ def test_file_without_patient_id_quarantined(tmp_path: Path) -> None:
     del ds.PatientID
     with pytest.raises(QuarantineError, match="no PatientID"):
         read_xray(_save(ds, tmp_path / "anon.dcm"))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+@pytest.mark.parametrize("name", ["badVR.dcm", "nested_priv_SQ.dcm", "rtplan.dcm", "waveform_ecg.dcm"])
+def test_malformed_and_non_image_pydicom_files_quarantined_not_crashing(name: str) -> None:
+    with pytest.raises(QuarantineError) as exc:
+        read_xray(TEST_FILES / name)
+    assert name in exc.value.reason

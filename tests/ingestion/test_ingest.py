@@ -290,3 +290,94 @@ def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_pa
     assert all_source_files(df) == sorted(
         [f"eeg/{n}.edf" for n in "ab"] + [f"extra/e{i}.edf" for i in range(8)] + ["misc/photo.png", "notes/n1.txt"])
     assert run(source, home).new == 0
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_files_ingest(realdata: Path, tmp_path: Path) -> None:
+    """A real JPEG 2000 CT slice and MONOCHROME1 radiograph, and a TUH EDF with its annotation file."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(realdata / "dicom", src / "dicom")
+    shutil.copytree(realdata / "eeg", src / "eeg")
+    report = ingest(src, None, tmp_path / "home", SECRET, workers=2, **READER_ARGS)
+    df = read_manifest(tmp_path / "home" / "manifest.parquet").set_index("source_uri")
+    assert sorted(f for files in df["source_files"] for f in files) == sorted(
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    assert df.loc["dicom/RG3_J2KR.dcm", "status"] == "ok"
+    eeg = df.loc["eeg/00009578_s002_t001.edf"]
+    assert eeg["status"] == "ok" and "eeg/00009578_s002_t001.tse_bi" in eeg["source_files"]
+    assert report.counts["xray"] == {"ok": 1}
+
+
+INDEX_CALLS: list[Path] = []
+
+
+def counting_index(root):
+    from ingestion.dicom_index import index_dicom
+
+    INDEX_CALLS.append(root)
+    return index_dicom(root)
+
+
+def fake_image(paths, *args) -> NormalisedItem:
+    """Reads the header's PatientID (zip members too) and returns a blank image."""
+    from ingestion.dicom_source import read_dataset
+
+    first = paths[0] if isinstance(paths, list) else paths
+    return NormalisedItem("ct" if isinstance(paths, list) else "xray",
+                          str(read_dataset(first, headers_only=True).PatientID), np.zeros((2, 2), np.float32))
+
+
+def test_warm_run_skips_the_dicom_index_until_a_dicom_file_is_new(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.ingestion.dicom_factory import cr_dataset, write_ct_series
+
+    src, home = tmp_path / "src", tmp_path / "home"
+    write_ct_series(src / "ct", np.zeros((3, 8, 8), np.int16), patient_id="MRN00000001")
+    cr_dataset(np.zeros((8, 8), np.uint16), patient_id="MRN00000001").save_as(src / "xr.dcm", enforce_file_format=True)
+    readers = Readers(counting_index, fake_image, fake_image, fake_eeg, fake_notes)
+    INDEX_CALLS.clear()
+
+    def again() -> IngestReport:
+        return ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS)
+
+    first = again()
+    assert first.counts == {"ct": {"ok": 1}, "xray": {"ok": 1}} and len(INDEX_CALLS) == 1
+    assert again().new == 0 and len(INDEX_CALLS) == 1          # nothing new: no header read at all
+    shutil.copy(src / "xr.dcm", src / "xr_copy.dcm")
+    report = again()                                           # a new DICOM file: the index runs again
+    assert report.new == 0 and report.duplicate_files == 1 and len(INDEX_CALLS) == 2
+    assert again().new == 0 and len(INDEX_CALLS) == 2
+    df = read_manifest(home / "manifest.parquet")
+    assert sorted(f for files in df["source_files"] for f in files) == sorted(
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+
+
+def test_zip_export_members_are_the_source_files(tmp_path: Path) -> None:
+    import zipfile
+
+    from tests.ingestion.dicom_factory import cr_dataset, write_ct_series
+
+    staging, src, home = tmp_path / "staging", tmp_path / "src", tmp_path / "home"
+    write_ct_series(staging / "series", np.zeros((3, 8, 8), np.int16), patient_id="MRN00000001")
+    cr_dataset(np.zeros((8, 8), np.uint16), patient_id="MRN00000002").save_as(staging / "xr.dcm",
+                                                                              enforce_file_format=True)
+    (staging / "notes.pdf").write_bytes(b"%PDF-1.4 not DICOM")
+    src.mkdir()
+    with zipfile.ZipFile(src / "export.zip", "w") as zf:
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(staging).as_posix())
+    readers = Readers(counting_index, fake_image, fake_image, fake_eeg, fake_notes)
+    report = ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS)
+    df = read_manifest(home / "manifest.parquet").set_index("source_uri")
+    members = sorted(f"export.zip!{p.relative_to(staging).as_posix()}" for p in staging.rglob("*") if p.is_file())
+    assert sorted(f for files in df["source_files"] for f in files) == members
+    assert df.loc["export.zip!series", "status"] == "ok" and df.loc["export.zip!series", "modality"] == "ct"
+    assert df.loc["export.zip!xr.dcm", "patient_id"] == pseudonymise("MRN00000002", SECRET)
+    assert df.loc["export.zip!notes.pdf", "status"] == "quarantined"
+    assert report.counts == {"ct": {"ok": 1}, "unknown": {"quarantined": 1}, "xray": {"ok": 1}}
+    assert ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS).new == 0

@@ -26,7 +26,7 @@ def tree_digest(root: Path) -> str:
 
 def test_same_seed_identical_bytes_different_seed_differs(tmp_path: Path) -> None:
     a = generate_cohort(tmp_path / "a", seed=21, **TINY)
-    b = generate_cohort(tmp_path / "b", seed=21, workers=2, **TINY)  # processes do not change a byte
+    b = generate_cohort(tmp_path / "b", seed=21, **TINY)
     c = generate_cohort(tmp_path / "c", seed=22, **TINY)
     assert a.n_files > 30
     assert tree_digest(a.out_dir) == tree_digest(b.out_dir)
@@ -34,6 +34,13 @@ def test_same_seed_identical_bytes_different_seed_differs(tmp_path: Path) -> Non
     ids_a = pd.read_csv(a.cohort_csv)["patient_id"]
     ids_c = pd.read_csv(c.cohort_csv)["patient_id"]
     assert set(ids_a).isdisjoint(ids_c)
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_change_a_byte(tmp_path: Path) -> None:
+    one = generate_cohort(tmp_path / "one", seed=4, **TINY)
+    two = generate_cohort(tmp_path / "two", seed=4, workers=2, **TINY)
+    assert tree_digest(one.out_dir) == tree_digest(two.out_dir)
 
 
 def test_summary_counts_match_disk_and_progress_reports_each_patient(tmp_path: Path) -> None:

@@ -91,11 +91,11 @@ def test_ct_series_geometry_rescale_and_lesion_side(small_phantom: Path, answers
         assert (left_minus_right > 0) == (row["ct_side"] == "L"), row["patient_id"]
 
 
-def test_xray_files_are_valid_cr_or_dx() -> None:
+def test_xray_files_are_valid_cr_or_dx(tmp_path: Path) -> None:
     """Twelve X-rays from one generator: valid headers, and the vendor variety readers must handle."""
     seen = set()
     rng = np.random.default_rng(3)
-    root = Path(pytest.importorskip("tempfile").mkdtemp())
+    root = tmp_path
     for i in range(12):
         identity = make_identity(rng, f"MRN{10_000_000 + i}", "F", 60)
         item = write_xray(root, rng, identity, evidence=0.0)

@@ -58,7 +58,8 @@ def eeg_windows(rng: np.random.Generator, slowing: bool, n_windows=6, sfreq=128.
 def note_json(rng: np.random.Generator, positive: bool) -> dict:
     affirmed = "Focal hemorrhage seen on imaging." if positive else "No hemorrhage."
     filler = rng.choice(["Patient seen in clinic.", "Family at bedside.", "Vitals stable overnight."])
-    text = f"HISTORY OF PRESENT ILLNESS: headache. {filler} ASSESSMENT: {affirmed}"
+    text = (f"HISTORY OF PRESENT ILLNESS: headache for {rng.integers(1, 30)} days. {filler} "
+            f"Visit {rng.integers(10**6)}. ASSESSMENT: {affirmed}")
     return {"text": text, "note_type": "Neurology consult", "date": "2024-05-03",
             "sections": {"ASSESSMENT": affirmed},
             "findings": [{"text": "hemorrhage", "negated": not positive, "section": "ASSESSMENT"},

@@ -15,7 +15,7 @@ import torch
 from models.encoders import CTEncoder, EEGEncoder, NoteConfig, NoteEncoder, XrayEncoder, build_encoder
 from models.encoders.base import resolve_device
 from models.encoders.eeg import band_powers
-from models.encoders.note import findings_vector
+from models.encoders.note import FINDING_TERMS, findings_vector
 from tests.models.synthetic_arrays import LEFT, RIGHT, ct_volume, eeg_windows, note_json, xray_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_band_powers_show_hemispheric_delta_slowing() -> None:
 
 def test_findings_vector_keeps_negation() -> None:
     terms = ("hemorrhage", "edema", "seizure")
-    v = findings_vector([{"text": "no hemorrhage", "negated": True}, {"text": "Edema", "negated": False}], terms)
+    v = findings_vector([{"text": "no hemorrhage", "negated": True}, {"text": "Oedema", "negated": False}], terms)
     assert v.tolist() == [-1.0, 1.0, 0.0]
     both = findings_vector([{"text": "hemorrhage", "negated": True}, {"text": "hemorrhage", "negated": False}], terms)
     assert both[0] == 1.0
@@ -112,7 +112,7 @@ def test_tfidf_note_encoder_fits_persists_and_reloads(tmp_path: Path) -> None:
     enc.fit([n["text"] for n in notes])
     path = enc.save_fitted(tmp_path)
     z = enc.encode_batch(notes)
-    assert z.shape == (8, enc.dim) and enc.dim == 64 + 20
+    assert z.shape == (8, enc.dim) and enc.dim == 64 + len(FINDING_TERMS)
     again = NoteEncoder(NoteConfig(backend="tfidf"), encoders_dir=tmp_path)
     assert again.version == enc.version and again.weights_path == path
     np.testing.assert_allclose(again.encode_batch(notes), z, atol=1e-6)
@@ -129,7 +129,7 @@ def test_minilm_note_encoder_works_offline(tmp_path: Path) -> None:
         "from models.encoders import NoteEncoder\n"
         "e = NoteEncoder()\n"
         "z = e.encode_batch([e.load(sys.argv[1])] * 2)\n"
-        "assert z.shape == (2, 384 + 20), z.shape\n"
+        "assert z.shape == (2, 384 + 30), z.shape\n"
         "assert abs(np.linalg.norm(z[0, :384]) - 1) < 1e-3\n"
         "print(e.name, e.version, e.dim)\n"
     )

@@ -100,3 +100,21 @@ def test_unfitted_and_mismatched_inputs_give_clear_errors(cohort) -> None:
         CrossProfileImputer().transform(hidden)
     with pytest.raises(ValueError, match="sources"):
         CrossProfileImputer(sources="magic").fit(train)
+
+
+@pytest.mark.parametrize("imputer", [MeanImputer, CrossProfileImputer])
+def test_modality_absent_from_whole_cohort_stays_missing(cohort, imputer) -> None:
+    """No X-rays at this site: nothing to learn them from, so they stay missing instead of being invented."""
+    from models.feature_set import FeatureSet
+
+    _, train, _, hidden = cohort
+    no_xray = train.mask.copy()
+    no_xray[:, 1] = False
+    emb = dict(train.embeddings, xray=np.zeros((len(train), 0), np.float32))
+    fs = FeatureSet(train.patient_ids, emb, no_xray, train.covariates, train.labels)
+    test_emb = dict(hidden.embeddings, xray=np.zeros((len(hidden), 0), np.float32))
+    test_mask = hidden.mask.copy()
+    test_mask[:, 1] = False
+    out = imputer().fit(fs).transform(FeatureSet(hidden.patient_ids, test_emb, test_mask, hidden.covariates))
+    assert not out.imputed[:, 1].any() and not out.features.mask[:, 1].any()
+    assert out.imputed[:, [0, 2, 3]].sum() == (~test_mask[:, [0, 2, 3]]).sum()
