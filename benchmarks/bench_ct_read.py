@@ -202,7 +202,7 @@ def write_section(markdown: str, path: Path = REPO / "docs" / "BENCHMARKS.md") -
     """Replace (or append) this benchmark's section only; other sections belong to others."""
     from filelock import FileLock
 
-    with FileLock(str(path) + ".lock"):
+    with FileLock(str(Path(tempfile.gettempdir()) / "clinfuse-benchmarks-md.lock")):
         text = path.read_text() if path.exists() else "# Benchmarks\n"
         section = f"{HEADING}\n\nProduced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}\n{NOTES}"
         start = text.find(HEADING + "\n")

@@ -2,7 +2,8 @@
 
 Input is the normalised EEG array (float32 ``(n_windows, 19, window_samples)`` in µV,
 channels in ``STANDARD_1020`` order, see CONTRACTS.md). Output is
-``concat(TCN embedding pooled over windows, log10 band power per channel and band)``.
+``concat(TCN embedding pooled over windows, log10 band power per channel and band,
+|left - right| log power per homologous pair and band)``.
 The band powers are fixed features on purpose: focal/hemispheric delta slowing is
 the clinically meaningful EEG sign and a per-channel delta power exposes it to any
 downstream model whether or not the TCN has been pretrained. Channel order is never
@@ -26,6 +27,10 @@ from models.encoders.base import Item, TorchEncoder, to_device
 
 BANDS: dict[str, tuple[float, float]] = {"delta": (0.5, 4.0), "theta": (4.0, 8.0),
                                          "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
+HOMOLOGOUS_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Fp1", "Fp2"), ("F7", "F8"), ("F3", "F4"), ("T7", "T8"), ("C3", "C4"), ("P7", "P8"), ("P3", "P4"), ("O1", "O2"))
+"""Left/right electrode pairs; |log power difference| per pair and band measures focal asymmetry
+whichever side it is on (a linear model cannot derive |L - R| from the per-channel powers)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,10 @@ class RandTimeShiftd(Randomizable, MapTransform):
 
 
 def band_powers(windows: np.ndarray, sfreq: float, bands: Sequence[tuple[float, float]]) -> np.ndarray:
-    """log10 mean Welch power per (channel, band), averaged over windows: ``(n_channels * n_bands,)``."""
+    """log10 mean Welch power per (channel, band), averaged over windows: ``(n_channels * n_bands,)``.
+
+    Channel-major: entry ``c * n_bands + b`` is channel ``c``, band ``b``.
+    """
     n_fft = int(min(windows.shape[-1], 2 * sfreq))
     psd, freqs = mne.time_frequency.psd_array_welch(
         windows.astype(np.float64), sfreq=sfreq, fmin=bands[0][0], fmax=bands[-1][1],
@@ -96,8 +104,16 @@ def band_powers(windows: np.ndarray, sfreq: float, bands: Sequence[tuple[float, 
     return np.log10(np.stack(cols, axis=1) + 1e-6).astype(np.float32).reshape(-1)
 
 
+def asymmetry(powers: np.ndarray) -> np.ndarray:
+    """``|log P(left) - log P(right)|`` per homologous pair and band, from :func:`band_powers` output."""
+    per_channel = powers.reshape(len(STANDARD_1020), -1)
+    idx = {c: i for i, c in enumerate(STANDARD_1020)}
+    diff = [np.abs(per_channel[idx[left]] - per_channel[idx[right]]) for left, right in HOMOLOGOUS_PAIRS]
+    return np.stack(diff).reshape(-1).astype(np.float32)
+
+
 class EEGEncoder(TorchEncoder):
-    """TCN over windows (mean-pooled) + log band powers; ``dim`` = out_dim + 19 * n_bands."""
+    """TCN over windows (mean-pooled) + log band powers + asymmetries; ``dim`` = out_dim + 27 * n_bands."""
 
     name = "eeg-tcn-bands"
     modality = "eeg"
@@ -105,7 +121,7 @@ class EEGEncoder(TorchEncoder):
     def __init__(self, config: EEGConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
         cfg = config or EEGConfig()
-        self.extra_dim = len(STANDARD_1020) * len(cfg.bands)
+        self.extra_dim = (len(STANDARD_1020) + len(HOMOLOGOUS_PAIRS)) * len(cfg.bands)
         super().__init__(cfg, seed=seed, encoders_dir=encoders_dir, device=device)
 
     @property
@@ -123,8 +139,8 @@ class EEGEncoder(TorchEncoder):
                              f"got shape {data.shape}")
         pick = np.unique(np.linspace(0, data.shape[0] - 1, self.config.max_windows).round().astype(int))
         windows = data[pick]
-        return {"x": windows / self.config.scale_uv,
-                "extra": band_powers(data, self.config.sfreq, self.config.bands)}
+        powers = band_powers(data, self.config.sfreq, self.config.bands)
+        return {"x": windows / self.config.scale_uv, "extra": np.concatenate([powers, asymmetry(powers)])}
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         """Run the TCN on every window of every item, then average per item."""

@@ -19,14 +19,16 @@ def _task_states(since: datetime, timeout_s: float = 60.0) -> dict[str, list[str
     """
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterStartTime
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
     deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
         while True:
             flow_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since)), limit=50)
+                start_time=FlowRunFilterStartTime(after_=since)), sort=FlowRunSort.START_TIME_ASC, limit=50)
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[r.id for r in flow_runs])), limit=200) if flow_runs else []
+                id=FlowRunFilterId(any_=[r.id for r in flow_runs])), sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=200) if flow_runs else []
             out: dict[str, list[str]] = {}
             for run in runs:
                 out.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name if run.state else "?")
