@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ingestion.ingest_worker import (
     ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
     write_quarantine_pointer,
 )
-from ingestion.manifest import read_manifest, update_manifest, upsert_manifest
+from ingestion.manifest import atomic_path, read_manifest, update_manifest, upsert_manifest
 from ingestion.records import QuarantineError
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,9 @@ def _ingest_cohort(cohort_csv: Path, home: Path, secret: str, manifest_path: Pat
         return None, (QuarantinedItem(Path(cohort_csv).name, "cohort", exc.reason),), ()
     write_cohort(table.frame, home / "cohort.parquet")
     problems = tuple(QuarantinedItem(f"{Path(cohort_csv).name}:{p.line}", "cohort", p.reason) for p in table.problems)
+    payload = json.dumps([asdict(p) for p in problems], indent=2).encode("utf-8")
+    with atomic_path(home / "quarantine" / "cohort_rows.json") as tmp:  # lines and reasons only, no ids
+        tmp.write_bytes(payload)
     for problem in problems:
         log.warning("cohort row set aside: %s: %s", problem.source_uri, problem.reason)
     join = cohort_join(read_manifest(manifest_path), table.frame)
@@ -277,7 +280,8 @@ def ingest(
     known = [KnownItem(row["modality"], row["source_uri"], tuple(row["source_files"]), sha)
              for sha, positions in done.items() if len(positions) == 1
              for row in [existing.iloc[positions[0]]]]
-    units = discover_units(source, readers, exclude=[Path(cohort_csv)] if cohort_csv else [], known=known)
+    exclude = [home, *([Path(cohort_csv)] if cohort_csv else [])]
+    units = discover_units(source, readers, exclude=exclude, known=known)
     todo, counts, quarantined = [], Counter(), []
     additions: dict[int, list[tuple[str, str]]] = {}
     for unit in units:

@@ -61,11 +61,15 @@ def _hash_one(root: Path, path: Path) -> SourceFile:
 
 
 def list_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
-    """Every regular file under ``root`` (sorted, symlinked folders not followed), minus ``exclude``."""
+    """Every regular file under ``root`` (sorted, symlinked folders not followed), minus ``exclude``.
+
+    ``exclude`` may name files (the cohort table) and folders (a clinfuse home
+    inside the source, which must not ingest its own arrays).
+    """
     skip = {p.resolve() for p in exclude}
     out = []
     for folder, dirs, names in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if (Path(folder) / d).resolve() not in skip)
         linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # listed (and quarantined), not walked
         for name in sorted(names + linked):
             path = Path(folder) / name

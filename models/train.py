@@ -2,7 +2,7 @@
 
 ``train(features, config)`` splits patients (stratified, patient-level), fits
 the imputer on the training split only, trains the fusion model with modality
-dropout, class-balanced loss and early stopping on the validation loss, fits
+dropout, class-balanced loss and early stopping on the validation split, fits
 temperature scaling on the validation split, and returns a
 :class:`~models.trained_model.TrainedModel`.
 
@@ -50,6 +50,7 @@ class TrainConfig:
     batch_size: int = 64
     modality_dropout: float = 0.2
     patience: int = 30
+    select_on: str = "auroc"  # early stopping / best epoch on validation "auroc" or "loss"
     seed: int = 7
     val_fraction: float = 0.2
     strategy: str = "frozen"
@@ -70,6 +71,8 @@ class TrainConfig:
                              "frozen embeddings) is; joint/finetune training of encoders is not available")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
+        if self.select_on not in ("auroc", "loss"):
+            raise ValueError("select_on must be 'auroc' or 'loss'")
         if not 0 <= self.modality_dropout < 1:
             raise ValueError("modality_dropout must be in [0, 1)")
 
@@ -117,7 +120,13 @@ def _loss_fn(labels: torch.Tensor) -> torch.nn.BCEWithLogitsLoss:
 
 def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionInputs, config: TrainConfig,
                 progress: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train ``model`` in place, restore the epoch with the lowest validation loss; return the history."""
+    """Train ``model`` in place, restore the best validation epoch; return the history.
+
+    "Best" is the highest validation AUROC by default (``select_on="auroc"``):
+    temperature scaling fixes calibration afterwards, and the validation loss
+    of the attention models rises from over-confidence long before their
+    ranking stops improving (measured: loss 0.53 -> 1.0 while AUROC 0.86 -> 0.90).
+    """
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = _loss_fn(train_in.labels)
@@ -143,8 +152,9 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
         history.append(row)
         if progress:
             progress(epoch, row)
-        if val_loss < best - 1e-4:
-            best, best_state, waited = val_loss, copy.deepcopy(model.state_dict()), 0
+        score = val_loss if config.select_on == "loss" or np.isnan(auc) else -auc
+        if score < best - 1e-4:
+            best, best_state, waited = score, copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
             if waited >= config.patience:

@@ -99,12 +99,12 @@ def _append_batches(root: str, worker: int, n_batches: int, n_rows: int) -> None
 
 def test_concurrent_prediction_appends_all_read_back(tmp_path: Path) -> None:
     root, workers, n_batches, n_rows = tmp_path / "predictions", 4, 5, 200
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")  # the writers need no fresh interpreter; spawn is slow on a busy box
     procs = [ctx.Process(target=_append_batches, args=(str(root), w, n_batches, n_rows)) for w in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(300)
         assert p.exitcode == 0
     assert len(batch_files(root)) == workers * n_batches
     frame = read_predictions(root)

@@ -80,7 +80,7 @@ def held_out_split(features, fraction: float, seed: int):
 def train(
     fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or cross_attention."),
     impute: str = typer.Option("cross_profile", "--impute", help="Missing modalities: cross_profile, mean or zero."),
-    epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum epochs (early stopping on validation loss)."),
+    epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum epochs (early stopping on validation AUROC)."),
     hidden: int = typer.Option(64, "--hidden", min=2, help="Hidden width of fusion layers and classifier."),
     layers: int = typer.Option(1, "--layers", min=1, max=2, help="Hidden layers of the classifier head (1 or 2)."),
     pool: str = typer.Option("concat", "--pool", help="Cross-attention pooling: concat, sum or max."),
@@ -119,7 +119,8 @@ def train(
             task, completed=epoch + 1, auc=f"{row['val_auroc']:.3f}"))
         bar.update(task, total=len(model.history))
     out = model.save(settings.home / "models" / run_id)
-    best = min(model.history, key=lambda r: r["val_loss"])
+    best = max(model.history, key=lambda r: r["val_auroc"]) if config.select_on == "auroc" else \
+        min(model.history, key=lambda r: r["val_loss"])
     console.print(f"trained on {len(train_fs)} patients ({int(np.sum(train_fs.mask.all(1)))} with every modality); "
                   f"best epoch {best['epoch']} val AUROC {best['val_auroc']:.3f}; temperature "
                   f"{model.calibrator.temperature_:.2f}")

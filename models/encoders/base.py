@@ -104,12 +104,22 @@ def auto_batch_size(encoder: object, cpu_default: int = 16, cap: int = 1024) -> 
     return int(max(cpu_default, min(cap, free // 2 // per_item)))
 
 
-def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") -> Path | None:
-    """Newest ``<name>-<version><suffix>`` in ``encoders_dir`` (by modification time), or None."""
+def saved_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") -> list[Path]:
+    """``<name>-<version><suffix>`` files in ``encoders_dir``, newest (by modification time) first."""
     if encoders_dir is None or not Path(encoders_dir).is_dir():
-        return None
+        return []
     files = [p for p in Path(encoders_dir).glob(f"{name}-*{suffix}") if p.stem[len(name) + 1:].isalnum()]
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
+def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") -> Path | None:
+    """Newest ``<name>-<version><suffix>`` in ``encoders_dir``, or None."""
+    files = saved_weights(encoders_dir, name, suffix)
+    return files[0] if files else None
+
+
+class IncompatibleWeights(ValueError):
+    """Saved weights made for another preprocessing or feature revision of the encoder."""
 
 
 class TorchEncoder:
@@ -127,6 +137,8 @@ class TorchEncoder:
     extra_dim: int = 0
     activation_bytes: int = 64 << 20
     """Rough GPU memory one item needs in inference; sizes automatic CUDA batches."""
+    revision: int = 1
+    """Bump when the code that turns an array into a vector changes (enters preprocessing_hash)."""
 
     def __init__(self, config: Any, *, seed: int = 0, encoders_dir: Path | None = None,
                  device: str = "cpu") -> None:
@@ -139,9 +151,12 @@ class TorchEncoder:
         self.net.eval()
         self.weights_path: Path | None = None
         self._version: str | None = None
-        path = latest_weights(encoders_dir, self.name)
-        if path is not None:
-            self.load_weights(path)
+        for path in saved_weights(encoders_dir, self.name):  # newest compatible file wins
+            try:
+                self.load_weights(path)
+                break
+            except IncompatibleWeights as exc:
+                log.warning("%s", exc)
         self.net.to(self.device)
 
     # -- to implement -------------------------------------------------------------
@@ -165,7 +180,8 @@ class TorchEncoder:
 
     @property
     def preprocessing_hash(self) -> str:
-        return stable_hash({"modality": self.modality, **asdict(self.config)})
+        return stable_hash({"modality": self.modality, "revision": self.revision, "dim": self.dim,
+                            **asdict(self.config)})
 
     @property
     def version(self) -> str:
@@ -188,17 +204,19 @@ class TorchEncoder:
         path = Path(encoders_dir) / f"{self.name}-{self.version}.pt"
         buf = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        torch.save({"state_dict": state, "config": asdict(self.config), "name": self.name}, buf)
+        torch.save({"state_dict": state, "config": asdict(self.config), "name": self.name,
+                    "preprocessing_hash": self.preprocessing_hash}, buf)
         atomic_write_bytes(path, buf.getvalue())
         self.weights_path = path
         return path
 
     def load_weights(self, path: Path) -> None:
-        """Load saved weights; a file whose config or hash does not match is refused loudly."""
+        """Load saved weights; a file for other preprocessing, or whose hash does not match, is refused."""
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not configs_equal(blob.get("config") or {}, asdict(self.config)):
-            raise ValueError(f"{path} was trained with preprocessing {blob.get('config')}, "
-                             f"this encoder uses {asdict(self.config)}; retrain with `clinfuse pretrain`")
+        if (not configs_equal(blob.get("config") or {}, asdict(self.config))
+                or blob.get("preprocessing_hash") != self.preprocessing_hash):
+            raise IncompatibleWeights(f"{path} was trained for other preprocessing ({blob.get('config')}); "
+                                      "ignored: retrain with `clinfuse pretrain`")
         self.net.load_state_dict(blob["state_dict"])
         self.weights_changed()
         expected = Path(path).stem[len(self.name) + 1:]

@@ -117,6 +117,7 @@ class EEGEncoder(TorchEncoder):
 
     name = "eeg-tcn-bands"
     modality = "eeg"
+    revision = 2  # 2: hemispheric asymmetry features
 
     def __init__(self, config: EEGConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:

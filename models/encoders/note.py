@@ -114,7 +114,7 @@ class NoteEncoder:
 
     @property
     def preprocessing_hash(self) -> str:
-        return stable_hash({"modality": "note", **asdict(self.config)})
+        return stable_hash({"modality": "note", "revision": 1, **asdict(self.config)})
 
     @property
     def version(self) -> str:

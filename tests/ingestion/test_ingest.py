@@ -198,15 +198,19 @@ def test_cohort_join_reports_both_directions(source: Path, tmp_path: Path) -> No
     assert report.cohort.in_cohort_without_files == (p("MRN010"),)
     assert sorted(q.source_uri for q in report.cohort_quarantined) == ["cohort.csv:3", "cohort.csv:4", "cohort.csv:6"]
     assert report.cohort_dropped_columns == ("name",)
+    pointer = json.loads((home / "quarantine" / "cohort_rows.json").read_text())
+    assert [p["source_uri"] for p in pointer] == ["cohort.csv:3", "cohort.csv:4", "cohort.csv:6"]
+    assert "MRN" not in json.dumps(pointer)
     saved = __import__("pandas").read_parquet(home / "cohort.parquet")
     assert saved["patient_id"].tolist() == [p("MRN001"), p("MRN010")]
     assert "MRN" not in (home / "cohort.parquet").read_bytes().decode("latin-1")
 
 
-def test_cohort_inside_source_is_not_ingested_as_a_note(source: Path, tmp_path: Path) -> None:
+def test_cohort_and_home_inside_source_are_not_ingested(source: Path) -> None:
     cohort = write(source / "cohort.csv", "patient_id,label\nMRN001,1\n")
-    report = run(source, tmp_path / "home", cohort=cohort)
+    report = run(source, source / ".clinfuse", cohort=cohort)
     assert report.n_files == 4 and report.cohort.n_cohort == 1
+    assert run(source, source / ".clinfuse", cohort=cohort).new == 0  # its own arrays are not picked up
 
 
 def test_missing_source_folder_raises_clearly(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.encoders import CTEncoder, EEGEncoder, NoteConfig, NoteEncoder, XrayEncoder, build_encoder
+from models.encoders import (CTEncoder, EEGEncoder, NoteConfig, NoteEncoder, XrayConfig, XrayEncoder,
+                             build_encoder)
 from models.encoders.base import resolve_device
 from models.encoders.eeg import band_powers
 from models.encoders.note import FINDING_TERMS, findings_vector
@@ -65,6 +66,10 @@ def test_saved_weights_are_loaded_and_checked(tmp_path: Path) -> None:
     path.rename(tmp_path / "xray-resnet2d-000000000000.pt")
     with pytest.raises(ValueError, match="corrupt or was renamed"):
         XrayEncoder(encoders_dir=tmp_path)
+    (tmp_path / "xray-resnet2d-000000000000.pt").unlink()
+    other = XrayEncoder(XrayConfig(out_dim=32), seed=1)  # other preprocessing: its weights are skipped
+    other.save_weights(tmp_path)
+    assert XrayEncoder(seed=1, encoders_dir=tmp_path).version == XrayEncoder(seed=1).version
 
 
 def test_cpu_path_and_device_resolution() -> None:

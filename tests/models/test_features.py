@@ -94,3 +94,27 @@ def test_linear_probe_beats_chance_where_a_modality_carries_signal(tmp_path: Pat
     null = cross_val_score(LogisticRegression(max_iter=3000), fs.embeddings["eeg"], shuffled, cv=4,
                            scoring="roc_auc").mean()
     assert null < auc - 0.15
+
+
+@pytest.mark.slow
+def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path) -> None:
+    """Phantom DICOM/EDF/notes -> ingest -> encode -> FeatureSet whose mask matches the manifest."""
+    from flows.settings import Settings
+    from ingestion.ingest import ingest
+    from ingestion.manifest import read_manifest
+
+    s = Settings(home=tmp_path / "home")
+    ingest(small_phantom, small_phantom / "cohort.csv", s.home, s.pseudonym_secret.get_secret_value(),
+           ct_spacing_mm=s.ct_spacing_mm, ct_shape=s.ct_shape, xray_shape=s.xray_shape, eeg_sfreq=s.eeg_sfreq,
+           eeg_window_s=s.eeg_window_s, eeg_line_freq=s.eeg_line_freq, workers=1)
+    manifest, cohort = read_manifest(s.manifest_path), pd.read_parquet(s.cohort_path)
+    store = EmbeddingStore(s.embeddings_dir)
+    report = encode_manifest(manifest, s.home, store, note_encoder="tfidf", encoders_dir=s.encoders_dir)
+    assert report.failures == []
+    fs = load_features(manifest, cohort, store, report.encoder_keys)
+    assert len(fs) == len(cohort) == 16 and all(p.startswith("P") for p in fs.patient_ids)
+    latest = latest_items(manifest)
+    for j, m in enumerate(fs.modalities):
+        assert fs.mask[:, j].sum() == (latest["modality"] == m).sum() > 0
+        assert np.isfinite(fs.embeddings[m]).all()
+    assert fs.labels is not None and fs.covariates.shape[1] >= 4
