@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from models.encoders.base import EncoderKey, atomic_write_bytes, latest_weights, stable_hash
+from models.encoders.base import EncoderKey, atomic_write_bytes, latest_weights, resolve_device, stable_hash
 
 FINDING_TERMS: tuple[str, ...] = (
     "lesion", "mass", "opacity", "consolidation", "effusion", "pneumothorax", "seizure", "slowing", "spike",
@@ -93,7 +93,7 @@ class NoteEncoder:
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
         self.config = config or NoteConfig()
         self.seed = seed
-        self.device = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.device = resolve_device(device).type
         self.name = f"note-{self.config.backend}"
         self.tfidf_: Any = None
         self._tfidf_version: str | None = None
