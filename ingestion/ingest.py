@@ -257,12 +257,15 @@ def ingest(
     workers: int = 2,
     progress: ProgressCallback | None = None,
     readers: Readers | None = None,
+    exclude: Sequence[Path] = (),
 ) -> IngestReport:
     """Ingest every file under ``source`` into ``home`` (manifest, arrays, quarantine, cohort).
 
     Raises ``FileNotFoundError`` only when ``source`` is not a folder; every
     bad file becomes a quarantined manifest row instead. ``readers`` replaces
     the modality readers (tests); by default the real ones are used.
+    ``exclude`` names files or folders under ``source`` that are not clinical
+    input (e.g. the phantom's evaluation-only ``answers.parquet``).
     """
     started = time.perf_counter()
     source, home = Path(source).resolve(), Path(home).resolve()
@@ -280,8 +283,8 @@ def ingest(
     known = [KnownItem(row["modality"], row["source_uri"], tuple(row["source_files"]), sha)
              for sha, positions in done.items() if len(positions) == 1
              for row in [existing.iloc[positions[0]]]]
-    exclude = [home, *([Path(cohort_csv)] if cohort_csv else [])]
-    units = discover_units(source, readers, exclude=exclude, known=known)
+    skip = [home, *([Path(cohort_csv)] if cohort_csv else []), *map(Path, exclude)]
+    units = discover_units(source, readers, exclude=skip, known=known)
     todo, counts, quarantined = [], Counter(), []
     additions: dict[int, list[tuple[str, str]]] = {}
     for unit in units:

@@ -16,6 +16,9 @@ def ingest(
         None, "--cohort", help="Cohort CSV (patient_id, label, optional demographics/labs); skipped when absent."),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Worker processes reading files in parallel; default settings.workers."),
+    exclude: list[Path] = typer.Option(
+        [], "--exclude", help="File or folder under SOURCE that is not clinical input (repeatable), "
+                              "e.g. a phantom's answers.parquet."),
 ) -> None:
     """Ingest and de-identify every file under SOURCE; bad files are quarantined with a reason, never dropped.
 
@@ -47,7 +50,7 @@ def ingest(
             source, cohort, settings.home, settings.pseudonym_secret.get_secret_value(),
             ct_spacing_mm=settings.ct_spacing_mm, ct_shape=settings.ct_shape, xray_shape=settings.xray_shape,
             eeg_sfreq=settings.eeg_sfreq, eeg_window_s=settings.eeg_window_s, eeg_line_freq=settings.eeg_line_freq,
-            workers=workers or settings.workers, progress=progress,
+            workers=workers or settings.workers, progress=progress, exclude=exclude,
         )
     print_report(console, report)
 

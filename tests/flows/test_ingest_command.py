@@ -51,3 +51,16 @@ def test_missing_source_is_a_clear_error(tmp_path: Path, home: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", "--source", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "does not exist" in " ".join(result.output.split())
+
+
+def test_excluded_files_are_not_ingested(tmp_path: Path, home: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    write_edf(src / "a.edf", list(STANDARD_1020), patient="MRN00000001")
+    (src / "answers.parquet").write_bytes(b"PAR1 evaluation only")
+    result = CliRunner().invoke(app, ["ingest", "--source", str(src), "--workers", "1",
+                                      "--exclude", str(src / "answers.parquet")])
+    assert result.exit_code == 0, result.output
+    df = read_manifest(home / "manifest.parquet")
+    assert list(df["status"]) == ["ok"]
+    assert not any("answers" in uri for uri in df["source_uri"])
