@@ -55,7 +55,9 @@ class PretrainReport:
     """New encoder versions and weight files, and how the loss went."""
 
     versions: dict[str, str] = field(default_factory=dict)
+    """encoder name (e.g. ``ct-resnet3d``) -> new version"""
     weights: dict[str, Path] = field(default_factory=dict)
+    """modality -> saved weight file"""
     epoch_losses: list[float] = field(default_factory=list)
     n_patients: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -129,7 +131,14 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
         if isinstance(enc, TorchEncoder):
             data[m] = _prepare_all(enc, rows, home, report.skipped)
         elif len(rows):  # frozen note anchor: embed once
-            notes = {pid: enc.load(home / uri) for pid, uri in zip(rows["patient_id"], rows["array_uri"])}
+            notes = {}
+            for pid, uri in zip(rows["patient_id"], rows["array_uri"]):
+                try:
+                    notes[pid] = enc.load(home / uri)
+                except (OSError, ValueError) as exc:
+                    report.skipped.append(f"note {uri}: {type(exc).__name__}: {exc}")
+            if not notes:
+                continue
             if not enc.is_ready:
                 enc.fit([n.get("text", "") for n in notes.values()])
                 report.weights[m] = enc.save_fitted(encoders_dir)

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
