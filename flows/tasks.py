@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -115,8 +117,12 @@ def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, rea
     from ingestion.ingest import ingest
 
     logger = get_run_logger()
-    report = ingest(Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
-                    workers=workers, **reader)
+    # The library forks its reader processes. Forking this process (Prefect's event loop and log
+    # threads hold locks) can leave a child deadlocked, so the call runs in a freshly spawned,
+    # single-threaded process, which then forks safely.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
+                             workers=workers, **reader).result()
     logger.info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
                 report.n_quarantined, report.elapsed_s)
     return report

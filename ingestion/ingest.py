@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import multiprocessing
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -125,10 +126,24 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+def _worker_init() -> None:
+    """Run each worker's torch on one thread.
+
+    A worker forked from a parent whose OpenMP pool already ran (a notebook
+    or test process that used torch before) deadlocks in its first parallel
+    region (GNU OpenMP is not fork-safe); a single thread never enters one,
+    and one thread per worker is also what a pool of ``workers`` processes
+    should use on its cores.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def _run_alone(unit: WorkUnit, args: tuple[Any, ...]) -> list[ItemResult]:
     """Retry one unit in a fresh single-worker pool; quarantine it if that worker dies too."""
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context()) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context(), initializer=_worker_init) as pool:
             return pool.submit(process_unit, unit, *args).result()
     except BrokenProcessPool:
         reason = (f"{unit.source_uri}: the reader's worker process died twice on this item (a crash in a "
@@ -148,7 +163,8 @@ def run_units(units: Sequence[WorkUnit], args: tuple[Any, ...], workers: int) ->
     pending = deque(units)
     while pending:
         suspects: list[WorkUnit] = []
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=_mp_context()) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=_mp_context(),
+                                 initializer=_worker_init) as pool:
             in_flight: dict[Future, WorkUnit] = {}
             try:
                 while pending or in_flight:
