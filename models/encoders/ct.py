@@ -1,10 +1,14 @@
-"""CT volume encoder: HU windows as channels, a small MONAI 3D ResNet.
+"""CT volume encoder: HU windows as channels, a small MONAI 3D ResNet, plus a fixed lesion block.
 
 Input is the normalised CT array (float32 ``(D, H, W)`` in HU, see CONTRACTS.md).
 Two clinical windows (brain and soft tissue) become two channels via MONAI's
 ``ScaleIntensityRange``, so a bleed (hyperdense in the brain window) is not lost in
 the full HU range. The volume is area-downsampled before the network so CPU
-encoding and pretraining stay fast.
+encoding and pretraining stay fast. After the network embedding come the fixed
+features of :func:`models.encoders.image_features.ct_features` (brain-window
+histogram, per-hemisphere hyperdensity statistics, ``|L - R|`` and the lesion side),
+computed on the full-resolution array: they carry the lesion signal whether or not
+the network has been pretrained.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from monai.transforms import Compose, RandAffined, RandGaussianNoised, Resize, S
 from torch import nn
 
 from models.encoders.base import Item, TorchEncoder
+from models.encoders.image_features import CT_FEATURE_NAMES, ct_features
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,12 @@ class CTConfig:
 
 
 class CTEncoder(TorchEncoder):
-    """3D ResNet on windowed HU volumes; ``dim`` = ``out_dim``."""
+    """3D ResNet on windowed HU volumes + the CT feature block; ``dim`` = ``out_dim + len(CT_FEATURE_NAMES)``."""
 
     name = "ct-resnet3d"
     modality = "ct"
+    extra_dim = len(CT_FEATURE_NAMES)
+    revision = 2  # 2: hand-crafted lesion/hemisphere feature block
 
     def __init__(self, config: CTConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
@@ -59,7 +66,7 @@ class CTEncoder(TorchEncoder):
         if vol.ndim != 3:
             raise ValueError(f"CT array must be (D, H, W), got shape {vol.shape}")
         chans = np.stack([np.asarray(w(vol)) for w in self._windows])
-        return {"x": np.asarray(self._resize(chans), np.float32)}
+        return {"x": np.asarray(self._resize(chans), np.float32), "extra": ct_features(vol)}
 
     def augmentation(self) -> Callable[[Item], Item]:
         """Noise and small rotations/shifts; never a left-right flip (lesion side is signal)."""

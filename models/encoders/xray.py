@@ -1,8 +1,11 @@
-"""X-ray image encoder: a small MONAI 2D ResNet on the normalised radiograph.
+"""X-ray image encoder: a small MONAI 2D ResNet on the normalised radiograph, plus a fixed density block.
 
 Input is float32 ``(H, W)`` in ``[0, 1]`` (bright = dense). Augmentations are
 intensity noise and small affine jitter; horizontal flips are excluded because
-laterality of an opacity is clinical signal.
+laterality of an opacity is clinical signal. After the network embedding come the
+fixed features of :func:`models.encoders.image_features.xray_features` (intensity
+histogram, dense-area fractions, left/right mirror asymmetry, local contrast),
+which expose an opacity whether or not the network has been pretrained.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from monai.transforms import Compose, RandAffined, RandGaussianNoised, RandScale
 from torch import nn
 
 from models.encoders.base import Item, TorchEncoder
+from models.encoders.image_features import XRAY_FEATURE_NAMES, xray_features
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,12 @@ class XrayConfig:
 
 
 class XrayEncoder(TorchEncoder):
-    """2D ResNet on the radiograph; ``dim`` = ``out_dim``."""
+    """2D ResNet on the radiograph + the X-ray feature block; ``dim`` = ``out_dim + len(XRAY_FEATURE_NAMES)``."""
 
     name = "xray-resnet2d"
     modality = "xray"
+    extra_dim = len(XRAY_FEATURE_NAMES)
+    revision = 2  # 2: hand-crafted density/asymmetry feature block
 
     def __init__(self, config: XrayConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
@@ -53,7 +59,7 @@ class XrayEncoder(TorchEncoder):
         img = np.clip(np.nan_to_num(np.asarray(array, np.float32)), 0.0, 1.0)
         if img.ndim != 2:
             raise ValueError(f"X-ray array must be (H, W), got shape {img.shape}")
-        return {"x": np.asarray(self._resize(img[None]), np.float32)}
+        return {"x": np.asarray(self._resize(img[None]), np.float32), "extra": xray_features(img)}
 
     def augmentation(self) -> Callable[[Item], Item]:
         return Compose([

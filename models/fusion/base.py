@@ -24,7 +24,9 @@ class FusionConfig:
     dropout: float = 0.1
     n_covariates: int = 0
     tokens: int = 4  # cross-attention: tokens per modality
-    heads: int = 2  # cross-attention: attention heads
+    heads: int = 1  # cross-attention: attention heads
+    token_dim: int = 16  # cross-attention: width of tokens (small: a few hundred patients train it)
+    product_rank: int = 4  # cross-attention: factors per modality in the pairwise product features
 
 
 def masked(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ def _arrays(modality: str, n: int = 3, seed: int = 0) -> list[np.ndarray]:
     return [gen(rng, i % 2 == 0) for i in range(n)]
 
 
-@pytest.mark.parametrize("modality,dim", [("ct", 64), ("xray", 64), ("eeg", 32 + 27 * 4)])
+@pytest.mark.parametrize("modality,dim", [("ct", 64 + 36), ("xray", 64 + 28), ("eeg", 32 + 27 * 4)])
 def test_seeded_encoders_are_deterministic(modality: str, dim: int) -> None:
     arrays = _arrays(modality)
     a, b = build_encoder(modality, seed=5), build_encoder(modality, seed=5)
@@ -79,7 +79,7 @@ def test_cpu_path_and_device_resolution() -> None:
         with pytest.raises(RuntimeError, match="no CUDA"):
             resolve_device("cuda")
     enc = CTEncoder(device="auto")
-    assert enc.encode_batch(_arrays("ct", 2)).shape == (2, 64)
+    assert enc.encode_batch(_arrays("ct", 2)).shape == (2, enc.dim)
 
 
 def test_bad_shapes_raise_clear_errors() -> None:
