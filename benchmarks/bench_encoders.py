@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note-encoder", choices=("minilm", "tfidf"), default="minilm")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--fixed-features-in-loss", action="store_true",
+                    help="also feed the fixed feature blocks to the contrastive heads (PretrainConfig)")
     ap.add_argument("--root", type=Path, default=None,
                     help="work folder; a previous run's ingested <root>/home is reused (encoders/store are reset)")
     args = ap.parse_args()
@@ -109,7 +111,8 @@ def main() -> None:
     warm = encode_timed(manifest, home, store, encoders_dir, args.note_encoder)
     before = probe_auroc(load_features(manifest, cohort, store, cold.encoder_keys))
     t1 = time.perf_counter()
-    pre = pretrain(manifest, home, encoders_dir, config=PretrainConfig(epochs=args.epochs, seed=args.seed),
+    pre = pretrain(manifest, home, encoders_dir, config=PretrainConfig(epochs=args.epochs, seed=args.seed,
+                                         fixed_features_in_loss=args.fixed_features_in_loss),
                    note_encoder=args.note_encoder,
                    progress=lambda e, n, loss: print(f"  epoch {e}/{n} loss {loss:.3f}", flush=True))
     t_pre = time.perf_counter() - t1

@@ -38,12 +38,13 @@ def publish_ingest(report: Any) -> None:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = None) -> Any:
+def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = None,
+                exclude: list[str] | None = None) -> Any:
     """Ingest ``source`` (and the cohort table) into ``home``; re-running on unchanged input is a cache hit."""
     settings = settings_for(home)
     run = ingest_task.with_options(refresh_cache=not settings.manifest_path.exists())
     report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
-                 reader_config(settings), settings.workers)
+                 reader_config(settings), settings.workers, tuple(exclude or ()))
     publish_ingest(report)
     get_run_logger().info("manifest: %s", settings.manifest_path)
     return report

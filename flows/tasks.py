@@ -74,7 +74,8 @@ def _key(*parts: Any) -> str:
 
 def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
-    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), (cohort,) if cohort else ()),
+    skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
+    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip),
                 file_sha256(cohort), p["reader"], hashlib.sha256(p["secret"].encode()).hexdigest())
 
 
@@ -112,7 +113,7 @@ def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
 # -- tasks ---------------------------------------------------------------------------------------
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
 def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: dict[str, Any],
-                workers: int) -> Any:
+                workers: int, exclude: tuple[str, ...] = ()) -> Any:
     """``ingestion.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``."""
     from ingestion.ingest import ingest
 
@@ -122,7 +123,7 @@ def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, rea
     # single-threaded process, which then forks safely.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
-                             workers=workers, **reader).result()
+                             workers=workers, exclude=tuple(map(Path, exclude)), **reader).result()
     logger.info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
                 report.n_quarantined, report.elapsed_s)
     return report
@@ -192,6 +193,12 @@ def evaluate_task(model_dir: str, model_key: str, held_out: FeatureSet, out_dir:
         metrics = basic_metrics(model.predict_risk(held_out), np.asarray(held_out.labels))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return {"metrics": metrics, "out_dir": str(out)}
+    options = dict(options)
+    if options.get("answers"):
+        from flows.commands.train import read_answers
+
+        options["answers"] = read_answers(Path(options["answers"]), options.pop("secret"))
+    options.pop("secret", None)
     result = evaluate_model(model, held_out, out, **options)
     metrics = result["metrics"] if isinstance(result, dict) else getattr(result, "metrics")
     logger.info("held-out evaluation of %s: %s", model_key[:12],

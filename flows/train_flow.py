@@ -62,7 +62,8 @@ def registry_is_empty(settings: Settings) -> bool:
 @flow(name="train", log_prints=True)
 def train_flow(home: str | None = None, fusion: str = "early", impute: str = "cross_profile",
                epochs: int = 150, hidden: int = 64, held_out_fraction: float = HELD_OUT_FRACTION,
-               min_gain: float = 0.0, encode_reports: dict[str, Any] | None = None) -> dict[str, Any]:
+               min_gain: float = 0.0, encode_reports: dict[str, Any] | None = None,
+               answers: str | None = None) -> dict[str, Any]:
     """Train on the labelled, not held-out patients; evaluate on the held-out; log; register through the gate."""
     from models.train import TrainConfig
 
@@ -79,7 +80,8 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "cr
     key = features_sha256(held_out)[:8] + "-" + model_dir.rsplit("/", 1)[-1]
     eval_dir = settings.reports_dir / key
     evaluation = evaluate_task.with_options(refresh_cache=not eval_dir.exists())(
-        model_dir, key, held_out, str(eval_dir), {})
+        model_dir, key, held_out, str(eval_dir),
+        {"answers": answers, "secret": settings.pseudonym_secret.get_secret_value()} if answers else {})
     run_args = {"settings": settings, "config": config, "evaluation": evaluation,
                 "encoders": encoder_versions(reports), "n_train": len(train_fs),
                 "held_out_fraction": held_out_fraction, "min_gain": min_gain}

@@ -48,6 +48,10 @@ class PretrainConfig:
     proj_dim: int = 32
     intra_weight: float = 0.5
     seed: int = 7
+    fixed_features_in_loss: bool = False
+    """Feed the encoders' fixed hand-crafted blocks (EEG band powers, CT/X-ray feature blocks) to the
+    projection heads too. Off by default: the heads could then match modalities through features
+    that cannot learn, and the networks get less of the cross-modal signal to learn from."""
 
 
 @dataclass
@@ -152,7 +156,11 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
         log.warning("nothing to pretrain: %d patients, trainable modalities %s", len(pids), trainable)
         report.seconds = time.perf_counter() - t0
         return report
-    heads = nn.ModuleDict({m: _head(encoders[m].dim, config.proj_dim) for m in data}).to(dev)
+    def head_dim(m: str) -> int:
+        enc = encoders[m]
+        return enc.net_dim if m in trainable and not config.fixed_features_in_loss else enc.dim
+
+    heads = nn.ModuleDict({m: _head(head_dim(m), config.proj_dim) for m in data}).to(dev)
     augment = {m: encoders[m].augmentation() for m in trainable}
     for i, m in enumerate(trainable):
         if hasattr(augment[m], "set_random_state"):
@@ -166,7 +174,9 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
         if m not in trainable:
             z = torch.from_numpy(np.stack([data[m][p]["z"] for p in batch])).to(dev)
             return heads[m](z)
-        return heads[m](encoders[m].embed_prepared([augment[m](data[m][p]) for p in batch]))
+        views = [augment[m](data[m][p]) for p in batch]
+        enc = encoders[m]
+        return heads[m](enc.embed_prepared(views) if config.fixed_features_in_loss else enc.forward(views).float())
 
     for epoch in range(config.epochs):
         for m in trainable:

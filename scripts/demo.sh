@@ -15,7 +15,7 @@ else
   echo "    (already there; delete ${DEMO_DIR} to regenerate)"
 fi
 
-echo "==> 2/2 pipeline: ingest, encode, pretrain, train, evaluate, register, predict"
+echo "==> 2/2 pipeline: ingest, encode, train, evaluate, register, predict (Prefect flows, in-process)"
 "$BIN/clinfuse" pipeline --source "$DEMO_DIR" --cohort "$DEMO_DIR/cohort.csv" --answers "$DEMO_DIR/answers.parquet"
 
 echo

@@ -35,6 +35,9 @@ def pipeline(
     impute: str = typer.Option("cross_profile", "--impute", help="Imputation of missing modalities."),
     epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum training epochs (early stopping applies)."),
     dask: bool = typer.Option(False, "--dask/--no-dask", help="Fan tasks out over Dask (settings.dask_address, or a local cluster)."),
+    answers: Path | None = typer.Option(
+        None, "--answers", help="Phantom answers.parquet (evaluation only): never ingested, used to report "
+                                "AUROC against the Bayes-optimal oracle. Default SOURCE/answers.parquet if present."),
 ) -> None:
     """Ingest -> encode -> train (+ champion gate) -> evaluate -> predict, as Prefect flows.
 
@@ -49,6 +52,7 @@ def pipeline(
     console = Console()
     settings = get_settings()
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
+    answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
     settings.ensure_dirs()
     apply_prefect_env(settings)
@@ -56,7 +60,8 @@ def pipeline(
 
     with console.status("[bold]running the pipeline (ingest, encode, train, evaluate, predict)…"):
         result = pipeline_flow(source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
-                               fusion=fusion, impute=impute, epochs=epochs, dask=dask)
+                               fusion=fusion, impute=impute, epochs=epochs, dask=dask,
+                               answers=str(answers.resolve()) if answers else None)
     train = result["train"]
     console.print(f"[green]Done.[/green] Ingest: {result['ingest']}. Model clinfuse v{train['version']} is "
                   f"[bold]{train['alias']}[/bold] ({train['reason']}).")

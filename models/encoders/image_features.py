@@ -27,19 +27,17 @@ from scipy import ndimage as ndi
 # -- CT ---------------------------------------------------------------------------
 CT_TISSUE_HU: tuple[float, float] = (-20.0, 150.0)
 """HU band of brain parenchyma, CSF and hyperdense lesions; bone and air fall outside."""
-CT_HIST_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 130, 10))
-"""Brain-window histogram bins (HU): 12 bins of 10 HU from 0 to 120."""
+CT_HIST_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 121, 20))
+"""Brain-window histogram bins (HU): 6 bins of 20 HU from 0 to 120 (coarse: finer bins only add noise)."""
 CT_EXCESS_HU: tuple[float, ...] = (8.0, 15.0, 25.0)
 """Thresholds on HU above the median brain tissue that count a voxel as lesion-like."""
 CT_SIDE_STATS: tuple[str, ...] = ("p99", "p99.9", *(f"pct>{t:g}HU" for t in CT_EXCESS_HU))
 
 CT_FEATURE_NAMES: tuple[str, ...] = (
     *(f"hist {lo:g}-{hi:g} HU" for lo, hi in zip(CT_HIST_EDGES[:-1], CT_HIST_EDGES[1:])),
-    *(f"right {s}" for s in CT_SIDE_STATS),
-    *(f"left {s}" for s in CT_SIDE_STATS),
     *(f"max {s}" for s in CT_SIDE_STATS),
     *(f"|L-R| {s}" for s in CT_SIDE_STATS),
-    "L-R p99", "side", "tissue median HU/100", "tissue fraction",
+    "L-R p99.9", "side", "tissue median HU/100", "tissue fraction",
 )
 """Names of the CT block's columns, in order (documentation, plots and tests)."""
 
@@ -65,8 +63,10 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
 
     Lightly smoothed HU (noise would otherwise dominate the upper percentiles) minus
     the median tissue HU gives each voxel's excess density; per hemisphere its upper
-    percentiles and the share of lesion-like voxels measure a hyperdense focus, their
-    max and ``|L - R|`` measure it whichever side it is on, and ``side`` says which.
+    percentiles and the share of lesion-like voxels measure a hyperdense focus; the
+    block keeps their max and ``|L - R|`` (the focus whichever side it is on), the
+    signed ``L - R`` p99.9 and ``side`` (which side). Per-side values themselves are
+    left out: they add dimensions, not information a linear model can use.
     """
     vol = np.nan_to_num(np.asarray(volume, np.float32), nan=-1024.0)
     if vol.ndim != 3:
@@ -83,13 +83,13 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
     lesion_pct = 2  # index of "pct > 8 HU": the most reliable side indicator on the phantom
     side = float(np.sign(left[lesion_pct] - right[lesion_pct]))
     return np.concatenate([
-        hist, right, left, np.maximum(left, right), np.abs(left - right),
-        [left[0] - right[0], side, median / 100.0, mask.mean()],
+        hist, np.maximum(left, right), np.abs(left - right),
+        [left[1] - right[1], side, median / 100.0, mask.mean()],
     ]).astype(np.float32)
 
 
 # -- X-ray --------------------------------------------------------------------------
-XRAY_HIST_BINS = 16
+XRAY_HIST_BINS = 8
 XRAY_DENSE_LEVELS: tuple[float, ...] = (0.5, 0.65, 0.8)
 """Intensity levels (bright = dense) whose exceeded-area fraction is reported."""
 XRAY_ASYM_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2)

@@ -50,8 +50,10 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
 
     with prefect_settings(settings):
         first = pipeline_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"),
-                              home=str(settings.home), epochs=8)
+                              home=str(settings.home), epochs=8, answers=str(small_phantom / "answers.parquet"))
         assert first["ingest"]["new"] > 0
+        manifest = pd.read_parquet(settings.manifest_path)
+        assert not manifest.source_uri.str.contains("answers").any()  # evaluation-only file never ingested
         assert first["train"]["alias"] == "champion" and first["train"]["version"] == "1"
         batch = read_latest_batch(settings.predictions_dir)
         cohort = pd.read_parquet(settings.cohort_path)
@@ -62,7 +64,7 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
 
         since = datetime.now(timezone.utc)
         second = pipeline_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"),
-                               home=str(settings.home), epochs=8)
+                               home=str(settings.home), epochs=8, answers=str(small_phantom / "answers.parquet"))
         states = _task_states(since)
 
     for name in ("ingest", "encode", "train", "evaluate", "register", "predict"):
@@ -78,6 +80,7 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
     assert run["params.fusion"] == "early" and run["params.epochs"] == "8"
     assert run["tags.clinfuse.manifest_sha256"] and run["tags.clinfuse.encoder.ct"]
     assert any(c.startswith("metrics.heldout.") for c in train_runs.columns)
+    assert any("oracle" in c for c in train_runs.columns if c.startswith("metrics."))
     inputs = mlflow.get_run(run["run_id"]).inputs.dataset_inputs
     assert {d.dataset.name for d in inputs} == {"manifest", "encoders"}
 

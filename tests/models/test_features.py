@@ -65,7 +65,7 @@ def test_load_features_one_row_per_patient(cohort_home) -> None:
     assert report2.encoded["eeg"] == 1
     fs = load_features(manifest2, cohort, store, report.encoder_keys)
     assert fs.patient_ids == tuple(cohort["patient_id"])
-    assert fs.dims() == {"ct": 64 + 36, "xray": 64 + 28, "eeg": 140, "note": 64 + 30}
+    assert fs.dims() == {"ct": 64 + 20, "xray": 64 + 20, "eeg": 140, "note": 64 + 30}
     latest = latest_items(manifest2)
     failed = {f.content_sha256 for f in report.failures}
     for j, m in enumerate(fs.modalities):
