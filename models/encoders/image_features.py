@@ -37,16 +37,15 @@ CT_FEATURE_NAMES: tuple[str, ...] = (
     *(f"hist {lo:g}-{hi:g} HU" for lo, hi in zip(CT_HIST_EDGES[:-1], CT_HIST_EDGES[1:])),
     *(f"max {s}" for s in CT_SIDE_STATS),
     *(f"|L-R| {s}" for s in CT_SIDE_STATS),
-    "L-R p99.9", "side", "tissue median HU/100", "tissue fraction",
+    "L-R p99", "side", "tissue median HU/100", "tissue fraction",
 )
 """Names of the CT block's columns, in order (documentation, plots and tests)."""
 
 
-def _brain_mask(vol: np.ndarray) -> np.ndarray:
-    """Voxels in the tissue HU band, opened and eroded away from bone/air partial-volume edges."""
-    mask = (vol > CT_TISSUE_HU[0]) & (vol < CT_TISSUE_HU[1])
-    mask = ndi.binary_opening(mask, iterations=1)
-    return ndi.binary_erosion(mask, iterations=2)
+def _tissue_masks(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels in the tissue HU band (opened), and the same eroded away from bone/air partial-volume edges."""
+    tissue = ndi.binary_opening((vol > CT_TISSUE_HU[0]) & (vol < CT_TISSUE_HU[1]), iterations=1)
+    return tissue, ndi.binary_erosion(tissue, iterations=2)
 
 
 def _side_stats(excess: np.ndarray) -> np.ndarray:
@@ -65,17 +64,18 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
     the median tissue HU gives each voxel's excess density; per hemisphere its upper
     percentiles and the share of lesion-like voxels measure a hyperdense focus; the
     block keeps their max and ``|L - R|`` (the focus whichever side it is on), the
-    signed ``L - R`` p99.9 and ``side`` (which side). Per-side values themselves are
+    signed ``L - R`` p99 and ``side`` (which side). Per-side values themselves are
     left out: they add dimensions, not information a linear model can use.
     """
     vol = np.nan_to_num(np.asarray(volume, np.float32), nan=-1024.0)
     if vol.ndim != 3:
         raise ValueError(f"CT array must be (D, H, W), got shape {vol.shape}")
-    mask = _brain_mask(vol)
+    tissue, mask = _tissue_masks(vol)
     if mask.sum() < 100:
         return np.zeros(len(CT_FEATURE_NAMES), np.float32)
-    smooth = ndi.gaussian_filter(vol, sigma=(0.5, 1.0, 1.0))
-    median = float(np.median(smooth[mask]))
+    median = float(np.median(vol[mask]))
+    # bone and air are replaced by the median before smoothing, so they cannot bleed into tissue voxels
+    smooth = ndi.gaussian_filter(np.where(tissue, vol, median), sigma=(0.5, 1.0, 1.0))
     hist = np.histogram(vol[mask], bins=CT_HIST_EDGES)[0] / mask.sum()
     half = vol.shape[2] // 2
     right = _side_stats(smooth[:, :, :half][mask[:, :, :half]] - median)
@@ -84,7 +84,7 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
     side = float(np.sign(left[lesion_pct] - right[lesion_pct]))
     return np.concatenate([
         hist, np.maximum(left, right), np.abs(left - right),
-        [left[1] - right[1], side, median / 100.0, mask.mean()],
+        [left[0] - right[0], side, median / 100.0, mask.mean()],
     ]).astype(np.float32)
 
 

@@ -77,6 +77,7 @@ def test_unknown_kind_and_pool_are_refused() -> None:
         build_fusion("cross_attention", DIMS, FusionConfig(pool="median"))
 
 
+@pytest.mark.slow
 def test_cross_attention_learns_interaction_that_late_fusion_cannot() -> None:
     """Label = side_ct * side_eeg for every patient: neither modality alone carries it.
 

@@ -47,7 +47,7 @@ def test_ct_block_recovers_the_lesion_side() -> None:
             feats = ct_features(_ct(seed, evidence=-0.5 + 0.5 * seed, side=side))
             assert feats.shape == (len(CT_FEATURE_NAMES),) and np.isfinite(feats).all()
             assert feats[SIDE] == expected, (seed, side)
-            assert np.sign(feats[CT_FEATURE_NAMES.index("L-R p99.9")]) == expected
+            assert np.sign(feats[CT_FEATURE_NAMES.index("L-R p99")]) == expected
             assert feats[CT_FEATURE_NAMES.index("|L-R| pct>8HU")] > 0.5  # one-sided: > 0.5 % of a hemisphere
 
 
