@@ -6,16 +6,16 @@ dropout, class-balanced loss and early stopping on the validation split, fits
 temperature scaling on the validation split, and returns a
 :class:`~models.trained_model.TrainedModel`.
 
-Only ``strategy="frozen"`` (embeddings computed once by the encoders, fusion
-trained on top) is implemented; joint encoder + fusion training and
-pretrain-then-fine-tune need the encoders' weights in the loop and are not
-offered rather than faked.
+``strategy="frozen"`` (embeddings computed once by the encoders, fusion
+trained on top) is this loop alone; ``"joint"`` and ``"finetune"`` train the
+encoders too and live in :func:`models.joint_training.train_joint`, which ends
+by calling ``train`` on the re-encoded embeddings (``config.encoders`` set).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -32,7 +32,7 @@ from models.imputation import IMPUTERS, build_imputer
 if TYPE_CHECKING:
     from models.trained_model import TrainedModel
 
-STRATEGIES = ("frozen",)
+STRATEGIES = ("frozen", "joint", "finetune")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class TrainConfig:
     abstain_share: float = 0.5
     device: str = "cpu"
     threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
+    encoders: dict = field(default_factory=dict)  # modality -> encoder version the embeddings came from (joint/finetune)
 
     def validate(self) -> None:
         self.fusion = canonical_fusion(self.fusion)
@@ -67,8 +68,7 @@ class TrainConfig:
         if self.impute not in IMPUTERS:
             raise ValueError(f"impute {self.impute!r} unknown; choose one of {sorted(IMPUTERS)}")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.strategy!r} is not implemented: only 'frozen' (fusion on "
-                             "frozen embeddings) is; joint/finetune training of encoders is not available")
+            raise ValueError(f"strategy {self.strategy!r} is not implemented; choose one of {STRATEGIES}")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
         if self.select_on not in ("auroc", "loss"):
@@ -169,6 +169,9 @@ def train(features: FeatureSet, config: TrainConfig,
     from models.trained_model import TrainedModel
 
     config.validate()
+    if config.strategy != "frozen" and not config.encoders:
+        raise ValueError(f"strategy {config.strategy!r} is not implemented by train() on stored embeddings: it "
+                         "trains the encoders from the arrays; call models.joint_training.train_joint")
     with torch_threads(config.threads):
         return _train(features, config, progress)
 
