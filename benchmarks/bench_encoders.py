@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note-encoder", choices=("minilm", "tfidf"), default="minilm")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--xray-lr-scale", type=float, default=None, help="PretrainConfig.lr_scale for xray")
     ap.add_argument("--fixed-features-out-of-loss", action="store_true",
                     help="keep the fixed feature blocks out of the contrastive heads (PretrainConfig)")
     ap.add_argument("--root", type=Path, default=None,
@@ -112,7 +113,9 @@ def main() -> None:
     before = probe_auroc(load_features(manifest, cohort, store, cold.encoder_keys))
     t1 = time.perf_counter()
     pre = pretrain(manifest, home, encoders_dir, config=PretrainConfig(epochs=args.epochs, seed=args.seed,
-                                         fixed_features_in_loss=not args.fixed_features_out_of_loss),
+                                         fixed_features_in_loss=not args.fixed_features_out_of_loss,
+                                         **({} if args.xray_lr_scale is None
+                                            else {"lr_scale": (("xray", args.xray_lr_scale),)})),
                    note_encoder=args.note_encoder,
                    progress=lambda e, n, loss: print(f"  epoch {e}/{n} loss {loss:.3f}", flush=True))
     t_pre = time.perf_counter() - t1

@@ -6,9 +6,10 @@ trained end to end through the fusion module:
 
 - ``"joint"``: encoders start from their seeded init (no pretraining) and train
   at the fusion learning rate;
-- ``"finetune"``: encoders start from the newest pretrained weights in
-  ``encoders_dir`` (``clinfuse pretrain``) and train at a lower learning rate
-  than the fusion head, so the pretrained features are adjusted, not erased.
+- ``"finetune"``: encoders start from the newest saved weights in
+  ``encoders_dir`` (normally ``clinfuse pretrain``'s; after an earlier
+  joint/finetune run, that run's) and train at a lower learning rate than the
+  fusion head, so the pretrained features are adjusted, not erased.
 
 Batches read the normalised arrays of the manifest (each patient's latest item per
 modality), run each present imaging/EEG item through its encoder's network, take the
@@ -34,7 +35,6 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from monai.utils import set_determinism
 from sklearn.metrics import roc_auc_score
 
 from models.embedding_store import EmbeddingStore
@@ -100,7 +100,8 @@ def train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFra
     ``encoder_keys`` (they supply labels, covariates and the frozen note embeddings;
     held-out patients must not be in it). ``cohort`` is the whole cohort table, used
     to reload every patient's features with the new encoder versions.
-    ``progress(epoch, row)`` is called after each joint epoch.
+    ``progress(epoch, row)`` is called after each epoch; ``row["stage"]`` is ``"joint"`` (encoders +
+    fusion head) or ``"fusion"`` (the final model on the re-encoded embeddings).
     """
     config.validate()
     if config.strategy not in JOINT_STRATEGIES:
@@ -118,7 +119,8 @@ def _start_encoders(strategy: str, modalities: Sequence[str], encoders_dir: Path
     for m in modalities:
         enc = build_encoder(m, encoders_dir=encoders_dir if strategy == "finetune" else None, device=device,
                             seed=seed)
-        assert isinstance(enc, TorchEncoder)
+        if not isinstance(enc, TorchEncoder):
+            raise TypeError(f"{m} encoder {enc.name} has no torch network to train")
         if strategy == "finetune" and enc.weights_path is None:
             found = latest_weights(encoders_dir, enc.name)
             raise FileNotFoundError(f"finetune needs pretrained {enc.name} weights in {encoders_dir} "
@@ -222,7 +224,7 @@ def _fit_joint(batcher: _JointBatcher, fusion: torch.nn.Module, encoders: dict[s
         row = {"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss, "val_auroc": auc}
         history.append(row)
         if progress:
-            progress(epoch, row)
+            progress(epoch, {**row, "stage": "joint"})
         score = val_loss if config.select_on == "loss" or np.isnan(auc) else -auc
         if score < best - 1e-4:
             best, waited = score, 0
@@ -241,17 +243,7 @@ def _train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFr
                  encoder_keys: Mapping[str, Sequence[str] | None], joint: JointConfig,
                  progress: Callable[[int, dict], None] | None) -> JointResult:
     t0 = time.perf_counter()
-    seed_everything(config.seed)
-    set_determinism(seed=config.seed)
-    try:
-        return _run(features, manifest, cohort, home, store, encoders_dir, config, encoder_keys, joint, progress, t0)
-    finally:
-        set_determinism(seed=None)  # leave global cuDNN/determinism state as we found it
-
-
-def _run(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFrame, home: Path, store: EmbeddingStore,
-         encoders_dir: Path, config: TrainConfig, encoder_keys: Mapping[str, Sequence[str] | None],
-         joint: JointConfig, progress: Callable[[int, dict], None] | None, t0: float) -> JointResult:
+    seed_everything(config.seed)  # with the seeded augmentations and split: same inputs, same weights (CPU)
     latest = latest_items(manifest, [m for m in TRAINABLE if m in features.modalities])
     wanted = set(features.patient_ids)
     present = [m for m in TRAINABLE if m in features.modalities
@@ -262,8 +254,7 @@ def _run(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFrame, hom
     skipped: list[str] = []
     items = {m: _prepare_items(e, latest[latest["modality"] == m], home, wanted, skipped) for m, e in encoders.items()}
     encoders = {m: e for m, e in encoders.items() if items[m]}
-    result = JointResult(model=None, features=features, encoder_keys=dict(encoder_keys),  # type: ignore[arg-type]
-                         started_from={m: e.weights_path for m, e in encoders.items()}, skipped=skipped)
+    started_from = {m: e.weights_path for m, e in encoders.items()}
     augment = None
     if joint.augment:
         augment = {m: e.augmentation() for m, e in encoders.items()}
@@ -274,28 +265,29 @@ def _run(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFrame, hom
     batcher = _JointBatcher(features, encoders, items, augment, dev)
     fusion = build_fusion(config.fusion, batcher.dims, _fusion_config(config, features)).to(dev)
     encoder_lr = joint.encoder_lr or (config.lr if config.strategy == "joint" else config.lr / 10)
-    result.learning_rates = {"fusion": config.lr, "encoders": encoder_lr}
     tr, va = patient_split(features, config.val_fraction, config.seed)
-    result.history = _fit_joint(batcher, fusion, encoders, tr, va, config, joint, encoder_lr, progress)
+    history = _fit_joint(batcher, fusion, encoders, tr, va, config, joint, encoder_lr, progress)
+    weights = {}
     for m, enc in encoders.items():
         _recalibrate_batchnorm(enc, list(items[m].values()), joint.batch_size)
-        result.weights[m] = enc.save_weights(encoders_dir)
-    result.encode_report = encode_manifest(manifest, home, store, modalities=list(encoders), encoders=encoders)
-    for f in result.encode_report.failures:
-        skipped.append(f"{f.modality} {f.array_uri}: {f.reason}")
-    keys = dict(encoder_keys)
-    keys.update({m: result.encode_report.encoder_keys[m] for m in encoders})
-    result.encoder_keys = keys
-    result.features = load_features(manifest, cohort, store, keys, modalities=features.modalities)
-    pos = {p: i for i, p in enumerate(result.features.patient_ids)}
+        weights[m] = enc.save_weights(encoders_dir)
+    report = encode_manifest(manifest, home, store, modalities=list(encoders), encoders=encoders)
+    for f in report.failures:  # an array already reported above is not listed twice
+        if not any(line.startswith(f"{f.modality} {f.array_uri}:") for line in skipped):
+            skipped.append(f"{f.modality} {f.array_uri}: {f.reason}")
+    keys = {**dict(encoder_keys), **{m: report.encoder_keys[m] for m in encoders}}
+    everyone = load_features(manifest, cohort, store, keys, modalities=features.modalities)
+    pos = {p: i for i, p in enumerate(everyone.patient_ids)}
     missing = [p for p in features.patient_ids if p not in pos]
     if missing:
         raise ValueError(f"{len(missing)} training patients are not in the cohort table (e.g. {missing[0]})")
-    train_fs = result.features.subset(np.array([pos[p] for p in features.patient_ids], int))
-    train_fs = replace(train_fs, labels=features.labels)
-    versions = {m: encoders[m].version for m in encoders}
-    final = replace(config, encoders={**{m: tuple(k)[1] for m, k in keys.items() if k is not None}, **versions})
-    result.model = train(train_fs, final)
-    result.seconds = time.perf_counter() - t0
-    log.info("%s training: encoders %s in %.0f s", config.strategy, versions, result.seconds)
-    return result
+    train_fs = replace(everyone.subset(np.array([pos[p] for p in features.patient_ids], int)),
+                       labels=features.labels)
+    versions = {m: tuple(k)[1] for m, k in keys.items() if k is not None}
+    model = train(train_fs, replace(config, encoders=versions), None if progress is None else
+                  lambda epoch, row: progress(epoch, {**row, "stage": "fusion"}))
+    seconds = time.perf_counter() - t0
+    log.info("%s training: encoders %s in %.0f s", config.strategy, versions, seconds)
+    return JointResult(model=model, features=everyone, encoder_keys=keys, weights=weights,
+                       started_from=started_from, learning_rates={"fusion": config.lr, "encoders": encoder_lr},
+                       history=history, skipped=skipped, encode_report=report, seconds=seconds)

@@ -77,6 +77,28 @@ def held_out_split(features, fraction: float, seed: int):
     return features.subset(~mask), features.subset(mask)
 
 
+def train_with_encoders(settings, train_fs, config, joint_epochs: int, encoder_lr: float, console, progress):
+    """joint/finetune: train encoders + fusion from the home's arrays (models.joint_training); the TrainedModel."""
+    from ingestion.cohort import load_cohort
+    from ingestion.manifest import read_manifest
+    from models.embedding_store import EmbeddingStore
+    from models.joint_training import JointConfig, train_joint
+
+    manifest, store = read_manifest(settings.manifest_path), EmbeddingStore(settings.embeddings_dir)
+    try:
+        result = train_joint(train_fs, manifest, load_cohort(settings.cohort_path), settings.home, store,
+                             settings.encoders_dir, config, latest_encoder_keys(manifest, store.index()),
+                             JointConfig(epochs=joint_epochs, encoder_lr=encoder_lr or None), progress=progress)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    for line in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {line}")
+    for m, path in result.weights.items():
+        console.print(f"{m}: started from {result.started_from.get(m) or 'seeded init'}; new weights [bold]{path.name}[/bold]")
+    return result.model
+
+
 def train(
     fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or cross_attention."),
     impute: str = typer.Option("cross_profile", "--impute", help="Missing modalities: cross_profile, mean or zero."),
@@ -89,6 +111,12 @@ def train(
     held_out_fraction: float = typer.Option(0.2, "--held-out-fraction", help="Patients kept out for `clinfuse evaluate`."),
     synthetic: int = typer.Option(0, "--synthetic", help="Train on a synthetic cohort of N patients instead of the home's embeddings."),
     run_id: str = typer.Option("", "--run-id", help="Name of the model folder under <home>/models (default: a timestamp)."),
+    strategy: str = typer.Option("frozen", "--strategy", help="frozen: fusion on the stored embeddings, encoders untouched. "
+                                 "joint: CT/X-ray/EEG encoders trained from their seeded init together with a fusion head on "
+                                 "the labels (small cohorts). finetune: the same from the `clinfuse pretrain` weights, encoders "
+                                 "at a lower learning rate. joint/finetune save new encoder versions and re-encode the store."),
+    joint_epochs: int = typer.Option(20, "--joint-epochs", min=1, help="joint/finetune: maximum epochs of encoder + fusion training."),
+    encoder_lr: float = typer.Option(0.0, "--encoder-lr", min=0.0, help="joint/finetune: encoder learning rate; 0 = --lr (joint) or --lr/10 (finetune)."),
 ) -> None:
     """Train one fusion model (frozen embeddings, imputation, modality dropout, temperature scaling) and save it."""
     from rich.console import Console
@@ -102,9 +130,11 @@ def train(
     settings = get_settings()
     config = TrainConfig(fusion=fusion, impute=impute, epochs=epochs, hidden=hidden, layers=layers, pool=pool,
                          lr=lr, modality_dropout=modality_dropout, seed=settings.seed,
-                         device=settings.resolved_device())
+                         device=settings.resolved_device(), strategy=strategy)
     try:
         config.validate()
+        if strategy != "frozen" and synthetic:
+            raise ValueError(f"--strategy {strategy} trains the encoders from ingested arrays; --synthetic has none")
         features, _ = load_home_features(settings, synthetic)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -115,8 +145,15 @@ def train(
                   TextColumn("{task.completed}/{task.total} epochs  val AUROC {task.fields[auc]}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("train", total=epochs, what=f"{fusion} + {impute}", auc="-")
-        model = fit(train_fs, config, progress=lambda epoch, row: bar.update(
-            task, completed=epoch + 1, auc=f"{row['val_auroc']:.3f}"))
+        def on_epoch(epoch: int, row: dict) -> None:
+            stage = row.get("stage", "fusion")
+            bar.update(task, completed=epoch + 1, total=joint_epochs if stage == "joint" else epochs,
+                       auc=f"{row['val_auroc']:.3f}", what=f"{stage if strategy != 'frozen' else ''} {fusion} + {impute}")
+
+        if strategy == "frozen":
+            model = fit(train_fs, config, progress=on_epoch)
+        else:
+            model = train_with_encoders(settings, train_fs, config, joint_epochs, encoder_lr, console, on_epoch)
         bar.update(task, total=len(model.history))
     out = model.save(settings.home / "models" / run_id)
     best = max(model.history, key=lambda r: r["val_auroc"]) if config.select_on == "auroc" else \
