@@ -93,7 +93,8 @@ class JointResult:
 def train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFrame, home: Path,
                 store: EmbeddingStore, encoders_dir: Path, config: TrainConfig,
                 encoder_keys: Mapping[str, Sequence[str] | None], joint: JointConfig = JointConfig(), *,
-                progress: Callable[[int, dict], None] | None = None) -> JointResult:
+                progress: Callable[[int, dict], None] | None = None,
+                quarantine_dir: Path | None = None) -> JointResult:
     """Train encoders + fusion on ``features``' patients, save and re-encode, return a TrainedModel.
 
     ``features`` are the labelled *training* patients as loaded from the store with
@@ -101,7 +102,9 @@ def train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFra
     held-out patients must not be in it). ``cohort`` is the whole cohort table, used
     to reload every patient's features with the new encoder versions.
     ``progress(epoch, row)`` is called after each epoch; ``row["stage"]`` is ``"joint"`` (encoders +
-    fusion head) or ``"fusion"`` (the final model on the re-encoded embeddings).
+    fusion head) or ``"fusion"`` (the final model on the re-encoded embeddings). Arrays that cannot
+    be read are listed in ``JointResult.skipped`` (treated as missing) and, with ``quarantine_dir``,
+    written there by the re-encoding (``encode_failures_<modality>.parquet``).
     """
     config.validate()
     if config.strategy not in JOINT_STRATEGIES:
@@ -109,7 +112,7 @@ def train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFra
                          "use models.train.train for 'frozen'")
     with torch_threads(config.threads):
         return _train_joint(features, manifest, cohort, Path(home), store, Path(encoders_dir), config,
-                            encoder_keys, joint, progress)
+                            encoder_keys, joint, progress, quarantine_dir)
 
 
 def _start_encoders(strategy: str, modalities: Sequence[str], encoders_dir: Path, device: str,
@@ -124,8 +127,8 @@ def _start_encoders(strategy: str, modalities: Sequence[str], encoders_dir: Path
         if strategy == "finetune" and enc.weights_path is None:
             found = latest_weights(encoders_dir, enc.name)
             raise FileNotFoundError(f"finetune needs pretrained {enc.name} weights in {encoders_dir} "
-                                    + ("(the ones there are for other preprocessing) " if found else "")
-                                    + "run `clinfuse pretrain` first, or use --strategy joint")
+                                    + ("(the ones there are for other preprocessing)" if found else "")
+                                    + ": run `clinfuse pretrain` first, or use --strategy joint")
         encoders[m] = enc
     return encoders
 
@@ -241,7 +244,7 @@ def _fit_joint(batcher: _JointBatcher, fusion: torch.nn.Module, encoders: dict[s
 def _train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFrame, home: Path,
                  store: EmbeddingStore, encoders_dir: Path, config: TrainConfig,
                  encoder_keys: Mapping[str, Sequence[str] | None], joint: JointConfig,
-                 progress: Callable[[int, dict], None] | None) -> JointResult:
+                 progress: Callable[[int, dict], None] | None, quarantine_dir: Path | None) -> JointResult:
     t0 = time.perf_counter()
     seed_everything(config.seed)  # with the seeded augmentations and split: same inputs, same weights (CPU)
     latest = latest_items(manifest, [m for m in TRAINABLE if m in features.modalities])
@@ -271,7 +274,8 @@ def _train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFr
     for m, enc in encoders.items():
         _recalibrate_batchnorm(enc, list(items[m].values()), joint.batch_size)
         weights[m] = enc.save_weights(encoders_dir)
-    report = encode_manifest(manifest, home, store, modalities=list(encoders), encoders=encoders)
+    report = encode_manifest(manifest, home, store, modalities=list(encoders), encoders=encoders,
+                             quarantine_dir=quarantine_dir)
     for f in report.failures:  # an array already reported above is not listed twice
         if not any(line.startswith(f"{f.modality} {f.array_uri}:") for line in skipped):
             skipped.append(f"{f.modality} {f.array_uri}: {f.reason}")

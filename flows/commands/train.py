@@ -88,7 +88,8 @@ def train_with_encoders(settings, train_fs, config, joint_epochs: int, encoder_l
     try:
         result = train_joint(train_fs, manifest, load_cohort(settings.cohort_path), settings.home, store,
                              settings.encoders_dir, config, latest_encoder_keys(manifest, store.index()),
-                             JointConfig(epochs=joint_epochs, encoder_lr=encoder_lr or None), progress=progress)
+                             JointConfig(epochs=joint_epochs, encoder_lr=encoder_lr or None), progress=progress,
+                             quarantine_dir=settings.quarantine_dir)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

@@ -272,8 +272,14 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
     assert (home / "manifest.parquet").read_bytes() == before
 
 
-def _ingest_in_child(source: str, home: str) -> None:
-    run(Path(source), Path(home), workers=1)
+def _ingest_in_child(source: str, home: str, errors: str) -> None:
+    import traceback
+
+    try:
+        run(Path(source), Path(home), workers=1)
+    except BaseException:  # noqa: BLE001 - report the child's failure to the parent test
+        Path(errors).write_text(traceback.format_exc())
+        raise
 
 
 def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_path: Path) -> None:
@@ -283,12 +289,13 @@ def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_pa
         write(source / "extra" / f"e{i}.edf", f"patient=MRN2{i}\n")
     home = tmp_path / "home"
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_ingest_in_child, args=(str(source), str(home))) for _ in range(2)]
+    errors = [tmp_path / f"child{i}.err" for i in range(2)]
+    procs = [ctx.Process(target=_ingest_in_child, args=(str(source), str(home), str(err))) for err in errors]
     for p in procs:
         p.start()
-    for p in procs:
+    for p, err in zip(procs, errors):
         p.join(120)
-        assert p.exitcode == 0
+        assert p.exitcode == 0, err.read_text() if err.exists() else "child failed before ingest"
     df = read_manifest(home / "manifest.parquet")
     assert len(df) == 12 and df["item_id"].is_unique
     assert all_source_files(df) == sorted(

@@ -47,7 +47,7 @@ def test_joint_training_changes_encoders_reencodes_and_learns(tmp_path: Path) ->
     res = train_joint(fs, manifest, cohort, home, store, home / "encoders",
                       TrainConfig(strategy="joint", epochs=60, patience=15, hidden=16), keys,
                       JointConfig(epochs=3, patience=3, batch_size=8),
-                      progress=lambda epoch, row: stages.add(row["stage"]))
+                      progress=lambda epoch, row: stages.add(row["stage"]), quarantine_dir=home / "quarantine")
     assert stages == {"joint", "fusion"} and 1 <= len(res.history) <= 3
     assert res.learning_rates == {"fusion": 3e-3, "encoders": 3e-3}
     index = store.index()
@@ -64,6 +64,7 @@ def test_joint_training_changes_encoders_reencodes_and_learns(tmp_path: Path) ->
         assert len(shas - stored) == (1 if m == "eeg" else 0)  # the corrupt EEG file only
     assert res.encoder_keys["note"] == keys["note"] and res.model.config.encoders["note"] == keys["note"].version
     assert sum("eeg arrays/eeg/" in s for s in res.skipped) == 1  # the bad file: reported once, not fatal
+    assert (home / "quarantine" / "encode_failures_eeg.parquet").is_file()
     # the returned model is an ordinary TrainedModel on the new embeddings and it learned the signal
     assert res.model.network.dims["ct"] == res.features.dims()["ct"]
     auc = roc_auc_score(res.features.labels, res.model.predict_risk(res.features))
