@@ -22,13 +22,6 @@ from tests.models.synthetic_arrays import LEFT, RIGHT, ct_volume, eeg_windows, n
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two torch threads on a busy 2-core box are many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _arrays(modality: str, n: int = 3, seed: int = 0) -> list[np.ndarray]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -28,12 +27,6 @@ CT_MAX_P999 = CT_FEATURE_NAMES.index("max p99.9")
 XRAY_ASYM_MAX = XRAY_FEATURE_NAMES.index("|asym| max")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _ct(seed: int, evidence: float, side: str) -> np.ndarray:
