@@ -86,7 +86,10 @@ def crashed_ingest(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path
     n_files = sum(1 for p in src.rglob("*") if p.is_file())
     env = clean_env(home, CLINFUSE_PSEUDONYM_SECRET=SECRET)
     manifest_path = home / "manifest.parquet"
-    cmd = [sys.executable, "-c", "from flows.cli import main; main()", "ingest", "--source", str(src), "--workers", "1"]
+    # Flush the manifest after every item (production flushes every 200 items or 5 s), so that a small
+    # cohort is certain to have a partial manifest to kill on, however fast the machine is.
+    cmd = [sys.executable, "-c", "import ingestion.ingest as i; i.FLUSH_EVERY = 1; from flows.cli import main; main()",
+           "ingest", "--source", str(src), "--workers", "1"]
     killed_at, _ = kill_when(cmd, env, lambda: _manifest_rows(manifest_path))
     before = read_manifest(manifest_path)  # must still validate: never half a table
     settings = Settings(home=home)
