@@ -53,3 +53,38 @@ def small_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("small_phantom") / "cohort"
     generate_cohort(out, 16, seed=11, missing_rate=0.25, mechanism="mcar", eeg_seconds=(30, 40))
     return out
+
+
+def _run_then_exit(target, args: tuple) -> None:  # noqa: ANN001 - any picklable callable
+    """Run ``target`` in a forked child and leave through ``os._exit``.
+
+    A child forked from a test process that has run Prefect flows inherits
+    Prefect's exit-time machinery and ends with exit code 1 even when its work
+    succeeded; ``os._exit`` makes the exit code say only whether ``target``
+    raised (1, traceback on stderr) or returned (0).
+    """
+    import traceback
+
+    code = 0
+    try:
+        target(*args)
+    except BaseException:  # noqa: BLE001 - reported through the exit code and stderr
+        traceback.print_exc()
+        code = 1
+    finally:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def forked_processes(target, argsets: list[tuple]) -> list:  # noqa: ANN001
+    """Started fork-context processes running ``target(*args)`` for each args tuple (concurrency tests)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_run_then_exit, args=(target, args)) for args in argsets]
+    for p in procs:
+        p.start()
+    return procs

@@ -7,7 +7,6 @@ doubled, every vector passes its checksum and every batch reads back whole.
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from models.features import usable_items
 from models.predictions_store import append_batch, batch_files, read_predictions
 from tests.test_reliability_corpus import REPO, clean_env
 from tests.test_reliability_crash import ENCODE_SCRIPT
+from tests.conftest import forked_processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -99,10 +99,8 @@ def _append_batches(root: str, worker: int, n_batches: int, n_rows: int) -> None
 
 def test_concurrent_prediction_appends_all_read_back(tmp_path: Path) -> None:
     root, workers, n_batches, n_rows = tmp_path / "predictions", 4, 5, 200
-    ctx = multiprocessing.get_context("fork")  # the writers need no fresh interpreter; spawn is slow on a busy box
-    procs = [ctx.Process(target=_append_batches, args=(str(root), w, n_batches, n_rows)) for w in range(workers)]
-    for p in procs:
-        p.start()
+    # fork: the writers need no fresh interpreter; spawn is slow on a busy box
+    procs = forked_processes(_append_batches, [(str(root), w, n_batches, n_rows) for w in range(workers)])
     for p in procs:
         p.join(300)
         assert p.exitcode == 0

@@ -20,6 +20,7 @@ from ingestion.ingest_worker import Readers
 from ingestion.manifest import latest_per_source, read_manifest
 from ingestion.pseudonym import pseudonymise
 from ingestion.records import NormalisedItem, QuarantineError
+from tests.conftest import forked_processes
 
 SECRET = "test-secret"
 READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(8, 16, 16), xray_shape=(32, 32),
@@ -283,19 +284,14 @@ def _ingest_in_child(source: str, home: str, errors: str) -> None:
 
 
 def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_path: Path) -> None:
-    import multiprocessing
-
     for i in range(8):
         write(source / "extra" / f"e{i}.edf", f"patient=MRN2{i}\n")
     home = tmp_path / "home"
-    ctx = multiprocessing.get_context("fork")
     errors = [tmp_path / f"child{i}.err" for i in range(2)]
-    procs = [ctx.Process(target=_ingest_in_child, args=(str(source), str(home), str(err))) for err in errors]
-    for p in procs:
-        p.start()
+    procs = forked_processes(_ingest_in_child, [(str(source), str(home), str(err)) for err in errors])
     for p, err in zip(procs, errors):
         p.join(120)
-        assert p.exitcode == 0, err.read_text() if err.exists() else "child failed before ingest"
+        assert p.exitcode == 0, err.read_text() if err.exists() else "child exited non-zero (see captured stderr)"
     df = read_manifest(home / "manifest.parquet")
     assert len(df) == 12 and df["item_id"].is_unique
     assert all_source_files(df) == sorted(

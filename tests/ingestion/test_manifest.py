@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import multiprocessing
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ from ingestion.manifest import (
     MANIFEST_COLUMNS, empty_manifest, latest_per_source, read_manifest, rows_to_frame, upsert_manifest,
     write_manifest,
 )
+from tests.conftest import forked_processes
 
 
 def _row(name: str, *, status: str = "ok", source_uri: str | None = None, when: int = 0, **over) -> dict:
@@ -107,10 +107,7 @@ def _writer(path: str, prefix: str, n: int) -> None:
 def test_concurrent_writers_never_lose_rows(tmp_path: Path) -> None:
     """Two processes upserting into one manifest: the lock serialises them, every row survives."""
     path = tmp_path / "manifest.parquet"
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(path), p, 8)) for p in ("x", "y")]
-    for p in procs:
-        p.start()
+    procs = forked_processes(_writer, [(str(path), p, 8) for p in ("x", "y")])
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
