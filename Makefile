@@ -36,9 +36,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Headless Chromium for the browser test, from Debian's packages (no browser download).
+# Real servers the tests drive (chromium, Orthanc + DICOMweb, PostgreSQL), from Debian (no downloads).
 browser:
-	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-system-packages.sh
 
 demo: install
 	bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_N)"

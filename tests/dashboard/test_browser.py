@@ -65,7 +65,7 @@ def server(tmp_path: Path):
 def browser(tmp_path: Path):
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         pytest.skip("headless Chromium is absent: install Debian's chromium and chromium-driver "
-                    "(scripts/ensure-chromium.sh) to run the browser test")
+                    "(scripts/ensure-system-packages.sh) to run the browser test")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
