@@ -15,14 +15,11 @@ import posixpath
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingestion.dicom_source import ZIP_SEPARATOR
-from ingestion.ingest_hashing import combined_sha, unreadable_id, zip_member_sha256
+from ingestion.ingest_hashing import SourceFile, combined_sha, unreadable_id, zip_member_sha256
 from ingestion.ingest_worker import Readers, WorkUnit
-
-if TYPE_CHECKING:
-    from ingestion.ingest_sources import SourceFile
 
 
 def _container(rel: str) -> str:

@@ -5,10 +5,25 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1 << 20
 """Bytes hashed per read: files are streamed, never held whole in memory."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file under the source root with its content hash, or why it could not be read.
+
+    Lives here, beside the hashing, so that the source walk (``ingest_sources``)
+    and the DICOM grouping (``ingest_dicom``) both import it without importing each other.
+    """
+
+    relpath: str
+    path: Path
+    sha256: str | None
+    error: str | None = None
 
 
 def sha256_file(path: Path, chunk: int = CHUNK) -> str:

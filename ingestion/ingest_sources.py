@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ingestion.ingest_hashing import CHUNK, combined_sha, sha256_file, unreadable_id
+from ingestion.ingest_hashing import CHUNK, SourceFile, combined_sha, sha256_file, unreadable_id
 from ingestion.ingest_worker import Readers, WorkUnit
 
 EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")
@@ -34,16 +34,6 @@ DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".ima", ".zip", "")
 UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), EEG ({eeg}) and notes "
                 "({notes}); convert the file or move it out of the source folder").format(
     eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A file under the source root with its content hash, or why it could not be read."""
-
-    relpath: str
-    path: Path
-    sha256: str | None
-    error: str | None = None
 
 
 def _hash_one(root: Path, path: Path) -> SourceFile:
