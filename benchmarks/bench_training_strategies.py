@@ -41,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--answers", type=Path)
-    ap.add_argument("--secret", default="clinfuse-demo-secret-change-me")
+    ap.add_argument("--secret", default=None, help="pseudonym secret; default: the home's (configured or generated)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--joint-epochs", type=int, default=20)
     ap.add_argument("--pretrain-epochs", type=int, default=8)
@@ -56,7 +56,10 @@ def main() -> None:
     held_ids = held.patient_ids
     rows = []
     if args.answers:
-        ans = read_answers(args.answers, args.secret).set_index("patient_id").loc[list(held_ids)]
+        from flows.settings import Settings
+
+        secret = args.secret or Settings(home=home).pseudonym_secret.get_secret_value()
+        ans = read_answers(args.answers, secret).set_index("patient_id").loc[list(held_ids)]
         rows.append({"strategy": "oracle (Bayes risk)", "auroc": float(roc_auc_score(held.labels, ans["oracle_risk"])),
                      "seconds": 0.0})
     config = TrainConfig(seed=args.seed)

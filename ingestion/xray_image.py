@@ -114,6 +114,43 @@ def _resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.asarray(out[0], dtype=np.float32)
 
 
+def _positive_pair(value: Any) -> list[float] | None:
+    """Two positive finite numbers (row, column spacing), or None for absent, empty, zero or malformed values."""
+    try:
+        pair = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    if len(pair) != 2 or not all(np.isfinite(v) and v > 0 for v in pair):
+        return None
+    return pair
+
+
+def pixel_spacing(ds: Dataset) -> tuple[list[float] | None, str]:
+    """Pixel spacing in mm (row, column) and where it came from.
+
+    PixelSpacing is the spacing in the patient; many DX/CR files carry only
+    ImagerPixelSpacing, the spacing at the detector, which overstates the
+    anatomy by the geometric magnification. It is used as the fallback, divided
+    by EstimatedRadiographicMagnificationFactor when the modality recorded one,
+    and the source says which was used, so nobody mistakes a detector spacing
+    for a calibrated one. A zero or malformed value counts as absent: spacing
+    is never recorded as 0.
+    """
+    patient = _positive_pair(ds.get("PixelSpacing") or ())
+    if patient is not None:
+        return patient, "PixelSpacing"
+    imager = _positive_pair(ds.get("ImagerPixelSpacing") or ())
+    if imager is None:
+        return None, "absent (neither PixelSpacing nor ImagerPixelSpacing holds two positive numbers)"
+    magnification = first_number(ds.get("EstimatedRadiographicMagnificationFactor"))
+    if magnification is not None and np.isfinite(magnification) and magnification > 0:
+        return ([v / magnification for v in imager],
+                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor ({magnification:g}): "
+                "no PixelSpacing, detector spacing corrected to the patient plane")
+    return imager, ("ImagerPixelSpacing: no PixelSpacing, so this is the spacing at the detector, "
+                    "not corrected for magnification")
+
+
 def read_xray(path: Path | str, shape: tuple[int, int] = (128, 128)) -> NormalisedItem:
     """Read one radiograph file (``archive.zip!member`` for zip members) to the contract's array.
 
@@ -144,14 +181,15 @@ def _read_xray(path: Path | str, shape: tuple[int, int]) -> NormalisedItem:
     if inverted:
         image = 1.0 - image
     array = _resize(image, shape)
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing, spacing_source = pixel_spacing(ds)
     metadata: dict[str, Any] = {
         "dicom_modality": str(ds.get("Modality", "") or ""),
         "photometric": photometric,
         "inverted": inverted,
         "n_frames": n_frames,
         "original_shape": [int(ds.Rows), int(ds.Columns)],
-        "pixel_spacing_mm": [float(v) for v in spacing] if spacing else None,
+        "pixel_spacing_mm": spacing,
+        "pixel_spacing_source": spacing_source,
         "bits_stored": int(ds.get("BitsStored", 0) or 0),
         "transfer_syntax": transfer_syntax_name(ds),
         "view_position": str(ds.get("ViewPosition", "") or ""),

@@ -29,6 +29,18 @@ def _answers(url: str, timeout: float = 3.0) -> str:
         return f"[red]no answer: {exc.__class__.__name__}: {exc}[/red]"
 
 
+def _secret_origin(settings) -> str:  # noqa: ANN001 - flows.settings.Settings (imported lazily)
+    """Where the pseudonym secret comes from and, for a generated file, whether only its owner can read it."""
+    from ingestion.pseudonym import file_mode
+
+    origin = settings.pseudonym_secret_source
+    path = settings.pseudonym_secret_path
+    if settings.pseudonym_secret_configured is None and path.exists():
+        mode = file_mode(path)
+        origin += f", mode {mode}" + ("" if mode == "0600" else " [red](readable by others: chmod 600 it)[/red]")
+    return origin + "; changing it re-keys every pseudonym"
+
+
 def doctor() -> None:
     """Print versions, the compute device, the settings, and whether configured servers answer."""
     from flows.settings import get_settings
@@ -62,6 +74,7 @@ def doctor() -> None:
     for name, value in settings.model_dump().items():
         shown = "**********" if "secret" in name or "password" in name else str(value)
         conf.add_row(name, shown)
+    conf.add_row("pseudonym secret", _secret_origin(settings))
     conf.add_row("tracking_uri (effective)", settings.tracking_uri)
     conf.add_row("artifact_root (effective)", settings.artifact_root)
     console.print(conf)
