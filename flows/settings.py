@@ -15,9 +15,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingestion.home_layout import HomeLayout
-from ingestion.ingest_worker import ReaderConfig
-
 
 class Settings(BaseSettings):
     """Every path, URI and knob that the platform reads from its environment."""
@@ -71,21 +68,6 @@ class Settings(BaseSettings):
         default=None, description="When set, every dashboard page asks for this password."
     )
     bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
-    prefect_database_url: SecretStr | None = Field(
-        default=None, description="Database of the Prefect server `clinfuse serve` starts "
-                                  "(postgresql+asyncpg://USER:PW@HOST:PORT/DB); unset = SQLite under <home>/prefect.")
-    mlflow_backend_store_uri: SecretStr | None = Field(
-        default=None, description="Backend store of the MLflow server `clinfuse serve` starts "
-                                  "(postgresql://USER:PW@HOST:PORT/DB); unset = sqlite:///<home>/mlflow.db.")
-    reid_key: SecretStr | None = Field(
-        default=None, description="Fernet key of the encrypted pseudonym -> MRN map; unset = pseudonymous only.")
-    reid_key_file: Path | None = Field(
-        default=None, description="File holding the Fernet key (outside CLINFUSE_HOME); used when reid_key is unset.")
-    session_idle_minutes: float = Field(
-        default=15.0, gt=0, description="Dashboard sessions idle longer than this are sent back to sign-in.")
-    sign_in_max_failures: int = Field(
-        default=5, ge=1, description="Failed sign-ins per user within sign_in_lockout_s before the user is locked.")
-    sign_in_lockout_s: float = Field(default=300.0, gt=0, description="Sign-in lockout window in seconds.")
 
     @model_validator(mode="after")
     def _blank_secret_is_unset(self) -> "Settings":
@@ -99,63 +81,44 @@ class Settings(BaseSettings):
         self.home = self.home.expanduser().resolve()
         return self
 
-    # Derived locations: spelled once, in ingestion.home_layout.HomeLayout.
-    @property
-    def layout(self) -> HomeLayout:
-        """Every path under ``home``; hand this (or its paths) to the library."""
-        return HomeLayout(self.home)
-
+    # Derived locations: the only place data paths are spelled out.
     @property
     def manifest_path(self) -> Path:
-        return self.layout.manifest_path
+        return self.home / "manifest.parquet"
 
     @property
     def arrays_dir(self) -> Path:
-        return self.layout.arrays_dir
+        return self.home / "arrays"
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.layout.quarantine_dir
+        return self.home / "quarantine"
 
     @property
     def embeddings_dir(self) -> Path:
-        return self.layout.embeddings_dir
+        return self.home / "embeddings"
 
     @property
     def encoders_dir(self) -> Path:
-        return self.layout.encoders_dir
-
-    @property
-    def models_dir(self) -> Path:
-        return self.layout.models_dir
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.layout.logs_dir
+        return self.home / "encoders"
 
     @property
     def predictions_dir(self) -> Path:
-        return self.layout.predictions_dir
+        return self.home / "predictions"
 
     @property
     def reports_dir(self) -> Path:
-        return self.layout.reports_dir
+        return self.home / "reports"
 
     @property
     def cohort_path(self) -> Path:
         """Pseudonymised cohort table written by ingest (patient_id is the pseudonym)."""
-        return self.layout.cohort_path
-
-    def reader_config(self) -> ReaderConfig:
-        """The reader settings ingestion takes (they shape the arrays and are part of the cache key)."""
-        return ReaderConfig(tuple(map(float, self.ct_spacing_mm)), tuple(map(int, self.ct_shape)),  # type: ignore[arg-type]
-                            tuple(map(int, self.xray_shape)), float(self.eeg_sfreq), float(self.eeg_window_s),
-                            float(self.eeg_line_freq))
+        return self.home / "cohort.parquet"
 
     @property
     def pseudonym_secret_path(self) -> Path:
         """Where the generated site secret lives when none is configured."""
-        return self.layout.pseudonym_secret_path
+        return self.home / "pseudonym_secret"
 
     @property
     def pseudonym_secret(self) -> SecretStr:
@@ -179,34 +142,12 @@ class Settings(BaseSettings):
         return f"generated: {self.pseudonym_secret_path} ({state})"
 
     @property
-    def access_dir(self) -> Path:
-        """Users, reviews and the hash-chained audit log (flows/access)."""
-        return self.home / "access"
-
-    @property
-    def reid_map_path(self) -> Path:
-        """The Fernet-encrypted pseudonym -> MRN map written at ingest (unreadable without the key)."""
-        return self.home / "reidentify.fernet"
-
-    def reid_key_bytes(self) -> bytes | None:
-        """The re-identification key, or None (pseudonymous only). A key file inside the home is refused."""
-        if self.reid_key is not None and self.reid_key.get_secret_value():
-            return self.reid_key.get_secret_value().encode("ascii")
-        if self.reid_key_file is None:
-            return None
-        path = self.reid_key_file.expanduser().resolve()
-        if path.is_relative_to(self.home):
-            raise ValueError(f"the re-identification key file {path} lies inside CLINFUSE_HOME {self.home}: "
-                             "keep the key apart from the data it protects")
-        return path.read_bytes().strip()
-
-    @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.layout.mlflow_db}"
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or self.layout.mlflow_artifacts_dir.as_uri()
+        return self.mlflow_artifact_root or (self.home / "mlartifacts").as_uri()
 
     def resolved_device(self) -> str:
         """CUDA when asked for or available under ``auto``; CPU otherwise."""
@@ -217,7 +158,9 @@ class Settings(BaseSettings):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def ensure_dirs(self) -> None:
-        self.layout.ensure()
+        for path in (self.home, self.arrays_dir, self.quarantine_dir, self.embeddings_dir,
+                     self.encoders_dir, self.predictions_dir, self.reports_dir):
+            path.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache(maxsize=1)
