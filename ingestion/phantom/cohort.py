@@ -66,11 +66,12 @@ def _write_patient(out_dir: Path, rng: np.random.Generator, row: pd.Series,
     if row["present_ct"]:
         items.append(write_ct_series(out_dir / "dicom", rng, identity, row["ev_ct"], row["ct_side"]))
     if row["present_xray"]:
-        items.append(write_xray(out_dir / "dicom", rng, identity, row["ev_xray"]))
+        items.append(write_xray(out_dir / "dicom", rng, identity, row["ev_xray"], row["xray_side"]))
     if row["present_eeg"]:
         items.append(write_eeg(out_dir / "eeg", rng, identity, row["ev_eeg"], row["eeg_side"], eeg_seconds))
     if row["present_note"]:
-        items.append(write_note(out_dir / "notes", rng, identity, int(row["age"]), row["ev_note"]))
+        items.append(write_note(out_dir / "notes", rng, identity, int(row["age"]), row["ev_note"],
+                                str(row["note_side"])))
     return items
 
 

@@ -6,7 +6,10 @@ rest of the disease vocabulary appears negated: "no evidence of ...",
 model, and the recorded temperature, linear in that evidence (so the text
 reveals the evidence almost exactly, as the oracle assumes). The body carries planted PHI (name, birth date, MRN, phone, address,
 visit date) so that de-identification can be tested against known strings.
-Notes never mention a side, so they carry no information on the interaction.
+With ``SignalModel.shared`` > 0 a share of notes also describe the imaging: an
+"Imaging:" line with the lesion side the latent model gives the note (wrong for
+some), a size and a density word rendered from the note's own evidence. Other
+notes never mention a side, and carry no information on the interaction.
 """
 
 from __future__ import annotations
@@ -38,8 +41,17 @@ def temperature_c(evidence: float) -> float:
     return round(37.3 + 0.35 * evidence, 1)
 
 
-def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evidence: float) -> tuple[str, list[str]]:
-    """The note text and the PHI strings planted in it (exactly as written)."""
+def imaging_line(side: str, evidence: float) -> str:
+    """What the note says of the imaging: side as given, size and density monotone in the note evidence."""
+    size_mm = int(round(8.0 + 4.0 * float(np.logaddexp(0.0, evidence))))
+    density = "markedly hyperdense" if evidence > 1.0 else "hyperdense" if evidence > -0.5 else "subtle"
+    word = {"L": "left", "R": "right"}[side]
+    return f"Imaging: CT head shows a {density} {word} hemispheric lesion, approx {size_mm} mm."
+
+
+def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evidence: float,
+                side: str = "") -> tuple[str, list[str]]:
+    """The note text and the PHI strings planted in it (exactly as written); ``side`` '' = no imaging line."""
     note_type = str(rng.choice(NOTE_TYPES))
     n_pos = positive_finding_count(evidence)
     order = rng.permutation(len(DISEASE_FINDINGS))
@@ -59,6 +71,8 @@ def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evid
     findings = [str(rng.choice(POSITIVE_TEMPLATES)).format(f) for f in positive]
     findings += [str(rng.choice(NEGATION_TEMPLATES)).format(f) for f in negated]
     findings = [findings[i] for i in rng.permutation(len(findings))]
+    if side:
+        findings.append(imaging_line(side, evidence))
     findings.append(f"Vitals: T {temperature_c(evidence):.1f} C, HR {int(rng.integers(60, 110))}, "
                     f"BP {int(rng.integers(105, 165))}/{int(rng.integers(60, 95))}.")
     if n_pos >= 3:
@@ -92,9 +106,9 @@ def render_note(rng: np.random.Generator, identity: FakeIdentity, age: int, evid
 
 
 def write_note(notes_root: Path, rng: np.random.Generator, identity: FakeIdentity, age: int,
-               evidence: float) -> PlantedItem:
+               evidence: float, side: str = "") -> PlantedItem:
     """Write one note as UTF-8 text under a random file name."""
-    text, planted = render_note(rng, identity, age, evidence)
+    text, planted = render_note(rng, identity, age, evidence, side)
     path = notes_root / f"{random_token(rng)}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

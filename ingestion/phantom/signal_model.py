@@ -22,6 +22,11 @@ The files render each ``e_k`` monotonically (lesion HU contrast, opacity
 density, delta-power gain, number of positive findings); the oracle conditions
 on the planted values themselves, so it is an upper bound for any model that
 reads the files.
+
+``SignalModel.shared`` (default 0: the story above exactly) makes the
+modalities share what real ones share -- one lesion seen by every modality, an
+X-ray opacity and a note that report the lesion's side, EEG slowing that
+follows it in some patients; see :mod:`ingestion.phantom.sharing`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from scipy.optimize import brentq
 from scipy.special import expit, ndtr
 
 from ingestion.modalities import MODALITIES
+from ingestion.phantom.sharing import (MAX_SHARED, NOTE_SIDE_ERROR, concordance_posterior, concordance_prior,
+                                       eeg_follow_share, gaussian_posterior, mixture_risk, mnar_risk, noise_cov)
 
 Mechanism = Literal["mcar", "mnar"]
 
@@ -58,34 +65,45 @@ class SignalModel:
     noise_sd: dict[str, float] = field(default_factory=lambda: {
         "ct": 1.3, "xray": 1.3, "eeg": 1.3, "note": 1.5, "crp": 2.5, "wbc": 2.5, "lactate": 2.5})
     mnar_strength: float = 1.2
+    shared: float = 0.0
+    """How much the modalities share beyond severity, in [0, 0.9] (:mod:`ingestion.phantom.sharing`):
+    the correlation of their evidence noise (one lesion), the share of X-rays and notes that show the
+    lesion's side, twice the share of EEGs whose slowing follows it. 0 = conditionally independent."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shared <= MAX_SHARED:
+            raise ValueError(f"shared must be in [0, {MAX_SHARED}], got {self.shared}")
 
     def posterior(self, evidence: pd.DataFrame, channels: Iterable[str],
                   present: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of ``z`` given the channels named (and, per row, present).
 
         ``evidence`` holds columns ``ev_<channel>``; ``present`` optional bool
-        columns ``present_<channel>`` (absent column = always present).
+        columns ``present_<channel>`` (absent column = always present). The
+        modality channels' noise is correlated by ``shared``.
         """
+        channels = tuple(channels)
         n = len(evidence)
-        precision = np.ones(n)
-        weighted = np.zeros(n)
-        for k in channels:
-            w = 1.0 / self.noise_sd[k] ** 2
-            seen = np.ones(n, bool)
+        seen = np.ones((n, len(channels)), bool)
+        for j, k in enumerate(channels):
             if present is not None and f"present_{k}" in present:
-                seen = present[f"present_{k}"].to_numpy(bool)
-            precision += np.where(seen, w, 0.0)
-            weighted += np.where(seen, w * evidence[f"ev_{k}"].to_numpy(float), 0.0)
-        return weighted / precision, 1.0 / precision
+                seen[:, j] = present[f"present_{k}"].to_numpy(bool)
+        sd = np.array([self.noise_sd[k] for k in channels])
+        cov = noise_cov(sd, np.array([k in MODALITIES for k in channels]), self.shared)
+        values = np.column_stack([evidence[f"ev_{k}"].to_numpy(float) for k in channels]) if channels \
+            else np.zeros((n, 0))
+        return gaussian_posterior(values, seen, cov)
 
     def risk(self, mean: np.ndarray, var: np.ndarray, concordance: np.ndarray | None) -> np.ndarray:
-        """``P(y=1)`` given ``z ~ N(mean, var)`` and the concordance (None = unknown, a fair +-1)."""
-        a, b, g = self.intercept, self.severity_weight, self.interaction_weight
-        scale = np.sqrt(1.0 + b * b * var)
-        base = a + b * mean
+        """``P(y=1)`` given ``z ~ N(mean, var)`` and the concordance (+-1; a probability in [0, 1] is
+        read as ``P(concordant)`` only via :meth:`risk_p`; None = unknown, its prior)."""
         if concordance is None:
-            return 0.5 * (ndtr((base + g) / scale) + ndtr((base - g) / scale))
-        return ndtr((base + g * concordance) / scale)
+            return self.risk_p(mean, var, np.full(len(mean), concordance_prior(self.shared)))
+        return self.risk_p(mean, var, (np.asarray(concordance) > 0).astype(float))
+
+    def risk_p(self, mean: np.ndarray, var: np.ndarray, p_concordant: np.ndarray) -> np.ndarray:
+        """``P(y=1)`` given ``z ~ N(mean, var)`` and ``P(concordant)`` per row."""
+        return mixture_risk(self.intercept, self.severity_weight, self.interaction_weight, mean, var, p_concordant)
 
     def missing_offset(self, missing_rate: float, slope: float) -> float:
         """Logit intercept making the final per-modality missing rate average ``missing_rate`` over ``z``.
@@ -104,25 +122,45 @@ class SignalModel:
         return float(brentq(mean_rate, -40.0, 40.0))
 
 
-def oracle_risk(model: SignalModel, frame: pd.DataFrame, channels: Iterable[str] = EVIDENCE_CHANNELS,
-                use_present: bool = False) -> np.ndarray:
-    """Bayes-optimal ``P(y=1 | evidence of channels)`` for each row of ``frame``.
+SIDE_REPORTS = {"ct": "ct_side", "xray": "xray_side", "note": "note_side", "eeg": "eeg_side"}
 
-    The concordance enters only when both CT and EEG are among the channels
-    (and, with ``use_present``, both present for that row): it needs both sides.
-    ``use_present`` conditions on present modalities only and ignores what the
-    missingness pattern itself says (exact under MCAR, not under MNAR).
+
+def _side_reports(frame: pd.DataFrame, channels: tuple[str, ...], use_present: bool) -> dict:
+    """Per modality among ``channels``: its side report per row ('' where the modality is absent), or None."""
+    reports: dict[str, np.ndarray | None] = {}
+    for m, col in SIDE_REPORTS.items():
+        if m not in channels or col not in frame:
+            reports[m] = None
+            continue
+        side = frame[col].to_numpy(object)
+        if use_present and f"present_{m}" in frame:
+            side = np.where(frame[f"present_{m}"].to_numpy(bool), side, "")
+        reports[m] = side
+    return reports
+
+
+def oracle_risk(model: SignalModel, frame: pd.DataFrame, channels: Iterable[str] = EVIDENCE_CHANNELS,
+                use_present: bool = False, mechanism: Mechanism | None = None,
+                missing_rate: float = 0.0) -> np.ndarray:
+    """Bayes-optimal ``P(y=1 | evidence and side reports of channels)`` for each row of ``frame``.
+
+    The concordance is known exactly only when CT and EEG are both seen; the
+    X-ray and the note report the lesion side with errors (``model.shared``),
+    and without EEG the concordance stays at its prior. ``use_present``
+    conditions on the modalities each row has; with ``mechanism="mnar"`` (and
+    its ``missing_rate``) it also conditions on the missingness pattern itself,
+    which under MNAR says something about severity -- exact in both cases.
     """
     channels = tuple(channels)
     mean, var = model.posterior(frame, channels, frame if use_present else None)
-    conc = frame["concordant"].to_numpy(bool) * 2.0 - 1.0
-    if "ct" not in channels or "eeg" not in channels:
-        return model.risk(mean, var, None)
-    with_sides = model.risk(mean, var, conc)
-    if not use_present:
-        return with_sides
-    both = frame["present_ct"].to_numpy(bool) & frame["present_eeg"].to_numpy(bool)
-    return np.where(both, with_sides, model.risk(mean, var, None))
+    reports = _side_reports(frame, channels, use_present)
+    p_conc = concordance_posterior(model.shared, reports["ct"], reports["xray"], reports["note"], reports["eeg"])
+    if not (use_present and mechanism == "mnar" and missing_rate > 0):
+        return model.risk_p(mean, var, p_conc)
+    slope = model.mnar_strength
+    present = np.column_stack([frame[f"present_{m}"].to_numpy(bool) for m in MODALITIES])
+    return mnar_risk(model.intercept, model.severity_weight, model.interaction_weight, mean, var, p_conc,
+                     present, model.missing_offset(missing_rate, slope), slope)
 
 
 def _missingness(rng: np.random.Generator, z: np.ndarray, model: SignalModel, missing_rate: float,
@@ -149,12 +187,15 @@ def sample_latents(n_patients: int, seed: int = 7, missing_rate: float = 0.0, me
     """Draw the latent table of a cohort, without writing any file (fast: 10^5 patients in well under a second).
 
     Columns: ``patient_id`` (MRN), ``label``, ``z``, ``ev_<channel>``,
-    ``ct_side``/``eeg_side`` ('L'/'R'), ``concordant``, ``interaction`` (the
+    ``ct_side``/``eeg_side``/``xray_side`` ('L'/'R'), ``note_side`` ('L'/'R' or '' when the note
+    does not state it), ``lesion_load`` (the shared factor ``w``), ``concordant``, ``interaction`` (the
     label differs from what it would be without the concordance term),
     ``age``, ``sex``, ``present_<modality>``, ``oracle_risk`` (all channels),
     ``oracle_risk_<channel group>`` restricted to one modality or the labs,
     ``oracle_risk_no_sides`` (all evidence but no side information) and
-    ``oracle_risk_available`` (present modalities only, plus labs).
+    ``oracle_risk_available`` (present modalities only, plus labs, and under MNAR the pattern itself).
+    The shared-information draws use their own stream ``(seed, 2)``: with ``shared=0`` every other
+    column is the same as without them.
     """
     model = model or SignalModel()
     rng = np.random.default_rng([seed, 0])
@@ -163,10 +204,17 @@ def sample_latents(n_patients: int, seed: int = 7, missing_rate: float = 0.0, me
         "patient_id": [f"MRN{v:08d}" for v in rng.choice(90_000_000, n_patients, replace=False) + 10_000_000],
         "z": z,
     })
+    noise = {k: rng.standard_normal(n_patients) for k in EVIDENCE_CHANNELS}
+    ct_side = np.where(rng.random(n_patients) < 0.5, "L", "R")
+    eeg_coin = np.where(rng.random(n_patients) < 0.5, "L", "R")
+    shared = _shared_draws(np.random.default_rng([seed, 2]), n_patients, model.shared, ct_side, eeg_coin)
+    rho = model.shared
     for k in EVIDENCE_CHANNELS:
-        frame[f"ev_{k}"] = z + model.noise_sd[k] * rng.standard_normal(n_patients)
-    frame["ct_side"] = np.where(rng.random(n_patients) < 0.5, "L", "R")
-    frame["eeg_side"] = np.where(rng.random(n_patients) < 0.5, "L", "R")
+        n_k = np.sqrt(rho) * shared["lesion_load"] + np.sqrt(1 - rho) * noise[k] if k in MODALITIES else noise[k]
+        frame[f"ev_{k}"] = z + model.noise_sd[k] * n_k
+    frame["ct_side"] = ct_side
+    for col in ("eeg_side", "xray_side", "note_side", "lesion_load"):
+        frame[col] = shared[col]
     frame["concordant"] = frame["ct_side"] == frame["eeg_side"]
     conc = frame["concordant"].to_numpy(bool) * 2.0 - 1.0
     eps = rng.standard_normal(n_patients)
@@ -183,8 +231,24 @@ def sample_latents(n_patients: int, seed: int = 7, missing_rate: float = 0.0, me
         frame[f"oracle_risk_{m}"] = oracle_risk(model, frame, (m,))
     frame["oracle_risk_labs"] = oracle_risk(model, frame, LAB_CHANNELS)
     frame["oracle_risk_no_sides"] = model.risk(*model.posterior(frame, EVIDENCE_CHANNELS), None)
-    frame["oracle_risk_available"] = oracle_risk(model, frame, use_present=True)
+    frame["oracle_risk_available"] = oracle_risk(model, frame, use_present=True, mechanism=mechanism,
+                                                 missing_rate=missing_rate)
     return frame
+
+
+def _shared_draws(rng: np.random.Generator, n: int, rho: float, ct_side: np.ndarray,
+                  eeg_coin: np.ndarray) -> dict[str, np.ndarray]:
+    """The lesion-load factor and the side reports of X-ray, note and EEG (see :mod:`ingestion.phantom.sharing`)."""
+    flip = {"L": "R", "R": "L"}
+    load = rng.standard_normal(n)
+    xray_coin = np.where(rng.random(n) < 0.5, "L", "R")
+    xray_side = np.where(rng.random(n) < rho, ct_side, xray_coin)
+    wrong = rng.random(n) < NOTE_SIDE_ERROR
+    stated = np.where(wrong, [flip[s] for s in ct_side], ct_side)
+    note_side = np.where(rng.random(n) < rho, stated, "")
+    eeg_side = np.where(rng.random(n) < eeg_follow_share(rho), ct_side, eeg_coin)
+    return {"lesion_load": load, "xray_side": xray_side.astype(object), "note_side": note_side.astype(object),
+            "eeg_side": eeg_side.astype(object)}
 
 
 def lab_values(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Formats vary as they do across vendors, so readers are exercised: CR or DX SOP
 class, MONOCHROME1 (high value = dark) or MONOCHROME2 (high value = bright),
 12 or 16 bits stored. The opacity is a soft blob in one lung whose density
-rises monotonically with the X-ray evidence of the latent model.
+rises monotonically with the X-ray evidence of the latent model; its side is the
+latent ``xray_side`` (the CT lesion's side for a share of patients set by ``SignalModel.shared``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ def opacity_density(evidence: float) -> float:
     return 0.04 + 0.06 * float(np.logaddexp(0.0, evidence))
 
 
-def chest_density(rng: np.random.Generator, size: int, evidence: float) -> np.ndarray:
-    """Density image in [0, 1] (1 = dense/bright on MONOCHROME2): body, lungs, mediastinum, ribs, opacity."""
+def chest_density(rng: np.random.Generator, size: int, evidence: float, side: str | None = None) -> np.ndarray:
+    """Density image in [0, 1] (1 = dense/bright on MONOCHROME2): body, lungs, mediastinum, ribs, opacity.
+
+    ``side`` puts the opacity in the patient's 'L' lung (image right, as a PA film is read) or 'R';
+    None leaves it to a coin of ``rng`` (drawn either way, so the rest of the image is unchanged).
+    """
     y, x = np.mgrid[0:size, 0:size] / (size - 1.0) * 2.0 - 1.0  # [-1, 1]
     body = ((x / 0.92) ** 2 + (y / 1.05) ** 2) <= 1.0
     density = np.where(body, 0.55, 0.03)
@@ -33,7 +38,10 @@ def chest_density(rng: np.random.Generator, size: int, evidence: float) -> np.nd
     density = np.where(lungs, 0.18, density)
     ribs = 0.07 * (np.sin((y + 0.1 * x**2) * 28.0) > 0.55) * lungs
     density = density + ribs + 0.25 * np.exp(-(x / 0.12) ** 2) * (y > -0.6)
-    lung_x = float(rng.choice([-0.42, 0.42])) + rng.normal(0, 0.05)
+    lung_x = float(rng.choice([-0.42, 0.42]))
+    if side is not None:
+        lung_x = 0.42 if side == "L" else -0.42
+    lung_x += rng.normal(0, 0.05)
     lung_y = rng.uniform(-0.3, 0.35)
     width = rng.uniform(0.10, 0.18)
     blob = np.exp(-(((x - lung_x) ** 2 + (y - lung_y) ** 2) / (2 * width**2)))
@@ -42,13 +50,14 @@ def chest_density(rng: np.random.Generator, size: int, evidence: float) -> np.nd
     return np.clip(density, 0.0, 1.0)
 
 
-def write_xray(dicom_root: Path, rng: np.random.Generator, identity: FakeIdentity, evidence: float) -> PlantedItem:
-    """Write one chest radiograph into a fresh random folder under ``dicom_root``."""
+def write_xray(dicom_root: Path, rng: np.random.Generator, identity: FakeIdentity, evidence: float,
+               side: str | None = None) -> PlantedItem:
+    """Write one chest radiograph into a fresh random folder under ``dicom_root`` (opacity on ``side``)."""
     size = int(rng.choice([192, 224, 256]))
     is_dx = bool(rng.random() < 0.5)
     photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
     bits_stored = int(rng.choice([12, 16]))
-    density = chest_density(rng, size, evidence)
+    density = chest_density(rng, size, evidence, side)
     full = 2**bits_stored - 1
     stored = np.round((1.0 - density if photometric == "MONOCHROME1" else density) * full).astype(np.uint16)
 
