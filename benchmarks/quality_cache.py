@@ -1,0 +1,158 @@
+"""The quality benchmark's cohort on files, built once per (patients, seed, shared) into a cache folder.
+
+Why a cache: generating, ingesting and encoding thousands of patients takes a
+long time on a small machine, and every scenario of ``bench_quality.py`` needs
+the same full-data embeddings (missingness is simulated by hiding a patient's
+embedding afterwards). Each stage is the library call users run
+(``generate_cohort``, ``ingestion.ingest.ingest``, ``models.features.encode_manifest``,
+``load_features``) with the default settings of ``flows.settings.Settings``;
+each is skipped when its output exists, so an interrupted build resumes.
+
+Layout of ``<cache>/n<N>-seed<S>-shared<R>/``: ``cohort/`` (the phantom export),
+``home/`` (a clinfuse home), ``features.npz`` + ``answers.parquet`` (pseudonymous
+ids; answers are for evaluation only) and ``build.json`` (stage timings, peak memory).
+
+    .venv/bin/python benchmarks/quality_cache.py --patients 2000 --shared 0.5 --cache DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ingestion.modalities import MODALITIES  # noqa: E402
+from models.feature_set import FeatureSet  # noqa: E402
+
+EEG_SECONDS = (30, 40)
+"""Shorter than a clinical EEG (the encoder reads fixed windows), to keep the build within an evening."""
+
+
+def cache_dir(cache: Path, patients: int, seed: int, shared: float) -> Path:
+    return Path(cache) / f"n{patients}-seed{seed}-shared{shared:g}"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process and its waited-for children (MiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def save_features(fs: FeatureSet, path: Path) -> None:
+    arrays = {f"emb_{m}": fs.embeddings[m] for m in fs.modalities}
+    np.savez(path, patient_ids=np.array(fs.patient_ids, dtype=str), mask=fs.mask, covariates=fs.covariates,
+             labels=np.asarray(fs.labels), modalities=np.array(fs.modalities, dtype=str),
+             covariate_names=np.array(getattr(fs, "covariate_names", ()), dtype=str), **arrays)
+
+
+def load_cached_features(path: Path) -> FeatureSet:
+    with np.load(path, allow_pickle=False) as d:
+        mods = tuple(str(m) for m in d["modalities"])
+        names = tuple(str(c) for c in d["covariate_names"])
+        extra = {"covariate_names": names} if names and "covariate_names" in FeatureSet.__dataclass_fields__ else {}
+        return FeatureSet(tuple(str(p) for p in d["patient_ids"]), {m: d[f"emb_{m}"] for m in mods}, d["mask"],
+                          d["covariates"], d["labels"].astype(np.int64), mods, **extra)
+
+
+def _ingest(source: Path, settings) -> None:  # noqa: ANN001 - flows.settings.Settings
+    from flows.ingest_flow import reader_config
+    from ingestion.ingest import ingest
+
+    kwargs = reader_config(settings)
+    if "config" in inspect.signature(ingest).parameters:
+        from ingestion.ingest_worker import ReaderConfig
+
+        kwargs = {"config": ReaderConfig(**kwargs)}
+    ingest(source, source / "cohort.csv", settings.home, settings.pseudonym_secret.get_secret_value(),
+           workers=1, exclude=[source / "answers.parquet"], **kwargs)
+
+
+def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
+    from flows.encode_flow import encode_options
+    from flows.train_flow import labelled
+    from ingestion.cohort import load_cohort
+    from ingestion.manifest import read_manifest
+    from models.embedding_store import EmbeddingStore
+    from models.features import encode_manifest, load_features
+
+    manifest = read_manifest(settings.manifest_path)
+    store = EmbeddingStore(settings.embeddings_dir)
+    opts = encode_options(settings)
+    keys = {}
+    for m in MODALITIES:
+        report = encode_manifest(manifest, settings.home, store, [m], encoders_dir=settings.encoders_dir,
+                                 quarantine_dir=settings.quarantine_dir, **opts)
+        keys[m] = tuple(report.encoder_keys[m]) if report.encoder_keys.get(m) else None
+        print(f"  encoded {m}: {report.encoded.get(m, 0)} new, {report.hits.get(m, 0)} hits", flush=True)
+    return labelled(load_features(manifest, load_cohort(settings.cohort_path), store, keys))
+
+
+def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1) -> Path:
+    """Build (or finish) the cache for these parameters; return its folder."""
+    from flows.settings import Settings
+    from ingestion.phantom import SignalModel, generate_cohort
+    from ingestion.pseudonym import pseudonymise
+
+    out = cache_dir(cache, patients, seed, shared)
+    source, home = out / "cohort", out / "home"
+    meta_path = out / "build.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
+        "patients": patients, "seed": seed, "shared": shared, "eeg_seconds": list(EEG_SECONDS), "stages": {}}
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+
+    def stage(name: str, done: bool, fn) -> None:  # noqa: ANN001
+        if done:
+            return
+        t0, c0 = time.perf_counter(), time.process_time()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        fn()
+        meta["stages"][name] = {"wall_s": round(time.perf_counter() - t0, 1),
+                                "cpu_s_parent": round(time.process_time() - c0, 1),
+                                "peak_rss_mib": round(peak_rss_mib(), 1)}
+        meta_path.write_text(json.dumps(meta, indent=1))
+
+    stage("generate", (source / "answers.parquet").exists(),
+          lambda: generate_cohort(source, patients, seed=seed, eeg_seconds=EEG_SECONDS,
+                                  model=SignalModel(shared=shared), workers=workers,
+                                  progress=lambda i: print(f"  {i} patients", flush=True) if i % 250 == 0 else None))
+    stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings))
+
+    def encode() -> None:
+        fs = _encode_and_load(settings)
+        save_features(fs, out / "features.npz")
+        answers = pd.read_parquet(source / "answers.parquet")
+        secret = settings.pseudonym_secret.get_secret_value()
+        answers["patient_id"] = [pseudonymise(str(p), secret) for p in answers["patient_id"]]
+        keep = [c for c in answers.columns if not c.startswith("files_") and c != "planted_phi"]
+        answers[keep].to_parquet(out / "answers.parquet")
+
+    stage("encode", (out / "features.npz").exists(), encode)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--shared", type=float, default=0.5)
+    ap.add_argument("--workers", type=int, default=1, help="processes generating the phantom")
+    ap.add_argument("--cache", type=Path, required=True)
+    args = ap.parse_args()
+    out = build(args.cache, args.patients, args.seed, args.shared, args.workers)
+    print(json.dumps(json.loads((out / "build.json").read_text()), indent=1))
+
+
+if __name__ == "__main__":
+    main()
