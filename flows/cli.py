@@ -58,6 +58,10 @@ app.command("train")(train)
 from flows.commands.evaluate import evaluate  # noqa: E402
 
 app.command("evaluate")(evaluate)
+from flows.commands.audit import audit_app  # noqa: E402
+from flows.commands.users import users_app  # noqa: E402
+
+app.add_typer(users_app, name="users"); app.add_typer(audit_app, name="audit")
 # --- end of command registrations ---
 
 

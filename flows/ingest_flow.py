@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.prefect_env import settings_for
@@ -46,5 +47,26 @@ def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = N
     report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
                  reader_config(settings), settings.workers, tuple(exclude or ()))
     publish_ingest(report)
+    if cohort_csv and settings.reid_key_bytes() is not None:
+        reidentify_task(cohort_csv, str(settings.home))
     get_run_logger().info("manifest: %s", settings.manifest_path)
     return report
+
+
+@task(name="reidentify-map")
+def reidentify_task(cohort_csv: str, home: str) -> int:
+    """``ingestion.reidentify.record_cohort``: the cohort's pseudonym -> MRN pairs into the encrypted map.
+
+    The key is read here from the settings, never passed as a parameter (Prefect records parameters).
+    """
+    from ingestion.records import QuarantineError
+    from ingestion.reidentify import record_cohort
+
+    settings = settings_for(home)
+    try:
+        n = record_cohort(Path(cohort_csv), settings.pseudonym_secret.get_secret_value(), settings.reid_map_path,
+                          settings.reid_key_bytes())
+    except QuarantineError:
+        return 0  # the cohort table was set aside by ingest, which reported why
+    get_run_logger().info("re-identification map: %d pseudonym(s), encrypted", n)
+    return n

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         default=None, description="When set, every dashboard page asks for this password."
     )
     bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
+    reid_key: SecretStr | None = Field(
+        default=None, description="Fernet key of the encrypted pseudonym -> MRN map; unset = pseudonymous only.")
+    reid_key_file: Path | None = Field(
+        default=None, description="File holding the Fernet key (outside CLINFUSE_HOME); used when reid_key is unset.")
+    session_idle_minutes: float = Field(
+        default=15.0, gt=0, description="Dashboard sessions idle longer than this are sent back to sign-in.")
+    sign_in_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per user within sign_in_lockout_s before the user is locked.")
+    sign_in_lockout_s: float = Field(default=300.0, gt=0, description="Sign-in lockout window in seconds.")
 
     @model_validator(mode="after")
     def _blank_secret_is_unset(self) -> "Settings":
@@ -140,6 +149,28 @@ class Settings(BaseSettings):
             return "configured: CLINFUSE_PSEUDONYM_SECRET (environment or .env)"
         state = "exists" if self.pseudonym_secret_path.exists() else "not yet created; generated on first use"
         return f"generated: {self.pseudonym_secret_path} ({state})"
+
+    @property
+    def access_dir(self) -> Path:
+        """Users, reviews and the hash-chained audit log (flows/access)."""
+        return self.home / "access"
+
+    @property
+    def reid_map_path(self) -> Path:
+        """The Fernet-encrypted pseudonym -> MRN map written at ingest (unreadable without the key)."""
+        return self.home / "reidentify.fernet"
+
+    def reid_key_bytes(self) -> bytes | None:
+        """The re-identification key, or None (pseudonymous only). A key file inside the home is refused."""
+        if self.reid_key is not None and self.reid_key.get_secret_value():
+            return self.reid_key.get_secret_value().encode("ascii")
+        if self.reid_key_file is None:
+            return None
+        path = self.reid_key_file.expanduser().resolve()
+        if path.is_relative_to(self.home):
+            raise ValueError(f"the re-identification key file {path} lies inside CLINFUSE_HOME {self.home}: "
+                             "keep the key apart from the data it protects")
+        return path.read_bytes().strip()
 
     @property
     def tracking_uri(self) -> str:

@@ -11,6 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from flows import tracking
+from flows.access.review_labels import LabelProvenance, merge_review_labels
+from flows.access.reviews import confirmed_labels_in
 from flows.encode_flow import encode_flow, encoder_keys
 from flows.prefect_env import settings_for
 from flows.registry import MODEL_NAME
@@ -70,7 +72,10 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "cr
     settings = settings_for(home)
     logger = get_run_logger()
     reports = encode_reports if encode_reports is not None else encode_flow(home=str(settings.home))
-    features = labelled(load_features_task(str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)))
+    features, provenance = merge_review_labels(
+        load_features_task(str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)),
+        confirmed_labels_in(settings.access_dir))
+    features = labelled(features)
     train_fs, held_out = split(features, settings, held_out_fraction)
     config = TrainConfig(fusion=fusion, impute=impute, epochs=epochs, hidden=hidden, seed=settings.seed,
                          device=settings.resolved_device()).as_dict()
@@ -88,8 +93,16 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "cr
     result = register_task.with_options(refresh_cache=registry_is_empty(settings))(
         model_dir, held_out, settings.tracking_uri, run_args)
     publish_training(result, evaluation)
+    log_label_provenance(result["run_id"], provenance)
     logger.info("model %s v%s is %s: %s", MODEL_NAME, result["version"], result["alias"], result["reason"])
     return {**result, "model_dir": model_dir, "metrics": evaluation["metrics"]}
+
+
+def log_label_provenance(run_id: str, provenance: LabelProvenance) -> None:
+    """Where the labels came from (cohort table vs clinician review) as ``labels.*`` metrics of the run."""
+    client = MlflowClient()
+    for name, value in provenance.as_dict().items():
+        client.log_metric(run_id, f"labels.{name}", float(value))
 
 
 def publish_training(result: dict[str, Any], evaluation: dict[str, Any]) -> None:

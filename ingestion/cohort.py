@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +54,8 @@ class CohortTable:
     frame: pd.DataFrame
     problems: tuple[CohortRowProblem, ...]
     dropped_columns: tuple[str, ...]
+    originals: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+    """(pseudonym, original id) per kept row: only for the encrypted re-identification map (ingestion.reidentify)."""
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -129,7 +131,8 @@ def read_cohort(path: Path, secret: str) -> CohortTable:
     good["label"] = pd.array(labels[~bad].tolist(), dtype=pd.Int8Dtype())
     good = good[["patient_id", "label", *[c for c in good.columns if c not in ("patient_id", "label")]]]
     frame = COHORT_SCHEMA.validate(good.reset_index(drop=True))
-    return CohortTable(frame, tuple(sorted(problems, key=lambda p: p.line)), dropped)
+    originals = tuple(zip(good["patient_id"], ids[~bad]))
+    return CohortTable(frame, tuple(sorted(problems, key=lambda p: p.line)), dropped, originals)
 
 
 def write_cohort(frame: pd.DataFrame, path: Path) -> None:

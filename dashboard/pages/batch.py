@@ -6,10 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import auth
 from dashboard import data_access as da
 from dashboard.batch_trigger import DEPLOYMENT_NAME, run_batch, unpack_zip
 
 settings = da.app_settings()
+auth.guard(settings, "batch", "run batch predictions")
 st.title("Batch prediction")
 where = (f"the Prefect deployment `{DEPLOYMENT_NAME}` on {settings.prefect_api_url}" if settings.prefect_api_url
          else "this process (no Prefect server configured)")
@@ -42,6 +44,7 @@ if st.button("Run batch prediction", type="primary", key="batch_run", disabled=c
     except ValueError as exc:
         st.error(f"Cannot use this upload: {exc}")
         st.stop()
+    auth.audit(settings, "batch_trigger", detail="uploaded zip" if upload is not None else "cohort folder")
     with st.status("Running batch prediction…", expanded=True) as status:
         outcome = run_batch(target, settings.prefect_api_url, lambda f, text: bar.progress(f, text=text),
                             home=settings.home)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard import auth
 from dashboard import data_access as da
 
 settings = da.app_settings()
+auth.guard(settings, "model", "open the model pages")
 st.title("Model")
 snap = da.registry(settings)
 

@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import streamlit as st
 
+from dashboard import auth
 from dashboard import data_access as da
 from dashboard.store_queries import PSEUDONYM_RE
+from dashboard.views.clinician_panel import render_reveal, render_reviews
 from dashboard.views.ct_viewer import render_ct
 from dashboard.views.eeg_viewer import render_eeg
 from dashboard.views.note_viewer import render_note
@@ -19,6 +21,7 @@ from ingestion.modalities import MODALITIES
 LABELS = {"ct": "CT", "xray": "X-ray", "eeg": "EEG", "note": "Note"}
 
 settings = da.app_settings()
+auth.guard(settings, "patient", "open the patient view")
 pred_dir = str(settings.predictions_dir)
 version = da.predictions_version(settings)
 requested = st.query_params.get("patient") or st.session_state.get("patient_id") or ""
@@ -40,7 +43,11 @@ patient_id = st.sidebar.selectbox("Patient", options, index=index, help="Pseudon
 if patient_id != st.query_params.get("patient"):
     st.query_params["patient"] = patient_id
 st.session_state["patient_id"] = patient_id
+if st.session_state.get("audited_patient") != patient_id:  # one entry per patient opened, not per rerun
+    auth.audit(settings, "view_patient", patient_id)
+    st.session_state["audited_patient"] = patient_id
 st.title(f"Patient {patient_id}")
+render_reveal(settings, patient_id)
 
 predictions = da.patient_predictions(pred_dir, version, patient_id)
 items = da.patient_items(str(settings.manifest_path), da.manifest_version(settings), patient_id)
@@ -54,6 +61,8 @@ else:
     row = predictions.iloc[labels.index(chosen)]
     with st.container(border=True):
         render_prediction(row)
+with st.expander("Clinician review", expanded=auth.can("review"), icon=":material/rate_review:"):
+    render_reviews(settings, patient_id, row)
 
 
 def _status_box(modality: str, mask: str | None, quarantined: pd.DataFrame) -> None:

@@ -7,11 +7,13 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
+from dashboard import auth
 from dashboard import data_access as da
 from dashboard.store_queries import RISK_BANDS, SORTABLE, WorklistFilters, WorklistScope
 from ingestion.modalities import MODALITIES
 
 settings = da.app_settings()
+auth.guard(settings, "worklist", "open the worklist")
 st.title("Worklist")
 if message := st.session_state.pop("batch_message", None):
     st.success(message)
@@ -81,6 +83,8 @@ table = pd.DataFrame({
     "predicted": rows["predicted_at"],
     "model": "v" + rows["model_version"].astype(str),
 })
+latest_reviews = auth.review_store(settings).latest()  # clinician-confirmed outcomes (newest per patient)
+table["review"] = [latest_reviews[p].outcome if p in latest_reviews else "" for p in rows["patient_id"]]
 event = st.dataframe(
     table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="wl_table",
     column_config={
@@ -102,4 +106,6 @@ if c2.button("Open patient view", type="primary", key="wl_open"):
 export = rows.drop(columns=["has_imputed"]).copy()
 export["predicted_at"] = export["predicted_at"].astype(str)
 c3.download_button("Export CSV", export.to_csv(index=False).encode("utf-8"), file_name="clinfuse-worklist.csv",
-                   mime="text/csv", key="wl_csv", help="The filtered list, every column, pseudonymous ids only.")
+                   mime="text/csv", key="wl_csv", help="The filtered list, every column, pseudonymous ids only.",
+                   disabled=not auth.can("export_csv"),
+                   on_click=auth.audit, args=(settings, "export_csv", None, f"{len(export)} rows"))

@@ -1,0 +1,135 @@
+"""`clinfuse users add|disable|reset|list|keygen|rotate-key`: named dashboard accounts and the re-identification key.
+
+Passwords are read with a hidden prompt (or one line of stdin for scripts with
+``--password-stdin``), hashed with argon2id and never printed or logged. Every
+change is written to the audit trail under the operating-system user who ran it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+users_app = typer.Typer(help="Named dashboard users and roles (clinician, analyst, admin).", no_args_is_help=True)
+
+ROLE_HELP = "clinician (worklist, patient view, re-identification, review), analyst (pseudonymous worklist, " \
+            "model, batch) or admin (users, audit trail)"
+
+
+def _stores():  # noqa: ANN202 - (settings, UserStore, AuditLog)
+    from flows.access.audit import AuditLog
+    from flows.access.reviews import access_db, audit_path
+    from flows.access.users import UserStore
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    store = UserStore(access_db(settings.access_dir), max_failures=settings.sign_in_max_failures,
+                      lockout_s=settings.sign_in_lockout_s)
+    return settings, store, AuditLog(audit_path(settings.access_dir))
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@users_app.command("add")
+def add(username: str = typer.Argument(..., help="Lower-case user name, e.g. a.smith."),
+        role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
+        password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
+    """Create a user; the password is asked for twice (hidden) and stored only as an argon2id hash."""
+    _, store, audit = _stores()
+    try:
+        store.add(username, role, _password(password_stdin))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    audit.append(_operator(), "admin", "user_add", detail=f"added {username} as {role}")
+    typer.echo(f"added {username} ({role})")
+
+
+@users_app.command("disable")
+def disable(username: str = typer.Argument(..., help="The user to lock out.")) -> None:
+    """Refuse every future sign-in of a user (their audit entries and reviews stay)."""
+    _, store, audit = _stores()
+    try:
+        store.disable(username)
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    audit.append(_operator(), "admin", "user_disable", detail=f"disabled {username}")
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("reset")
+def reset(username: str = typer.Argument(...),
+          role: str | None = typer.Option(None, "--role", "-r", help="Also change the role: " + ROLE_HELP),
+          password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
+    """Set a new password (and optionally role); re-enables the user and clears their failed sign-ins."""
+    _, store, audit = _stores()
+    try:
+        store.reset(username, _password(password_stdin), role)
+    except (KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    audit.append(_operator(), "admin", "user_reset", detail=f"reset {username}" + (f" as {role}" if role else ""))
+    typer.echo(f"reset {username}")
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """Every user with role and state (never a password or hash)."""
+    _, store, _ = _stores()
+    for user in store.list():
+        typer.echo(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
+
+
+@users_app.command("keygen")
+def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600), outside CLINFUSE_HOME.")) -> None:
+    """Write a new re-identification (Fernet) key; point CLINFUSE_REID_KEY_FILE at it."""
+    from ingestion.reidentify import generate_key
+
+    settings, _, _ = _stores()
+    out = out.expanduser().resolve()
+    if out.is_relative_to(settings.home):
+        typer.echo(f"error: {out} is inside CLINFUSE_HOME; keep the key apart from the data", err=True)
+        raise typer.Exit(2)
+    if out.exists():
+        typer.echo(f"error: {out} exists; a new key would orphan the map it opens (use rotate-key)", err=True)
+        raise typer.Exit(2)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(generate_key() + b"\n")
+    typer.echo(f"wrote {out}; set CLINFUSE_REID_KEY_FILE={out}")
+
+
+@users_app.command("rotate-key")
+def rotate_key(new_key_file: Path = typer.Argument(..., help="File with the new key (from `clinfuse users keygen`).")) -> None:
+    """Re-encrypt the re-identification map under a new key (the configured key opens it first)."""
+    from ingestion.reidentify import ReidKeyError
+    from ingestion.reidentify import rotate_key as rotate
+
+    settings, _, audit = _stores()
+    old = settings.reid_key_bytes()
+    if old is None or not settings.reid_map_path.exists():
+        typer.echo("error: no key configured or no map written yet; nothing to rotate", err=True)
+        raise typer.Exit(2)
+    try:
+        n = rotate(settings.reid_map_path, old, new_key_file.expanduser().read_bytes().strip())
+    except ReidKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    audit.append(_operator(), "admin", "key_rotate", detail="re-identification key rotated")
+    typer.echo(f"rotated: {n} pseudonym(s) now under the new key; set CLINFUSE_REID_KEY_FILE={new_key_file}")
