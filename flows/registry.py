@@ -77,7 +77,8 @@ def log_pyfunc(model_dir: Path, features: FeatureSet, n_example: int = 2) -> mlf
         shutil.copytree(model_dir, staged)
         return mlflow.pyfunc.log_model(
             name="model", python_model=ClinfusePyfunc(), artifacts={ARTIFACT_KEY: str(staged)},
-            signature=model_signature(tuple(features.modalities)), input_example=example,
+            signature=model_signature(tuple(features.modalities), tuple(features.covariate_names)),
+            input_example=example,
             pip_requirements=_requirements(),
         )
 

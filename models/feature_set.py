@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -14,7 +14,10 @@ class FeatureSet:
     """Per-patient embeddings with their availability mask, travelling together.
 
     ``embeddings[m]`` holds zeros where ``mask[:, i]`` is False; consumers must
-    use the mask, never the zeros, to know what is missing.
+    use the mask, never the zeros, to know what is missing. ``covariates`` are
+    raw (units as in the cohort table, NaN = unknown) when ``covariate_names``
+    is set: the model standardises them with statistics of its training patients.
+    ``encoder_keys`` records which encoder version made each modality's embeddings.
     """
 
     patient_ids: tuple[str, ...]
@@ -23,6 +26,8 @@ class FeatureSet:
     covariates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     labels: np.ndarray | None = None
     modalities: tuple[str, ...] = MODALITIES
+    covariate_names: tuple[str, ...] = ()
+    encoder_keys: dict = field(default_factory=dict)  # modality -> (encoder_name, version, preprocessing_hash)
 
     def __post_init__(self) -> None:
         n = len(self.patient_ids)
@@ -45,17 +50,17 @@ class FeatureSet:
     def subset(self, index: np.ndarray) -> "FeatureSet":
         """Rows ``index`` (positions or boolean), for patient-level splits."""
         idx = np.arange(len(self))[index]
-        return FeatureSet(
+        return replace(
+            self,
             patient_ids=tuple(self.patient_ids[i] for i in idx),
             embeddings={m: v[idx] for m, v in self.embeddings.items()},
             mask=self.mask[idx],
             covariates=self.covariates[idx],
             labels=None if self.labels is None else self.labels[idx],
-            modalities=self.modalities,
         )
 
     def with_mask(self, mask: np.ndarray) -> "FeatureSet":
         """Same patients with extra modalities hidden (missingness sweeps); hidden rows are zeroed."""
         emb = {m: np.where(mask[:, [i]], self.embeddings[m], 0).astype(np.float32)
                for i, m in enumerate(self.modalities)}
-        return FeatureSet(self.patient_ids, emb, mask.copy(), self.covariates, self.labels, self.modalities)
+        return replace(self, embeddings=emb, mask=mask.copy())

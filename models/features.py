@@ -20,11 +20,11 @@ from ingestion.modalities import MODALITIES
 from models.embedding_store import EmbeddingKey, EmbeddingStore
 from models.encoders import Encoder, EncoderKey, build_encoder
 from models.encoders.base import auto_batch_size
+from models.covariates import COVARIATE_COLUMNS, covariate_matrix
 from models.feature_set import FeatureSet
 
 log = logging.getLogger(__name__)
 
-COVARIATE_COLUMNS: tuple[str, ...] = ("age", "sex", "crp", "wbc", "lactate")
 Progress = Callable[[str, int, int], None]
 """``progress(modality, done, total)`` after every batch."""
 
@@ -72,10 +72,17 @@ def latest_items(manifest: pd.DataFrame, modalities: Sequence[str] = MODALITIES)
     return order.drop_duplicates(["patient_id", "modality"], keep="last").drop(columns="_pos")
 
 
-def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders_dir: Path | None) -> None:
-    """The TF-IDF note fallback is fitted on the manifest's notes the first time and persisted."""
+def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders_dir: Path | None,
+                         fit_patients: Sequence[str] | None = None) -> None:
+    """The TF-IDF note fallback is fitted the first time and persisted, on ``fit_patients``' notes only.
+
+    ``fit_patients`` (training patients) keeps held-out and to-be-predicted patients'
+    notes out of the vocabulary and the SVD; None uses every note (library default).
+    """
     if getattr(encoder, "is_ready", True):
         return
+    if fit_patients is not None:
+        items = items[items["patient_id"].astype(str).isin(set(map(str, fit_patients)))]
     texts = []
     for uri in items["array_uri"]:
         try:
@@ -123,7 +130,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
                     progress: Progress | None = None, *, encoders: Mapping[str, Encoder] | None = None,
                     encoders_dir: Path | None = None, seed: int = 0,
                     note_encoder: Literal["minilm", "tfidf"] = "minilm",
-                    quarantine_dir: Path | None = None) -> EncodeReport:
+                    quarantine_dir: Path | None = None,
+                    fit_patients: Sequence[str] | None = None) -> EncodeReport:
     """Encode every usable manifest item whose embedding the store lacks; return what happened.
 
     ``batch_size`` 0 picks one for the device (16 on CPU, sized to free memory on CUDA).
@@ -131,6 +139,9 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
     ``encoders_dir``, else the seeded init). Unreadable arrays are reported in
     ``report.failures`` and, with ``quarantine_dir``, written to
     ``encode_failures_<modality>.parquet`` there; they never stop the run.
+    ``fit_patients``: the only patients whose items may fit an encoder here (the
+    TF-IDF note fallback); pass the training patients so nothing fitted sees the
+    held-out split or prediction batches.
     """
     home = Path(home)
     report = EncodeReport()
@@ -140,7 +151,7 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
         encoder = (encoders or {}).get(modality) or build_encoder(
             modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder)
         if len(items):
-            _fit_tfidf_if_needed(encoder, items, home, encoders_dir)
+            _fit_tfidf_if_needed(encoder, items, home, encoders_dir, fit_patients)
         if not getattr(encoder, "is_ready", True):
             report.encoder_keys[modality] = None  # type: ignore[assignment]
             continue
@@ -180,26 +191,6 @@ def _write_failures(path: Path, failures: list[EncodeFailure]) -> None:
     tmp.replace(path)
 
 
-def standardise_covariates(cohort: pd.DataFrame,
-                           columns: Sequence[str] = COVARIATE_COLUMNS) -> tuple[np.ndarray, list[str]]:
-    """Numeric covariates z-scored over the cohort; ``sex`` M=1/F=0; unknown values become 0 (the mean)."""
-    cols, names = [], []
-    for c in columns:
-        if c not in cohort.columns:
-            continue
-        s = cohort[c]
-        if c == "sex":
-            s = s.astype("string").str.upper().str[0].map({"M": 1.0, "F": 0.0})
-        v = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
-        if np.isnan(v).all():
-            continue
-        mu, sd = np.nanmean(v), np.nanstd(v)
-        cols.append(np.nan_to_num((v - mu) / (sd if sd > 0 else 1.0), nan=0.0))
-        names.append(c)
-    mat = np.stack(cols, axis=1) if cols else np.zeros((len(cohort), 0))
-    return mat.astype(np.float32), names
-
-
 def _labels(cohort: pd.DataFrame) -> np.ndarray | None:
     """int64 labels when all known; float with NaN when some are unknown; None when none are."""
     if "label" not in cohort.columns:
@@ -214,7 +205,10 @@ def load_features(manifest: pd.DataFrame, cohort: pd.DataFrame, store: Embedding
                   encoder_keys: Mapping[str, Sequence[str] | None], *,
                   modalities: Sequence[str] = MODALITIES,
                   covariate_columns: Sequence[str] = COVARIATE_COLUMNS) -> FeatureSet:
-    """One row per cohort patient: embeddings (zeros where missing), mask, covariates, labels.
+    """One row per cohort patient: embeddings (zeros where missing), mask, raw covariates, labels.
+
+    Covariates stay raw (units as in the cohort table, NaN = unknown): the model
+    standardises them with its training patients' statistics, never this batch's.
 
     ``encoder_keys[modality] = (encoder_name, encoder_version, preprocessing_hash)``
     (e.g. ``EncodeReport.encoder_keys``). For a patient with several items of one
@@ -248,6 +242,8 @@ def load_features(manifest: pd.DataFrame, cohort: pd.DataFrame, store: Embedding
             log.warning("%d %s items have no stored embedding for %s/%s; counted as missing "
                         "(run `clinfuse encode`)", n_miss, m, ekey[0], ekey[1])
         embeddings[m] = emb
-    covariates, _ = standardise_covariates(cohort, covariate_columns)
-    return FeatureSet(patient_ids=tuple(pids), embeddings=embeddings, mask=mask, covariates=covariates,
-                      labels=_labels(cohort), modalities=tuple(modalities))
+    return FeatureSet(patient_ids=tuple(pids), embeddings=embeddings, mask=mask,
+                      covariates=covariate_matrix(cohort, covariate_columns), labels=_labels(cohort),
+                      modalities=tuple(modalities), covariate_names=tuple(covariate_columns),
+                      encoder_keys={m: (tuple(k) if k is not None else None) for m, k in encoder_keys.items()
+                                    if m in modalities})

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from models.covariates import CovariateScaler
 from models.embedding_store import EmbeddingStore
 from models.encoders import EncoderKey, build_encoder
 from models.encoders.base import Item, TorchEncoder, latest_weights
@@ -159,7 +160,9 @@ class _JointBatcher:
             if m in encoders:
                 mask[:, j] = [p in items[m] for p in features.patient_ids]
         self.mask = torch.as_tensor(mask)
-        self.covariates = torch.as_tensor(features.covariates, dtype=torch.float32)
+        # raw covariates (NaN = unknown) -> z-scores of these training patients, as models.train does
+        scaled = CovariateScaler().fit(features.covariates).transform(features.covariates)
+        self.covariates = torch.as_tensor(scaled, dtype=torch.float32)
         self.labels = torch.as_tensor(np.asarray(features.labels, np.float32))
         self.dims = {m: (encoders[m].dim if m in encoders else features.embeddings[m].shape[1])
                      for m in features.modalities}

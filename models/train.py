@@ -1,10 +1,13 @@
 """One training loop for every fusion kind and imputation method, on frozen embeddings.
 
 ``train(features, config)`` splits patients (stratified, patient-level), fits
-the imputer on the training split only, trains the fusion model with modality
-dropout, class-balanced loss and early stopping on the validation split, fits
-temperature scaling on the validation split, and returns a
-:class:`~models.trained_model.TrainedModel`.
+the covariate scaler and the imputer on the training split only, trains the
+fusion model with modality dropout, an unweighted loss (a class-weighted loss
+shifts every logit by a constant) and early stopping on the validation split,
+fits Platt scaling (temperature + bias) and its bootstrap replicates on the
+validation split, and returns a :class:`~models.trained_model.TrainedModel`
+that carries all of them. Nothing here sees a patient outside ``features``:
+the callers pass training patients only (the held-out split never reaches it).
 
 ``strategy="frozen"`` (embeddings computed once by the encoders, fusion
 trained on top) is this loop alone; ``"joint"`` and ``"finetune"`` train the
@@ -15,70 +18,24 @@ by calling ``train`` on the re-encoded embeddings (``config.encoders`` set).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable
+from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from models.calibration import TemperatureScaler
+from models.calibration import PlattScaler, TemperatureScaler
+from models.covariates import CovariateScaler
 from models.feature_set import FeatureSet
-from models.fusion import FUSIONS, build_fusion, canonical_fusion
+from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
-from models.imputation import IMPUTERS, build_imputer
+from models.imputation import build_imputer
+from models.train_config import STRATEGIES, TrainConfig, fusion_config
+from models.trained_model import TrainedModel
 
-if TYPE_CHECKING:
-    from models.trained_model import TrainedModel
-
-STRATEGIES = ("frozen", "joint", "finetune")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; logged to MLflow as is (``asdict``)."""
-
-    fusion: str = "early"
-    impute: str = "cross_profile"
-    pool: str = "concat"
-    hidden: int = 64
-    layers: int = 1
-    epochs: int = 150
-    lr: float = 3e-3
-    weight_decay: float = 1e-3
-    batch_size: int = 64
-    modality_dropout: float = 0.2
-    patience: int = 30
-    select_on: str = "auroc"  # early stopping / best epoch on validation "auroc" or "loss"
-    seed: int = 7
-    val_fraction: float = 0.2
-    strategy: str = "frozen"
-    dropout: float = 0.1
-    k_donors: int = 10
-    abstain_share: float = 0.5
-    device: str = "cpu"
-    threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
-    encoders: dict = field(default_factory=dict)  # modality -> encoder version the embeddings came from (joint/finetune)
-
-    def validate(self) -> None:
-        self.fusion = canonical_fusion(self.fusion)
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion {self.fusion!r} unknown; choose one of {sorted(FUSIONS)}")
-        if self.impute not in IMPUTERS:
-            raise ValueError(f"impute {self.impute!r} unknown; choose one of {sorted(IMPUTERS)}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.strategy!r} is not implemented; choose one of {STRATEGIES}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError("val_fraction must be in (0, 1)")
-        if self.select_on not in ("auroc", "loss"):
-            raise ValueError("select_on must be 'auroc' or 'loss'")
-        if not 0 <= self.modality_dropout < 1:
-            raise ValueError("modality_dropout must be in [0, 1)")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
+__all__ = ["STRATEGIES", "TrainConfig", "train", "fit_network", "patient_split", "modality_dropout"]
 
 def seed_everything(seed: int) -> None:
     """Fix torch and numpy randomness (splits, init, dropout, shuffling)."""
@@ -112,7 +69,10 @@ def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -
     return torch.where(emptied[:, None], mask, kept)
 
 
-def _loss_fn(labels: torch.Tensor) -> torch.nn.BCEWithLogitsLoss:
+def _loss_fn(labels: torch.Tensor, class_weighted: bool = False) -> torch.nn.BCEWithLogitsLoss:
+    """Plain BCE; ``class_weighted`` adds ``pos_weight = neg/pos``, which shifts every logit by a constant."""
+    if not class_weighted:
+        return torch.nn.BCEWithLogitsLoss()
     pos = float(labels.sum())
     neg = float(len(labels) - pos)
     return torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(neg / max(pos, 1.0), device=labels.device))
@@ -129,8 +89,8 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
     """
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = _loss_fn(train_in.labels)
-    val_loss_fn = _loss_fn(val_in.labels)
+    loss_fn = _loss_fn(train_in.labels, config.class_weighted)
+    val_loss_fn = _loss_fn(val_in.labels, config.class_weighted)
     best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(config.epochs):
         model.train()
@@ -164,10 +124,8 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
 
 
 def train(features: FeatureSet, config: TrainConfig,
-          progress: Callable[[int, dict], None] | None = None) -> "TrainedModel":
-    """Split, impute, train, calibrate: the whole recipe behind ``clinfuse train``."""
-    from models.trained_model import TrainedModel
-
+          progress: Callable[[int, dict], None] | None = None) -> TrainedModel:
+    """Split, scale, impute, train, calibrate: the whole recipe behind ``clinfuse train``."""
     config.validate()
     if config.strategy != "frozen" and not config.encoders:
         raise ValueError(f"strategy {config.strategy!r} is not implemented by train() on stored embeddings: it "
@@ -176,27 +134,42 @@ def train(features: FeatureSet, config: TrainConfig,
         return _train(features, config, progress)
 
 
-def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> "TrainedModel":
-    from models.trained_model import TrainedModel
+def fit_calibrators(config: TrainConfig, val_logits: np.ndarray, labels: np.ndarray):
+    """The calibrator and its bootstrap replicates over validation patients (the interval's calibration part)."""
+    y = np.asarray(labels).astype(int)
+    calibrator = (PlattScaler() if config.calibration == "platt" else TemperatureScaler()).fit(val_logits, y)
+    rng = np.random.default_rng(config.seed)
+    replicates = []
+    for _ in range(config.n_calibrators):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) == 2:
+            replicates.append(PlattScaler().fit(val_logits[idx], y[idx]))
+    return calibrator, replicates
 
+
+def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> TrainedModel:
     seed_everything(config.seed)
     tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
-    train_fs, val_fs = features.subset(tr_idx), features.subset(va_idx)
+    scaler = CovariateScaler().fit(features.covariates[tr_idx])
+    scaled = replace(features, covariates=scaler.transform(features.covariates))
+    train_fs, val_fs = scaled.subset(tr_idx), scaled.subset(va_idx)
     params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
     imputer = build_imputer(config.impute, **params).fit(train_fs)
     train_in = to_inputs(imputer.transform(train_fs), config.device)
     val_in = to_inputs(imputer.transform(val_fs), config.device)
-    model = build_fusion(config.fusion, features.dims(), _fusion_config(config, features)).to(config.device)
+    model = build_fusion(config.fusion, features.dims(), fusion_config(config, scaled.covariates.shape[1]))
+    model = model.to(config.device)
     history = fit_network(model, train_in, val_in, config, progress)
-    val_logits = predict_logits(model, val_in)
-    calibrator = TemperatureScaler().fit(val_logits, val_fs.labels)
-    return TrainedModel(config=config, network=model, imputer=imputer, calibrator=calibrator,
-                        modalities=tuple(features.modalities), n_covariates=features.covariates.shape[1],
-                        history=history, val_patient_ids=tuple(val_fs.patient_ids))
+    calibrator, replicates = fit_calibrators(config, predict_logits(model, val_in), val_fs.labels)
+    trained = TrainedModel(config=config, network=model, imputer=imputer, calibrator=calibrator,
+                           modalities=tuple(features.modalities), n_covariates=scaled.covariates.shape[1],
+                           history=history, val_patient_ids=tuple(val_fs.patient_ids), scaler=scaler,
+                           covariate_names=tuple(features.covariate_names),
+                           encoder_keys=dict(features.encoder_keys), calibrator_replicates=replicates)
+    trained.shapley_baseline = float(np.mean(trained.risk(train_in)))
+    return trained
 
 
 def _fusion_config(config: TrainConfig, features: FeatureSet):
-    from models.fusion import FusionConfig
-
-    return FusionConfig(hidden=config.hidden, layers=config.layers, pool=config.pool, dropout=config.dropout,
-                        n_covariates=features.covariates.shape[1])
+    """Kept for callers that pass a FeatureSet (joint training)."""
+    return fusion_config(config, features.covariates.shape[1])

@@ -68,8 +68,13 @@ def test_load_features_one_row_per_patient(cohort_home) -> None:
     eeg_key = tuple(report.encoder_keys["eeg"])
     want = store.get_many([(newer["content_sha256"], *eeg_key)])
     np.testing.assert_array_equal(fs.embeddings["eeg"][0], next(iter(want.values())))
-    assert fs.covariates.shape == (16, 5)
-    np.testing.assert_allclose(fs.covariates.mean(axis=0), 0, atol=1e-5)
+    # covariates stay raw (units as in the cohort table): no statistic of this cohort is applied here
+    assert fs.covariates.shape == (16, 5) and fs.covariate_names == ("age", "sex", "crp", "wbc", "lactate")
+    np.testing.assert_allclose(fs.covariates[:, 0], cohort["age"].astype(float))
+    np.testing.assert_array_equal(fs.covariates[:, 1], (cohort["sex"] == "M").astype(float))
+    alone = load_features(manifest2, cohort.iloc[[3]], store, report.encoder_keys)
+    np.testing.assert_array_equal(alone.covariates[0], fs.covariates[3])  # same row alone or in the cohort
+    assert fs.encoder_keys["eeg"] == eeg_key
     assert fs.labels.dtype == np.int64 and set(fs.labels) <= {0, 1}
 
 
@@ -98,8 +103,7 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path) -> None:
 
     s = Settings(home=tmp_path / "home")
     ingest(small_phantom, small_phantom / "cohort.csv", s.home, s.pseudonym_secret.get_secret_value(),
-           ct_spacing_mm=s.ct_spacing_mm, ct_shape=s.ct_shape, xray_shape=s.xray_shape, eeg_sfreq=s.eeg_sfreq,
-           eeg_window_s=s.eeg_window_s, eeg_line_freq=s.eeg_line_freq, workers=1)
+           config=s.reader_config(), workers=1)
     manifest, cohort = read_manifest(s.manifest_path), pd.read_parquet(s.cohort_path)
     store = EmbeddingStore(s.embeddings_dir)
     report = encode_manifest(manifest, s.home, store, note_encoder="tfidf", encoders_dir=s.encoders_dir)
