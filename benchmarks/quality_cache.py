@@ -65,7 +65,7 @@ def load_cached_features(path: Path) -> FeatureSet:
                           d["covariates"], d["labels"].astype(np.int64), mods, **extra)
 
 
-def _ingest(source: Path, settings) -> None:  # noqa: ANN001 - flows.settings.Settings
+def _ingest(source: Path, settings, workers: int) -> None:  # noqa: ANN001 - flows.settings.Settings
     from flows.ingest_flow import reader_config
     from ingestion.ingest import ingest
 
@@ -75,7 +75,7 @@ def _ingest(source: Path, settings) -> None:  # noqa: ANN001 - flows.settings.Se
 
         kwargs = {"config": ReaderConfig(**kwargs)}
     ingest(source, source / "cohort.csv", settings.home, settings.pseudonym_secret.get_secret_value(),
-           workers=1, exclude=[source / "answers.parquet"], **kwargs)
+           workers=workers, exclude=[source / "answers.parquet"], **kwargs)
 
 
 def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
@@ -127,7 +127,7 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
           lambda: generate_cohort(source, patients, seed=seed, eeg_seconds=EEG_SECONDS,
                                   model=SignalModel(shared=shared), workers=workers,
                                   progress=lambda i: print(f"  {i} patients", flush=True) if i % 250 == 0 else None))
-    stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings))
+    stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings, workers))
 
     def encode() -> None:
         fs = _encode_and_load(settings)
@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shared", type=float, default=0.5)
-    ap.add_argument("--workers", type=int, default=1, help="processes generating the phantom")
+    ap.add_argument("--workers", type=int, default=2, help="processes generating and ingesting the phantom")
     ap.add_argument("--cache", type=Path, required=True)
     args = ap.parse_args()
     out = build(args.cache, args.patients, args.seed, args.shared, args.workers)
