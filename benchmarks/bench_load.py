@@ -1,12 +1,17 @@
 """Load: the dashboard worklist under 20 concurrent sessions on 10,000 patients, and predict-path memory vs cohort size.
 
-    .venv/bin/python benchmarks/bench_load.py --patients 10000 --sessions 20 --queries 10
+    .venv/bin/python benchmarks/bench_load.py --patients 10000 --sessions 20 --queries 10 --write
 
-Part 1 writes a 10,000-patient fixture home (tests/dashboard/fixtures.py), starts the real Streamlit
-dashboard on 127.0.0.1, then runs ``sessions`` threads at once, each doing ``queries`` rounds of
-(a) the worklist page's data query (``dashboard.store_queries.query_worklist``, a fresh DuckDB
-connection each time, i.e. no Streamlit cache) and (b) a GET of the dashboard page and health
-endpoint over loopback. Reports p50/p95/max per kind (target: worklist data p95 < 1 s).
+Part 1 writes a 10,000-patient fixture home (tests/dashboard/fixtures.py: two batches, and the
+store's maintained latest-per-patient table), starts the real Streamlit dashboard on 127.0.0.1,
+then runs two phases of ``sessions`` threads at once, each thread doing ``queries`` rounds of
+(a) the worklist page's data query, unfiltered and filtered, uncached (no Streamlit cache), and
+(b) a GET of the dashboard page and health endpoint over loopback. Phase "scan" answers the
+query the way it was answered before the maintained table (one DuckDB query over every batch
+file: ``dashboard.store_queries.worklist_by_scan``); phase "maintained" calls
+``query_worklist``, which reads one small file. Reports p50/p95/max per kind and phase, and the
+p95 ratio (target: worklist data p95 < 1 s). ``--write`` puts the table in docs/BENCHMARKS.md
+("## Worklist under load").
 
 Part 2 trains one small fusion model on synthetic features, then for each cohort size runs
 ``TrainedModel.predict`` (MC intervals included) in a fresh process and reports the process's peak
@@ -71,25 +76,29 @@ def _serve_dashboard(home: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the dashboard did not start in 120 s")
 
 
-def worklist_load(patients: int, sessions: int, queries: int) -> dict[str, dict[str, float]]:
-    from dashboard.store_queries import WorklistFilters, query_worklist
-    from tests.conftest import free_port
-    from tests.dashboard.fixtures import build_home
+def worklist_load(home: Path, port: int, mode: str, sessions: int, queries: int) -> dict[str, dict[str, float]]:
+    """One phase: ``sessions`` threads at once, each ``queries`` rounds of two worklist queries and a page GET."""
+    from dashboard.store_queries import (WorklistFilters, WorklistScope, prediction_files, query_worklist,
+                                         worklist_by_scan)
+    from models.predictions_latest import read_state
 
-    home = Path(tempfile.mkdtemp(prefix="bench_load_")) / "home"
-    t0 = time.perf_counter()
-    build_home(home, n_patients=patients)
-    print(f"fixture home with {patients} patients in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    port = free_port()
-    server = _serve_dashboard(home, port)
+    pred = home / "predictions"
+    filters = WorklistFilters(risk_bands=("high",), require_present=("ct",), sort_by="risk")
+    if mode == "scan":
+        def ask(f):  # noqa: ANN001, ANN202 - the answer before the maintained table
+            return worklist_by_scan(prediction_files(pred), WorklistScope(), f)
+    else:
+        if read_state(pred) is None:
+            raise RuntimeError("the fixture store has no up-to-date maintained table")
+        def ask(f):  # noqa: ANN001, ANN202
+            return query_worklist(pred, WorklistScope(), f)
     times: dict[str, list[float]] = {"worklist_query": [], "filtered_query": [], "http_page": []}
     lock = threading.Lock()
-    filters = WorklistFilters(risk_bands=("high",), require_present=("ct",), sort_by="risk")
 
     def session(k: int) -> None:
         for i in range(queries):
-            for kind, fn in (("worklist_query", lambda: query_worklist(home / "predictions")),
-                             ("filtered_query", lambda: query_worklist(home / "predictions", filters=filters)),
+            for kind, fn in (("worklist_query", lambda: ask(WorklistFilters())),
+                             ("filtered_query", lambda: ask(filters)),
                              ("http_page", lambda: [urllib.request.urlopen(f"http://127.0.0.1:{port}{p}", timeout=30)
                                                     .read() for p in ("/", "/_stcore/health")])):
                 t = time.perf_counter()
@@ -100,21 +109,84 @@ def worklist_load(patients: int, sessions: int, queries: int) -> dict[str, dict[
                 with lock:
                     times[kind].append(elapsed)
 
-    try:
-        threads = [threading.Thread(target=session, args=(k,)) for k in range(sessions)]
-        t0 = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t0
-    finally:
-        server.terminate()
-        server.wait(30)
+    threads = [threading.Thread(target=session, args=(k,)) for k in range(sessions)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
     stats = {k: {"n": len(v), "p50": statistics.median(v), "p95": _pct(v, 0.95), "max": max(v)}
              for k, v in times.items()}
     stats["wall"] = {"seconds": wall}
     return stats
+
+
+def cpu_per_query(home: Path, mode: str, repeats: int = 10) -> dict[str, float]:
+    """CPU milliseconds of one unfiltered worklist query in one session (median): what every session costs the cores."""
+    from dashboard.store_queries import WorklistFilters, WorklistScope, prediction_files, query_worklist, worklist_by_scan
+
+    pred = home / "predictions"
+    ask = ((lambda: worklist_by_scan(prediction_files(pred), WorklistScope(), WorklistFilters())) if mode == "scan"
+           else (lambda: query_worklist(pred)))
+    ask()
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c, w = time.process_time(), time.perf_counter()
+        ask()
+        cpu.append((time.process_time() - c) * 1000)
+        wall.append((time.perf_counter() - w) * 1000)
+    return {"cpu": statistics.median(cpu), "wall": statistics.median(wall)}
+
+
+def worklist_phases(patients: int, sessions: int, queries: int) -> dict[str, dict]:
+    """Both phases against one fixture home and one running dashboard server."""
+    from tests.conftest import free_port
+    from tests.dashboard.fixtures import build_home
+
+    home = Path(tempfile.mkdtemp(prefix="bench_load_")) / "home"
+    t0 = time.perf_counter()
+    build_home(home, n_patients=patients)
+    print(f"fixture home with {patients} patients in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    cpu = {mode: cpu_per_query(home, mode) for mode in ("scan", "maintained")}
+    port = free_port()
+    server = _serve_dashboard(home, port)
+    try:
+        phases = {mode: worklist_load(home, port, mode, sessions, queries) for mode in ("scan", "maintained")}
+        for mode in phases:
+            phases[mode]["cpu_ms"] = cpu[mode]
+        return phases
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def load_table(phases: dict[str, dict], patients: int, sessions: int, queries: int, load: float) -> str:
+    """Markdown: p50/p95/max per phase and kind, and the p95 ratio scan / maintained."""
+    lines = [f"`benchmarks/bench_load.py --patients {patients} --sessions {sessions} --queries {queries}`: "
+             f"{sessions} threads at once, each {queries} rounds of the worklist data query (unfiltered, and "
+             "high risk + CT present), uncached (no Streamlit cache), plus an HTTP GET of the real Streamlit "
+             f"server on 127.0.0.1; a {patients:,}-patient store of two batches ({2 * patients:,} rows). "
+             f"Load average when it started: {load:.1f} on 2 cores (other jobs shared the machine).", "",
+             "| query | answered by | n | p50 s | p95 s | max s | target p95 |", "|---|---|---|---|---|---|---|"]
+    names = {"scan": "DuckDB scan of every batch file (before)",
+             "maintained": "maintained latest table: one file (now)"}
+    for kind in ("worklist_query", "filtered_query", "http_page"):
+        for mode in ("scan", "maintained"):
+            s = phases[mode][kind]
+            target = ("< 1 s: " + ("held" if s["p95"] < 1.0 else "**missed**")) if kind != "http_page" else "-"
+            lines.append(f"| {kind} | {names[mode]} | {s['n']} | {s['p50']:.3f} | {s['p95']:.3f} | "
+                         f"{s['max']:.3f} | {target} |")
+    for kind in ("worklist_query", "filtered_query"):
+        ratio = phases["scan"][kind]["p95"] / phases["maintained"][kind]["p95"]
+        lines.append(f"\n{kind}: p95 {ratio:.1f}x lower with the maintained table than with the scan.")
+    lines.append("\nOne session alone, unfiltered query (median of 10): scan "
+                 f"{phases['scan']['cpu_ms']['cpu']:.0f} ms CPU / {phases['scan']['cpu_ms']['wall']:.0f} ms wall, "
+                 f"maintained {phases['maintained']['cpu_ms']['cpu']:.0f} ms CPU / "
+                 f"{phases['maintained']['cpu_ms']['wall']:.0f} ms wall.")
+    lines.append(f"\nWall time per phase: scan {phases['scan']['wall']['seconds']:.1f} s, maintained "
+                 f"{phases['maintained']['wall']['seconds']:.1f} s.")
+    return "\n".join(lines)
 
 
 def predict_memory(sizes: list[int]) -> list[dict[str, float]]:
@@ -134,19 +206,26 @@ def predict_memory(sizes: list[int]) -> list[dict[str, float]]:
 
 
 def main() -> None:
+    import os
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--queries", type=int, default=10, help="rounds per session (bounded load)")
-    parser.add_argument("--sizes", default="500,2000,5000", help="cohort sizes for the predict-memory part")
+    parser.add_argument("--sizes", default="500,2000,5000",
+                        help="cohort sizes for the predict-memory part ('' skips it)")
+    parser.add_argument("--write", action="store_true", help="write the worklist table into docs/BENCHMARKS.md")
     args = parser.parse_args()
-    stats = worklist_load(args.patients, args.sessions, args.queries)
-    print(f"\n| load ({args.patients:,} patients, {args.sessions} concurrent sessions x {args.queries}) "
-          "| n | p50 s | p95 s | max s |\n|---|---|---|---|---|")
-    for kind in ("worklist_query", "filtered_query", "http_page"):
-        s = stats[kind]
-        print(f"| {kind} | {s['n']} | {s['p50']:.3f} | {s['p95']:.3f} | {s['max']:.3f} |")
-    print(f"\nwall time for all sessions: {stats['wall']['seconds']:.1f} s")
+    load = os.getloadavg()[0]
+    phases = worklist_phases(args.patients, args.sessions, args.queries)
+    markdown = load_table(phases, args.patients, args.sessions, args.queries, load)
+    print(markdown)
+    if args.write:
+        from benchmarks.markdown_section import write_section
+
+        write_section("## Worklist under load", "Produced by `benchmarks/bench_load.py --write`.\n\n" + markdown)
+    if not args.sizes:
+        return
     rows = predict_memory([int(x) for x in args.sizes.split(",")])
     print("\n| predict path (TrainedModel.predict, n_mc=30) | patients | seconds | peak RSS MB | RSS before data MB |"
           "\n|---|---|---|---|---|")

@@ -12,6 +12,7 @@ sorted, per-patient-latest slices, so that query lives here, in SQL.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,9 +21,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ingestion.modalities import MODALITIES
-from models import predictions_store
+from models import predictions_latest, predictions_store
+
+log = logging.getLogger(__name__)
 
 #: Pseudonyms as ``ingestion.pseudonym.pseudonymise`` writes them; anything else is never shown.
 PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
@@ -157,17 +163,28 @@ def _where(filters: WorklistFilters) -> tuple[list[str], list[object]]:
 
 def query_worklist(predictions_dir: Path, scope: WorklistScope = WorklistScope(),
                    filters: WorklistFilters = WorklistFilters()) -> Worklist:
-    """The worklist rows for ``scope`` after ``filters``, in one DuckDB query over the batch files.
+    """The worklist rows for ``scope`` after ``filters``.
 
-    Rows whose ``patient_id`` is not a pseudonym are counted and left out: the
-    dashboard must never show an original identifier, and the page says how many
-    it hid so nothing disappears silently.
+    Reads one small file when the store's maintained latest-per-patient table
+    (:mod:`models.predictions_latest`) covers every batch: the scoped batch file,
+    or that table for a model-version scope. Otherwise (a store written by
+    other tools, a write in progress) one DuckDB query scans every batch file;
+    both give the same rows. Rows whose ``patient_id`` is not a pseudonym are
+    counted and left out: the dashboard must never show an original
+    identifier, and the page says how many it hid so nothing disappears silently.
     """
     files = prediction_files(predictions_dir)
     if not files:
         return Worklist(rows=pd.DataFrame(), scope_label="no predictions yet")
     if filters.sort_by not in SORTABLE:
         raise ValueError(f"cannot sort by {filters.sort_by!r}; choose one of {SORTABLE}")
+    _where(filters)  # validates the filters whichever path answers
+    fast = worklist_from_latest(predictions_dir, files, scope, filters)
+    return fast if fast is not None else worklist_by_scan(files, scope, filters)
+
+
+def worklist_by_scan(files: list[Path], scope: WorklistScope, filters: WorklistFilters) -> Worklist:
+    """The worklist in one DuckDB query over every batch file (the reference answer; no maintained table)."""
     with _connect() as con:
         con.execute(f"CREATE TEMP VIEW p AS SELECT * FROM {_source(files)}")
         if scope.model_version is not None:
@@ -203,6 +220,133 @@ def query_worklist(predictions_dir: Path, scope: WorklistScope = WorklistScope()
     hidden = int((~df["_pseudonymous"]).sum())
     df = df[df["_pseudonymous"]].drop(columns="_pseudonymous").reset_index(drop=True)
     return Worklist(rows=df, hidden_non_pseudonymous=hidden, scope_label=label)
+
+
+WORKLIST_READ_COLUMNS = tuple(c for c in predictions_store.PREDICTION_COLUMNS if c != "donors_json")
+
+
+def worklist_from_latest(predictions_dir: Path, files: list[Path], scope: WorklistScope,
+                         filters: WorklistFilters) -> Worklist | None:
+    """The worklist from one small file, or None when the maintained table does not cover the store.
+
+    A batch scope reads that batch's own file (the state names it); a model
+    version scope reads the maintained newest-row-per-patient table. Filters and
+    derived columns are computed with Arrow kernels to match :func:`worklist_by_scan`.
+    """
+    state = predictions_latest.read_state(predictions_dir, files)
+    if state is None:
+        return None
+    try:
+        if scope.model_version is not None:
+            table = _read(predictions_latest.latest_path(predictions_dir), "model_version", scope.model_version)
+            label = f"model version {scope.model_version} (latest prediction per patient)"
+        else:
+            batch = scope.batch_id or state["latest_batch"]
+            entry = next((b for b in state["batches"] if b["batch_id"] == batch), None)
+            label = f"batch {batch}"
+            table = (predictions_store.PREDICTIONS_SCHEMA.empty_table() if entry is None
+                     else _read(Path(predictions_dir) / entry["file"], "batch_id", batch))
+        rows, hidden = _worklist_rows(table.select(list(WORKLIST_READ_COLUMNS)), filters)
+    except (OSError, KeyError, ValueError, pa.ArrowException) as exc:  # e.g. a file replaced under us
+        log.debug("maintained worklist read failed (%s); scanning the batch files", exc)
+        return None
+    return Worklist(rows=rows, hidden_non_pseudonymous=hidden, scope_label=label)
+
+
+#: For each 4-bit code (bit j: modality j has the mask value), the comma-separated names the scan's SQL writes.
+_MODALITY_LISTS = pa.array([", ".join(m for j, m in enumerate(MODALITIES) if code >> j & 1)
+                            for code in range(1 << len(MODALITIES))], pa.string())
+_BAND_NAMES = pa.array([name for name, _, _ in RISK_BANDS] + ["unknown"], pa.string())
+_DAY_US = 86_400 * 1_000_000
+
+
+def _read(path: Path, column: str, value: str) -> pa.Table:
+    """The worklist's columns of the rows of one Parquet file where ``column == value``.
+
+    A plain single-threaded file read: many sessions read at once, and the
+    dataset API's planning and thread pool only add overhead for a small file.
+    """
+    table = pq.ParquetFile(path).read(columns=list(WORKLIST_READ_COLUMNS), use_threads=False)
+    return table.filter(pc.equal(table[column], str(value)))
+
+
+def _np(array: pa.ChunkedArray | pa.Array, fill: object = None) -> np.ndarray:
+    if fill is not None:
+        array = pc.fill_null(array, fill)
+    return array.to_numpy(zero_copy_only=False) if isinstance(array, pa.Array) else array.to_numpy()
+
+
+def _modality_code(table: pa.Table, value: str) -> np.ndarray:
+    """Per row, a bit code of the modalities whose mask equals ``value`` (Arrow kernels, no per-row Python)."""
+    code = np.zeros(table.num_rows, np.int64)
+    for j, m in enumerate(MODALITIES):
+        code |= _np(pc.equal(table[f"mask_{m}"], value), False).astype(np.int64) << j
+    return code
+
+
+def _keep(table: pa.Table, band: np.ndarray, imputed: np.ndarray, filters: WorklistFilters) -> np.ndarray:
+    """The rows :func:`_where` keeps, as a boolean vector."""
+    keep = np.ones(table.num_rows, bool)
+    bands = [b for b in filters.risk_bands if b in {n for n, _, _ in RISK_BANDS}]
+    if bands:
+        keep &= np.isin(band, bands)
+    for m in filters.require_present:
+        keep &= _np(pc.equal(table[f"mask_{m}"], "present"), False)
+    if filters.imputed_only:
+        keep &= imputed > 0
+    if filters.abstain_only:
+        keep &= _np(table["abstain"], False)
+    if filters.date_from is not None or filters.date_to is not None:
+        day = _np(pc.cast(table["predicted_at"], pa.int64())) // _DAY_US  # CAST(predicted_at AS DATE), UTC
+        epoch = date(1970, 1, 1)
+        if filters.date_from is not None:
+            keep &= day >= (filters.date_from - epoch).days
+        if filters.date_to is not None:
+            keep &= day <= (filters.date_to - epoch).days
+    if filters.search.strip():
+        term = filters.search.strip().lower()
+        keep &= _np(pc.match_substring(pc.utf8_lower(table["patient_id"]), term), False)
+    return keep
+
+
+def _sort_indices(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Array:
+    """ORDER BY ... NULLS LAST (pyarrow >= 25 takes the null placement per key, older ones per sort)."""
+    if int(pa.__version__.split(".")[0]) >= 25:
+        return pc.sort_indices(table, sort_keys=[(k, o, "at_end") for k, o in keys])
+    return pc.sort_indices(table, sort_keys=keys, null_placement="at_end")
+
+
+def _worklist_rows(table: pa.Table, filters: WorklistFilters) -> tuple[pd.DataFrame, int]:
+    """Derived columns, filters, order and the pseudonym check of the scan's SQL, with Arrow kernels.
+
+    Arrow's kernels run outside the GIL, so many sessions querying at once share the
+    cores instead of queueing on the interpreter; the rows are gathered once, already
+    filtered and ordered. Returns (rows, hidden non-pseudonymous rows).
+    """
+    risk = _np(table["risk"])
+    band_code = np.select([(risk >= lo) & (risk < hi) for _, lo, hi in RISK_BANDS], range(len(RISK_BANDS)),
+                          len(RISK_BANDS))
+    band = np.asarray([name for name, _, _ in RISK_BANDS] + ["unknown"])[band_code]
+    imputed, missing = _modality_code(table, "imputed"), _modality_code(table, "missing")
+    idx = np.flatnonzero(_keep(table, band, imputed, filters))
+    width = pc.subtract(table["risk_high"], table["risk_low"])
+    sort_col = width if filters.sort_by == "interval_width" else table[filters.sort_by]
+    keys = pa.table({"k": pc.take(sort_col, idx), "patient_id": pc.take(table["patient_id"], idx)})
+    order = "descending" if filters.descending else "ascending"
+    idx = idx[_np(_sort_indices(keys, [("k", order), ("patient_id", "ascending")]))]
+    pseudonymous = _np(pc.match_substring_regex(pc.take(table["patient_id"], idx), PSEUDONYM_RE.pattern), False)
+    hidden, idx = int((~pseudonymous).sum()), pa.array(idx[pseudonymous])
+    extra = {"interval_width": pc.take(width, idx), "band": pc.take(_BAND_NAMES, pa.array(band_code).take(idx)),
+             "has_imputed": pc.greater(pa.array(imputed).take(idx), 0),
+             "imputed": pc.take(_MODALITY_LISTS, pa.array(imputed).take(idx)),
+             "missing": pc.take(_MODALITY_LISTS, pa.array(missing).take(idx)),
+             "abstain_reason": pc.fill_null(pc.take(table["abstain_reason"], idx), "")}
+    columns = ["patient_id", "risk", "risk_low", "risk_high", "interval_width", "band", "predicted_class", "abstain",
+               "abstain_reason", "has_imputed", "imputed", "missing", *(f"mask_{m}" for m in MODALITIES),
+               *(f"contrib_{m}" for m in MODALITIES), "model_name", "model_version", "batch_id", "run_id",
+               "predicted_at"]
+    out = pa.table({c: extra[c] if c in extra else pc.take(table[c], idx) for c in columns})
+    return out.to_pandas(), hidden
 
 
 def patient_predictions(predictions_dir: Path, patient_id: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ The schema is the Predictions table of ``docs/CONTRACTS.md``. Only pseudonymous
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
@@ -26,6 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.modalities import MODALITIES
+from models import predictions_latest
+
+log = logging.getLogger(__name__)
 
 MASK_VALUES = ("present", "missing", "imputed")
 PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
@@ -101,7 +105,9 @@ def append_batch(
     """Write ``predictions`` (model output columns) as one new batch file under ``root``; return its path.
 
     The file is written to a ``.tmp`` name in the same folder and renamed, so a
-    reader sees the whole batch or nothing.
+    reader sees the whole batch or nothing. Then the latest-per-patient table
+    (:mod:`models.predictions_latest`) is brought up to date, so the worklist
+    reads one small file instead of every batch.
     """
     _check(predictions)
     root = Path(root)
@@ -128,6 +134,11 @@ def append_batch(
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+    try:
+        predictions_latest.refresh_latest(root, PREDICTIONS_SCHEMA)
+    except Exception as exc:  # noqa: BLE001 - the batch is stored; readers fall back to scanning the batch files
+        log.warning("latest-per-patient table not updated (%s: %s); the worklist scans the batch files until "
+                    "the next batch is written", type(exc).__name__, exc)
     return final
 
 
@@ -180,12 +191,24 @@ def read_latest_batch(root: Path) -> pd.DataFrame:
     return read_predictions(root, batch_id=row[0])
 
 
+BATCH_LIST_COLUMNS = ["batch_id", "model_name", "model_version", "run_id", "n_patients", "predicted_at"]
+
+
 def list_batches(root: Path) -> pd.DataFrame:
-    """One row per batch: batch_id, model_name, model_version, run_id, n_patients, predicted_at (newest first)."""
+    """One row per batch: batch_id, model_name, model_version, run_id, n_patients, predicted_at (newest first).
+
+    Read from the maintained table's state when it covers the store (no batch file opened), else by a scan.
+    """
     files = batch_files(root)
     if not files:
-        return pd.DataFrame(columns=["batch_id", "model_name", "model_version", "run_id", "n_patients",
-                                     "predicted_at"])
+        return pd.DataFrame(columns=BATCH_LIST_COLUMNS)
+    state = predictions_latest.read_state(root, files)
+    if state is not None:
+        frame = pd.DataFrame(state["batches"], columns=[*BATCH_LIST_COLUMNS, "file"]).drop(columns="file")
+        frame["predicted_at"] = pd.to_datetime(frame["predicted_at"], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]")
+        frame["n_patients"] = frame["n_patients"].astype("int64")
+        return frame.sort_values(["predicted_at", "batch_id"], ascending=False, kind="stable").reset_index(drop=True)
     with duckdb.connect() as con:
         return con.execute(
             "SELECT batch_id, any_value(model_name) AS model_name, any_value(model_version) AS model_version, "

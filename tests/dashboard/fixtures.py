@@ -19,6 +19,8 @@ import pandas as pd
 
 from ingestion.modalities import MODALITIES
 from ingestion.pseudonym import pseudonymise
+from models.predictions_latest import refresh_latest
+from models.predictions_store import PREDICTIONS_SCHEMA
 
 SECRET = "fixture-secret"
 EEG_SFREQ = 128.0
@@ -112,8 +114,13 @@ def _write_item(home: Path, modality: str, payload: object) -> tuple[str, str, d
     return sha, rel, meta
 
 
-def build_home(home: Path, n_patients: int = 30, seed: int = 0, n_distinct: int = 30) -> FixtureHome:
+def build_home(home: Path, n_patients: int = 30, seed: int = 0, n_distinct: int = 30,
+               maintain_latest: bool = True) -> FixtureHome:
     """Write a home with ``n_patients`` patients, two batches and ``n_distinct`` distinct arrays per modality.
+
+    The batch files are written directly (as another tool might); ``maintain_latest``
+    then builds the store's latest-per-patient table as ``append_batch`` would,
+    and False leaves the store without one (readers scan every batch file).
 
     Patient 0 has every modality; patient 1 has no CT (imputed in the latest
     batch, donors are patients 0 and 2); patient 2 has no EEG (missing, not
@@ -190,5 +197,7 @@ def build_home(home: Path, n_patients: int = 30, seed: int = 0, n_distinct: int 
         df.to_parquet(home / "predictions" / f"{batch_id}.parquet", index=False)
         masks_latest = df.set_index("patient_id")[[f"mask_{m}" for m in MODALITIES]]
         masks_latest.columns = list(MODALITIES)
+    if maintain_latest:
+        refresh_latest(home / "predictions", PREDICTIONS_SCHEMA)
     return FixtureHome(home=home, patient_ids=pids, masks=masks_latest, latest_batch=batches[-1][0],
                        older_batch=batches[0][0])

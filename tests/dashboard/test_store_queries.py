@@ -71,3 +71,53 @@ def test_fingerprint_changes_when_a_batch_is_written(tmp_path: Path) -> None:
     before = store_fingerprint([f, tmp_path / "absent.parquet"])
     pd.DataFrame({"a": [1, 2]}).to_parquet(f)
     assert len(before) == 1 and store_fingerprint([f]) != before
+
+
+SCOPES = (WorklistScope(), WorklistScope(batch_id="batch-20250301"), WorklistScope(model_version="1"),
+          WorklistScope(model_version="2"), WorklistScope(batch_id="no-such-batch"))
+FILTERS = (WorklistFilters(), WorklistFilters(risk_bands=("high",), require_present=("ct",)),
+           WorklistFilters(imputed_only=True, sort_by="patient_id", descending=False),
+           WorklistFilters(abstain_only=True, search="A", sort_by="interval_width"),
+           WorklistFilters(date_from=date(2025, 3, 10), date_to=date(2025, 3, 10), sort_by="predicted_at"))
+
+
+def test_maintained_table_answers_exactly_as_the_scan(tmp_path: Path) -> None:
+    """Every scope and filter: the one-file read gives the scan's rows, order, labels and hidden count."""
+    import shutil
+
+    from dashboard.store_queries import worklist_by_scan, worklist_from_latest
+    from models.predictions_latest import refresh_latest
+    from models.predictions_store import PREDICTIONS_SCHEMA
+    from tests.dashboard.fixtures import build_home
+
+    fh = build_home(tmp_path / "home", n_patients=40, maintain_latest=False)
+    pred = fh.home / "predictions"
+    latest = pred / f"{fh.latest_batch}.parquet"
+    frame = pd.read_parquet(latest)
+    frame.loc[5, "patient_id"] = "MRN00012345"  # an id that is not a pseudonym: hidden by both paths
+    frame.to_parquet(latest, index=False)
+    files = prediction_files(pred)
+    assert worklist_from_latest(pred, files, WorklistScope(), WorklistFilters()) is None  # no table yet
+    refresh_latest(pred, PREDICTIONS_SCHEMA)
+    files = prediction_files(pred)
+    for scope in SCOPES:
+        for filters in FILTERS:
+            scan = worklist_by_scan(files, scope, filters)
+            fast = worklist_from_latest(pred, files, scope, filters)
+            assert fast is not None
+            pd.testing.assert_frame_equal(fast.rows, scan.rows, check_dtype=False)
+            assert (fast.scope_label, fast.hidden_non_pseudonymous) == (scan.scope_label, scan.hidden_non_pseudonymous)
+    assert query_worklist(pred).hidden_non_pseudonymous == 1
+    shutil.copy(latest, pred / "zz-copied-in.parquet")  # a batch file the table does not cover
+    assert worklist_from_latest(pred, prediction_files(pred), WorklistScope(), WorklistFilters()) is None
+
+
+def test_worklist_reads_one_file_when_the_table_is_fresh(fixture_home: FixtureHome, monkeypatch) -> None:
+    from dashboard import store_queries
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned every batch file although the maintained table covers the store")
+
+    monkeypatch.setattr(store_queries, "worklist_by_scan", no_scan)
+    rows = query_worklist(fixture_home.home / "predictions").rows
+    assert len(rows) == len(fixture_home.patient_ids) and set(rows["batch_id"]) == {fixture_home.latest_batch}
