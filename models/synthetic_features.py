@@ -1,13 +1,16 @@
-"""A synthetic FeatureSet with a known answer, for unit tests and benchmarks before real embeddings exist.
+"""A feature-level simulator of the phantom cohort: embeddings drawn from the phantom's own signal model.
 
-The latent model mimics the phantom cohort (``ingestion/phantom``): a shared
-severity ``s`` seen by every modality, weak modality-specific evidence
-``u_m``, and a subset of "interaction" patients whose label depends only on
-the concordance of a CT "side" and an EEG "side" (``side_ct * side_eeg``),
-which neither modality carries alone. Embeddings are random linear mixtures of
-these latents plus noise, so a model must learn to unmix them. The oracle risk
-(the Bayes-optimal probability given the latents) is returned so benchmarks can
-report model AUROC / oracle AUROC.
+Why it exists: unit tests and parameter sweeps need features with a known
+answer in milliseconds, where the files take minutes to generate, ingest and
+encode. The latents come from :func:`ingestion.phantom.sample_latents` (same
+severity, evidence channels, sides, shared-information parameter, missingness
+and exact oracles as the files). Each modality's embedding is a random linear
+mixture of what that modality's files show -- its evidence, the side it shows
+(CT lesion, X-ray opacity, EEG slowing; the note's stated side, 0 when none)
+and two nuisance factors -- plus noise, so a model must learn to unmix them.
+Nothing only the answers know (``z``, ``interaction``, ``concordant``, the
+lesion-load factor) enters any embedding or covariate; the answers table
+carries them for evaluation alone.
 
 ``apply_missingness`` hides modalities of any FeatureSet (MCAR, or MNAR driven
 by the modality's own first principal component), for missingness sweeps.
@@ -15,16 +18,19 @@ by the modality's own first principal component), for missingness sweeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from ingestion.modalities import MODALITIES
+from ingestion.phantom.signal_model import SignalModel, lab_values, sample_latents
 from ingestion.pseudonym import pseudonymise
 from models.feature_set import FeatureSet
 
 COVARIATES = ("age", "sex", "crp", "wbc", "lactate")
+SIDE_COLUMNS = {"ct": "ct_side", "xray": "xray_side", "eeg": "eeg_side", "note": "note_side"}
+"""The side each modality's files show (what an encoder can read), never the concordance itself."""
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,7 @@ class SyntheticCohort:
     """Features as a model sees them, plus the answers only evaluation may read."""
 
     features: FeatureSet
-    answers: pd.DataFrame  # patient_id, oracle_risk, interaction, latents, present_<m>
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return float(np.log(p / (1 - p)))
+    answers: pd.DataFrame  # patient_id (pseudonym), label, oracle risks, interaction, latents, present_<m>
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -99,56 +100,60 @@ def apply_missingness(features: FeatureSet, rate: float | dict[str, float], mech
     return features.with_mask(mask)
 
 
-def synthetic_cohort(n: int = 500, dim: int | dict[str, int] = 32, missing_rate: float = 0.0,
-                     mechanism: str = "mcar", interaction_fraction: float = 0.3,
-                     specific: float = 0.8, embedding_noise: float = 0.1,
-                     seed: int = 0) -> SyntheticCohort:
-    """Draw ``n`` patients from the latent model; see the module docstring.
+def signal_model_for(interaction_fraction: float | None, shared: float) -> SignalModel:
+    """The phantom's model, or one where the CT x EEG concordance decides a share of the label.
 
-    Each modality's evidence is ``v_m = s + specific * e_m``: correlated across
-    modalities through the shared severity ``s`` (what cross-profiling can
-    rebuild) plus a part only that modality sees. The label logit is a weak
-    function of each ``v_m`` (strong only summed over modalities), or, for
-    interaction patients, of ``side_ct * side_eeg``. Embeddings encode the
-    latents almost noiselessly (``embedding_noise`` per dimension), so the
-    oracle risk is also close to the best achievable from the embeddings.
+    ``interaction_fraction`` 0 removes the interaction term, 1 makes the label
+    depend on the concordance alone (severity weight 0); None keeps the
+    phantom's defaults.
     """
-    rng = np.random.default_rng(seed)
-    dims = dim if isinstance(dim, dict) else {m: dim for m in MODALITIES}
-    s = rng.normal(size=n)
-    v = {m: s + specific * rng.normal(size=n) for m in MODALITIES}
-    side = {"ct": rng.choice([-1.0, 1.0], n), "eeg": rng.choice([-1.0, 1.0], n)}
-    interaction = rng.random(n) < interaction_fraction
-    evidence = sum(v.values()) / 2.0
-    logit = np.where(interaction, -0.2 + 0.3 * evidence + 3.5 * side["ct"] * side["eeg"], -0.4 + 1.5 * evidence)
-    oracle = _sigmoid(logit)
-    labels = (rng.random(n) < oracle).astype(np.int64)
+    base = SignalModel(shared=shared)
+    if interaction_fraction is None:
+        return base
+    f = float(np.clip(interaction_fraction, 0.0, 1.0))
+    return replace(base, intercept=base.intercept * (1 - f), severity_weight=base.severity_weight * (1 - f),
+                   interaction_weight=3.0 * f)
 
+
+def _observables(latents: pd.DataFrame, m: str) -> np.ndarray:
+    """What modality ``m``'s files show: evidence and side (+1 left, -1 right, 0 not stated)."""
+    side = latents[SIDE_COLUMNS[m]].to_numpy(object)
+    signed = np.where(side == "L", 1.0, np.where(side == "R", -1.0, 0.0))
+    return np.column_stack([latents[f"ev_{m}"].to_numpy(float), signed])
+
+
+def _covariates(latents: pd.DataFrame) -> np.ndarray:
+    """Standardised age, sex (+-1) and log lab values, as the cohort table would give them."""
+    labs = np.log(lab_values(latents).to_numpy(float))
+    cov = np.column_stack([latents["age"].to_numpy(float), np.where(latents["sex"] == "F", 1.0, -1.0), labs])
+    return ((cov - cov.mean(0)) / (cov.std(0) + 1e-9)).astype(np.float32)
+
+
+def synthetic_cohort(n: int = 500, dim: int | dict[str, int] = 32, missing_rate: float = 0.0,
+                     mechanism: str = "mcar", interaction_fraction: float | None = None,
+                     shared: float = 0.0, embedding_noise: float = 0.1, seed: int = 0) -> SyntheticCohort:
+    """Draw ``n`` patients from the phantom's signal model and embed what each modality shows.
+
+    ``missing_rate``/``mechanism`` use the phantom's own missingness (MNAR:
+    sicker patients miss less), so ``oracle_risk_available`` in the answers is
+    exact. ``shared`` is :attr:`ingestion.phantom.SignalModel.shared`;
+    ``interaction_fraction`` see :func:`signal_model_for`.
+    """
+    rng = np.random.default_rng([seed, 9])
+    model = signal_model_for(interaction_fraction, shared)
+    latents = sample_latents(n, seed=seed, missing_rate=missing_rate, mechanism=mechanism, model=model)
+    dims = dim if isinstance(dim, dict) else {m: dim for m in MODALITIES}
     embeddings: dict[str, np.ndarray] = {}
     for m in MODALITIES:
-        cols = [v[m], rng.normal(size=n), rng.normal(size=n)]  # evidence + two nuisance factors
-        if m in side:
-            cols += [side[m], interaction.astype(float) * 2 - 1]
-        latent = np.stack(cols, 1)
+        latent = np.column_stack([_observables(latents, m), rng.normal(size=(n, 2))])
         mixing = rng.normal(size=(latent.shape[1], dims[m])) / np.sqrt(latent.shape[1])
         x = latent @ mixing + embedding_noise * rng.normal(size=(n, dims[m]))
         embeddings[m] = x.astype(np.float32)
-
-    cov = np.stack([
-        0.4 * s + rng.normal(size=n),            # age
-        rng.choice([-1.0, 1.0], n),              # sex
-        0.6 * s + 0.8 * rng.normal(size=n),      # crp
-        0.3 * s + rng.normal(size=n),            # wbc
-        0.5 * s + 0.9 * rng.normal(size=n),      # lactate
-    ], 1)
-    cov = ((cov - cov.mean(0)) / cov.std(0)).astype(np.float32)
-
+    mask = np.column_stack([latents[f"present_{m}"].to_numpy(bool) for m in MODALITIES])
+    for i, m in enumerate(MODALITIES):
+        embeddings[m][~mask[:, i]] = 0.0
     ids = tuple(pseudonymise(f"SYN{seed:04d}{i:06d}", "clinfuse-synthetic") for i in range(n))
-    features = FeatureSet(ids, embeddings, np.ones((n, len(MODALITIES)), bool), cov, labels)
-    if missing_rate > 0:
-        features = apply_missingness(features, missing_rate, mechanism, seed + 1)
-    answers = pd.DataFrame({"patient_id": ids, "oracle_risk": oracle, "interaction": interaction,
-                            "s": s, **{f"v_{m}": v[m] for m in MODALITIES},
-                            "side_ct": side["ct"], "side_eeg": side["eeg"],
-                            **{f"present_{m}": features.mask[:, i] for i, m in enumerate(MODALITIES)}})
+    labels = latents["label"].to_numpy(np.int64)
+    features = FeatureSet(ids, embeddings, mask, _covariates(latents), labels)
+    answers = latents.drop(columns=["patient_id"]).assign(patient_id=list(ids))
     return SyntheticCohort(features, answers)

@@ -14,7 +14,7 @@ from models.synthetic_features import apply_missingness, synthetic_cohort
 
 @pytest.fixture(scope="module")
 def cohort():
-    full = synthetic_cohort(300, dim=12, seed=3).features
+    full = synthetic_cohort(300, dim=12, seed=3, shared=0.8).features  # modalities share a lesion: rebuildable
     train, test = full.subset(np.arange(200)), full.subset(np.arange(200, 300))
     return full, apply_missingness(train, 0.3, "mcar", 1), test, apply_missingness(test, 0.5, "mcar", 2)
 
