@@ -129,6 +129,21 @@ def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, rea
     return report
 
 
+def fit_patients_of_home(home: str | Path, seed: int) -> tuple[str, ...] | None:
+    """Labelled, not held-out patients of the home's cohort (what encoders may be fitted on); None without a cohort."""
+    from flows.train_flow import HELD_OUT_FRACTION, held_out_mask
+    from ingestion.cohort import load_cohort
+    from models.features import fit_patient_ids
+
+    path = Path(home) / "cohort.parquet"
+    if not path.exists():
+        return None
+    cohort = load_cohort(path)
+    ids = tuple(cohort["patient_id"].astype(str))
+    held = [p for p, h in zip(ids, held_out_mask(ids, HELD_OUT_FRACTION, seed)) if h]
+    return fit_patient_ids(cohort, held)
+
+
 @task(name="encode", cache_key_fn=_encode_key, persist_result=True, tags=["gpu"], **RETRY)
 def encode_task(modality: str, home: str, store_root: str, encoders_dir: str, quarantine_dir: str,
                 options: dict[str, Any]) -> Any:
@@ -139,7 +154,8 @@ def encode_task(modality: str, home: str, store_root: str, encoders_dir: str, qu
 
     manifest = read_manifest(Path(home) / "manifest.parquet")
     report = encode_manifest(manifest, Path(home), EmbeddingStore(Path(store_root)), [modality],
-                             encoders_dir=Path(encoders_dir), quarantine_dir=Path(quarantine_dir), **options)
+                             encoders_dir=Path(encoders_dir), quarantine_dir=Path(quarantine_dir),
+                             fit_patients=fit_patients_of_home(home, options.get("seed", 0)), **options)
     get_run_logger().info("encode %s: %d encoded, %d store hits, %d failed", modality,
                           report.encoded.get(modality, 0), report.hits.get(modality, 0), report.failed(modality))
     return report

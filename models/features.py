@@ -191,6 +191,19 @@ def _write_failures(path: Path, failures: list[EncodeFailure]) -> None:
     tmp.replace(path)
 
 
+def fit_patient_ids(cohort: pd.DataFrame, held_out_ids: Sequence[str] = ()) -> tuple[str, ...]:
+    """The patients anything may be fitted on: labelled (prediction batches have no label) and not held out.
+
+    Pretraining, the TF-IDF/SVD note fit and BatchNorm recalibration take these,
+    so neither the held-out split nor a prediction batch shapes a fitted artifact.
+    """
+    if "label" not in cohort.columns:
+        return ()
+    held = set(map(str, held_out_ids))
+    labelled = cohort.loc[pd.to_numeric(cohort["label"], errors="coerce").notna(), "patient_id"].astype(str)
+    return tuple(p for p in labelled if p not in held)
+
+
 def _labels(cohort: pd.DataFrame) -> np.ndarray | None:
     """int64 labels when all known; float with NaN when some are unknown; None when none are."""
     if "label" not in cohort.columns:
@@ -247,3 +260,48 @@ def load_features(manifest: pd.DataFrame, cohort: pd.DataFrame, store: Embedding
                       modalities=tuple(modalities), covariate_names=tuple(covariate_columns),
                       encoder_keys={m: (tuple(k) if k is not None else None) for m, k in encoder_keys.items()
                                     if m in modalities})
+
+
+def build_pinned_encoder(modality: str, key: Sequence[str], encoders_dir: Path | None, *, device: str = "cpu",
+                         seed: int = 0) -> Encoder:
+    """The encoder of ``modality`` at exactly ``key = (name, version, preprocessing_hash)``.
+
+    Why: a model must score embeddings from the encoders it was trained on, not
+    from whatever ``clinfuse pretrain`` or a joint run saved since. The seeded
+    initialisation is used when it has that version; otherwise the saved weights
+    ``<encoders_dir>/<name>-<version>.pt`` (``.pkl`` for the TF-IDF notes) are
+    loaded. Raises ``FileNotFoundError`` naming the file when they are gone.
+    """
+    name, version = str(key[0]), str(key[1])
+    backend = name.split("-", 1)[1] if modality == "note" and "-" in name else "minilm"
+    encoder: Any = build_encoder(modality, encoders_dir=None, device=device, seed=seed,
+                                 note_encoder=backend)  # type: ignore[arg-type]
+    if getattr(encoder, "is_ready", True) and tuple(encoder.key()) == tuple(key):
+        return encoder
+    suffix = ".pkl" if modality == "note" else ".pt"
+    path = Path(encoders_dir or ".") / f"{name}-{version}{suffix}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{modality} encoder {name} version {version} (the model's) is not in "
+                                f"{encoders_dir}: restore {path.name}, or train a new model on the current encoders")
+    if suffix == ".pkl":
+        encoder.load_fitted(path)
+    else:
+        encoder.load_weights(path)
+    if tuple(encoder.key()) != tuple(key):
+        raise ValueError(f"{path} gives encoder key {tuple(encoder.key())}, the model expects {tuple(key)}")
+    return encoder
+
+
+def encode_pinned(manifest: pd.DataFrame, home: Path, store: EmbeddingStore, keys: Mapping[str, Sequence[str] | None],
+                  encoders_dir: Path | None, *, device: str = "cpu", seed: int = 0, batch_size: int = 0,
+                  quarantine_dir: Path | None = None) -> EncodeReport:
+    """Make sure the store holds every item's embedding under the model's pinned encoder ``keys``.
+
+    Items already stored under those keys are lookups; the rest are encoded with
+    :func:`build_pinned_encoder` (never the newest weights).
+    """
+    wanted = [m for m, k in keys.items() if k is not None]
+    encoders = {m: build_pinned_encoder(m, keys[m], encoders_dir, device=device, seed=seed)  # type: ignore[arg-type]
+                for m in wanted}
+    return encode_manifest(manifest, home, store, wanted, device=device, batch_size=batch_size,
+                           encoders=encoders, encoders_dir=encoders_dir, seed=seed, quarantine_dir=quarantine_dir)

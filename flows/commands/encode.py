@@ -58,6 +58,7 @@ def encode(
 
     from ingestion.modalities import MODALITIES
     from models.embedding_store import EmbeddingStore
+    from flows.tasks import fit_patients_of_home
     from models.features import encode_manifest
 
     settings, console, manifest = start_run(threads)
@@ -75,7 +76,8 @@ def encode(
         report = encode_manifest(manifest, settings.home, EmbeddingStore(settings.embeddings_dir), modalities,
                                  device=dev, batch_size=batch_size, progress=progress,
                                  encoders_dir=settings.encoders_dir, seed=settings.seed,
-                                 note_encoder=settings.note_encoder, quarantine_dir=settings.quarantine_dir)
+                                 note_encoder=settings.note_encoder, quarantine_dir=settings.quarantine_dir,
+                                 fit_patients=fit_patients_of_home(settings.home, settings.seed))
     table = Table(title="Embeddings")
     for col in ("modality", "encoder", "version", "dim", "encoded", "store hits", "failed", "seconds"):
         table.add_column(col)

@@ -21,7 +21,12 @@ def pretrain(
 
     from models.pretrain import PretrainConfig, pretrain as run_pretrain
 
+    from flows.tasks import fit_patients_of_home
+
     settings, console, manifest = start_run(threads)
+    fit = fit_patients_of_home(settings.home, settings.seed)  # never the held-out split or prediction batches
+    if fit is not None:
+        manifest = manifest[manifest["patient_id"].astype(str).isin(set(fit))]
     config = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=settings.seed)
     with Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TimeElapsedColumn(), console=console) as bar:
