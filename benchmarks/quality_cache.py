@@ -75,7 +75,7 @@ def _ingest(source: Path, settings, workers: int) -> None:  # noqa: ANN001 - flo
 
         kwargs = {"config": ReaderConfig(**kwargs)}
     ingest(source, source / "cohort.csv", settings.home, settings.pseudonym_secret.get_secret_value(),
-           workers=workers, exclude=[source / "answers.parquet"], **kwargs)
+           workers=workers, exclude=[source / "answers.parquet", source / "answers.parquet.partial"], **kwargs)
 
 
 def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
@@ -96,6 +96,26 @@ def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
         keys[m] = tuple(report.encoder_keys[m]) if report.encoder_keys.get(m) else None
         print(f"  encoded {m}: {report.encoded.get(m, 0)} new, {report.hits.get(m, 0)} hits", flush=True)
     return labelled(load_features(manifest, load_cohort(settings.cohort_path), store, keys))
+
+
+def finalize_prefix(out: Path, patients: int, seed: int, shared: float) -> int:
+    """Turn an interrupted generation into a cohort of its first ``k`` finished patients; return ``k``.
+
+    Patients are written in order and a row reaches ``cohort.csv`` only after
+    all of that patient's files, so the rows there are complete patients; the
+    answers are the same seeded latents, cut to those rows. Files of patients
+    that were still being written have no cohort row: ingestion reads them but
+    they carry no label, so no model trains or is scored on them.
+    """
+    from ingestion.phantom import SignalModel, sample_latents
+
+    source = out / "cohort"
+    cohort = pd.read_csv(source / "cohort.csv")
+    latents = sample_latents(patients, seed=seed, model=SignalModel(shared=shared))
+    if latents["patient_id"].iloc[:len(cohort)].tolist() != cohort["patient_id"].tolist():
+        raise RuntimeError(f"{source / 'cohort.csv'} is not a prefix of the seed-{seed} cohort")
+    latents.iloc[:len(cohort)].to_parquet(source / "answers.parquet")
+    return len(cohort)
 
 
 def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1) -> Path:
@@ -123,6 +143,9 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
                                 "peak_rss_mib": round(peak_rss_mib(), 1)}
         meta_path.write_text(json.dumps(meta, indent=1))
 
+    if not (source / "answers.parquet").exists() and (source / "cohort.csv").exists():
+        meta["patients_generated"] = finalize_prefix(out, patients, seed, shared)  # an interrupted generation
+        meta["stages"].setdefault("generate", {"note": "interrupted; first patients kept"})
     stage("generate", (source / "answers.parquet").exists(),
           lambda: generate_cohort(source, patients, seed=seed, eeg_seconds=EEG_SECONDS,
                                   model=SignalModel(shared=shared), workers=workers,

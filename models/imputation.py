@@ -305,6 +305,16 @@ IMPUTERS: dict[str, type[_Imputer]] = {"zero": ZeroFillImputer, "mean": MeanImpu
                                        "cross_profile": CrossProfileImputer}
 
 
+def _register_baselines() -> None:
+    """Add the imputers of other modules (they build on the classes above, so they import this one)."""
+    from models.imputation_baselines import CompleteCaseImputer
+
+    IMPUTERS["complete_case"] = CompleteCaseImputer
+
+
+_register_baselines()
+
+
 def build_imputer(name: str, **params) -> _Imputer:
     if name not in IMPUTERS:
         raise ValueError(f"unknown imputer {name!r}; choose one of {sorted(IMPUTERS)}")

@@ -131,7 +131,14 @@ def train(features: FeatureSet, config: TrainConfig,
         raise ValueError(f"strategy {config.strategy!r} is not implemented by train() on stored embeddings: it "
                          "trains the encoders from the arrays; call models.joint_training.train_joint")
     with torch_threads(config.threads):
-        return _train(features, config, progress)
+        if config.impute != "auto":
+            return _train(features, config, progress)
+        from models.imputation_select import select_imputer, selection_record
+
+        chosen, table = select_imputer(features, config)  # nested: training patients only
+        trained = _train(features, replace(config, impute=chosen), progress)
+        trained.metrics["impute_selection"] = selection_record(table, chosen)
+        return trained
 
 
 def fit_calibrators(config: TrainConfig, val_logits: np.ndarray, labels: np.ndarray):
@@ -155,6 +162,8 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
     train_fs, val_fs = scaled.subset(tr_idx), scaled.subset(va_idx)
     params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
     imputer = build_imputer(config.impute, **params).fit(train_fs)
+    if hasattr(imputer, "training_rows"):  # complete-case: the network learns from complete patients only
+        train_fs = train_fs.subset(imputer.training_rows(train_fs))
     train_in = to_inputs(imputer.transform(train_fs), config.device)
     val_in = to_inputs(imputer.transform(val_fs), config.device)
     model = build_fusion(config.fusion, features.dims(), fusion_config(config, scaled.covariates.shape[1]))

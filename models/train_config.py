@@ -51,8 +51,8 @@ class TrainConfig:
         self.fusion = canonical_fusion(self.fusion)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion {self.fusion!r} unknown; choose one of {sorted(FUSIONS)}")
-        if self.impute not in IMPUTERS:
-            raise ValueError(f"impute {self.impute!r} unknown; choose one of {sorted(IMPUTERS)}")
+        if self.impute != "auto" and self.impute not in IMPUTERS:
+            raise ValueError(f"impute {self.impute!r} unknown; choose auto or one of {sorted(IMPUTERS)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy {self.strategy!r} is not implemented; choose one of {STRATEGIES}")
         if not 0 < self.val_fraction < 1:
