@@ -141,12 +141,10 @@ def classify(ds: Dataset) -> tuple[Kind | None, str]:
     modality = _text(ds, "Modality").upper()
     if sop == MEDIA_DIRECTORY_SOP_CLASS:
         return None, "DICOMDIR media directory (an index of files, not an image); nothing to ingest"
-    if sop in CT_SOP_CLASSES:
-        return "ct", ""
+    if sop in CT_SOP_CLASSES or sop in MULTIFRAME_CT_SOP_CLASSES:
+        return "ct", ""  # an Enhanced CT file is a whole series: its frames are placed by its functional groups
     if sop in XRAY_SOP_CLASSES:
         return "xray", ""
-    if sop in MULTIFRAME_CT_SOP_CLASSES:
-        return None, "multi-frame Enhanced CT is not supported yet; export the series as single-frame CT slices"
     sop_name = UID(sop).name if sop else "no SOP Class UID"
     if not sop and modality == "CT":
         return "ct", ""
@@ -161,7 +159,8 @@ def classify(ds: Dataset) -> tuple[Kind | None, str]:
 def index_dicom(root: Path) -> DicomIndex:
     """Walk ``root`` (folders and .zip exports), read headers only, and group the files.
 
-    CT slices are grouped by (StudyInstanceUID, SeriesInstanceUID); each
+    CT slices are grouped by (StudyInstanceUID, SeriesInstanceUID), an
+    Enhanced (multi-frame) CT file with its series like a slice; each
     radiograph file is its own group (multi-frame files included). Series made
     only of localiser images, other modalities and DICOMDIRs are quarantined
     with a reason; non-DICOM, truncated and unreadable files are listed in

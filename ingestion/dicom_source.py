@@ -71,9 +71,23 @@ def read_dataset(path: str | os.PathLike[str], *, headers_only: bool = False) ->
     produces garbage silently.
     """
     name = os.fspath(path)
-    try:
+    with read_errors_are_quarantine(name):
         src = open_source(path)
         ds = pydicom.dcmread(src, stop_before_pixels=headers_only, force=False)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        raise QuarantineError(f"{name}: file meta has no TransferSyntaxUID; re-export the file")
+    return ds
+
+
+@contextmanager
+def read_errors_are_quarantine(name: str) -> Iterator[None]:
+    """Turn what opening and parsing a DICOM file can raise into a reason naming the file.
+
+    Shared by :func:`read_dataset` and readers that parse from their own file
+    handle (the CT reader locates the pixel data itself), so both give the same reasons.
+    """
+    try:
+        yield
     except PermissionError:
         raise QuarantineError(f"{name}: permission denied; make the file readable by the ingest user") from None
     except FileNotFoundError:
@@ -86,9 +100,6 @@ def read_dataset(path: str | os.PathLike[str], *, headers_only: bool = False) ->
         raise QuarantineError(
             f"{name}: DICOM header is truncated or corrupt ({type(exc).__name__}: {exc}); re-export the file"
         ) from None
-    if "TransferSyntaxUID" not in ds.file_meta:
-        raise QuarantineError(f"{name}: file meta has no TransferSyntaxUID; re-export the file")
-    return ds
 
 
 def transfer_syntax_name(ds: Dataset) -> str:

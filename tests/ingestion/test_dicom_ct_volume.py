@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import tracemalloc
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000Lossless, MPEG2MPML
+from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, MPEG2MPML, RLELossless
 
 from ingestion.ct_volume import load_ct_volume, read_ct_series
 from ingestion.records import NormalisedItem, QuarantineError
@@ -218,25 +220,92 @@ def test_pydicom_ct_small_known_voxel() -> None:
 
 
 @pytest.mark.realdata
-def test_realdata_j2k_ct_slice_hu(realdata: Path) -> None:
+def test_realdata_j2k_ct_series_hu(realdata: Path, tmp_path: Path) -> None:
+    """A JPEG 2000 series (the real slice at three positions) goes through pydicom's decoder, and resamples."""
     path = realdata / "dicom" / "693_J2KR.dcm"
     ds = pydicom.dcmread(path)
     hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     item = read_ct_series([path], None, None)
     np.testing.assert_allclose(item.array[0], np.maximum(hu, -1024))
     assert "JPEG 2000" in item.metadata["transfer_syntax"]
-    resampled = read_ct_series([path], (4.0, 2.0, 2.0), (8, 64, 64)).array
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    for k in range(3):
+        ds.ImagePositionPatient = [x, y, z + 5.0 * k]
+        ds.save_as(tmp_path / f"{k}.dcm")
+    files = sorted(tmp_path.iterdir())
+    series = read_ct_series(files, None, None).array
+    np.testing.assert_allclose(series, np.broadcast_to(np.maximum(hu, -1024), series.shape))
+    resampled = read_ct_series(files, (4.0, 2.0, 2.0), (8, 64, 64)).array
     assert resampled.shape == (8, 64, 64) and resampled.max() > 500 and resampled.min() == pytest.approx(-1024)
 
 
-def test_peak_memory_below_twice_volume(tmp_path: Path) -> None:
-    stored = _stored_volume(16, 128)
+def test_peak_memory_near_the_volume(tmp_path: Path) -> None:
+    """Headers only are held while checking; pixels go straight into the volume (plus per-thread buffers)."""
+    stored = _stored_volume(24, 256)  # 6 MiB: large enough that fixed buffers do not dominate
     files = write_ct_series(tmp_path / "s", stored)
     tracemalloc.start()
     volume = load_ct_volume(files)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert peak < 2 * volume.hu.nbytes, f"peak {peak} vs volume {volume.hu.nbytes}"
+    assert peak < 1.3 * volume.hu.nbytes, f"peak {peak} vs volume {volume.hu.nbytes}"
+
+
+def test_threads_and_one_thread_give_the_same_volume(tmp_path: Path) -> None:
+    stored = _stored_volume(24, 32, seed=4)
+    files = write_ct_series(tmp_path / "s", stored)
+    one = load_ct_volume(files, workers=1).hu
+    np.testing.assert_array_equal(load_ct_volume(files, workers=2).hu, one)
+    np.testing.assert_array_equal(one, np.maximum(stored.astype(np.float32) - 1024, -1024))
+
+
+def test_padding_below_air_clamped_and_slope_applied(tmp_path: Path) -> None:
+    """Outside-FOV padding (-2024 HU here) becomes air; slices without padding are left as rescaled."""
+    stored = _stored_volume(10, 16, seed=5)
+    stored[2, :4, :4] = -2000  # stored -2000 * 0.5 - 1024 = -2024 HU: below air
+    files = write_ct_series(tmp_path / "s", stored, slope=0.5, intercept=-1024.0)
+    expected = np.maximum(stored.astype(np.float32) * 0.5 - 1024, -1024)
+    np.testing.assert_array_equal(read_ct_series(files, None, None).array, expected)
+    assert expected[2, 0, 0] == -1024 and expected.min() == -1024
+
+
+def _resave(path: Path, change: Callable[[pydicom.Dataset], object]) -> None:
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_implicit_vr_rle_and_big_header_slices_match_native(tmp_path: Path) -> None:
+    """Implicit VR, RLE-compressed (pydicom's handler) and >64 KiB headers in one series all read the same."""
+    stored = _stored_volume(12, 16, seed=6)
+    files = write_ct_series(tmp_path / "s", stored)
+    expected = read_ct_series(files, None, None).array
+    _resave(files[0], lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", ImplicitVRLittleEndian))
+    _resave(files[1], lambda ds: ds.compress(RLELossless))
+    _resave(files[2], lambda ds: ds.add_new(0x00091010, "OB", b"\x01" * 70_000))  # private blob before the pixels
+    assert str(pydicom.dcmread(files[1]).file_meta.TransferSyntaxUID) == RLELossless
+    assert pydicom.dcmread(files[0]).original_encoding[0] is True
+    np.testing.assert_array_equal(read_ct_series(files, None, None).array, expected)
+
+
+def test_bits_above_bits_stored_ignored(tmp_path: Path) -> None:
+    stored = _stored_volume(9, 16, seed=8)  # 0..1999 fits in 12 bits
+    noisy = write_ct_series(tmp_path / "g", stored | np.int16(0x3000))  # junk in bits 12-13
+    for f in noisy:
+        _resave(f, lambda ds: (setattr(ds, "BitsStored", 12), setattr(ds, "HighBit", 11)))
+    np.testing.assert_array_equal(
+        read_ct_series(noisy, None, None).array, np.maximum(stored.astype(np.float32) - 1024, -1024)
+    )
+
+
+def test_series_read_from_zip_members(tmp_path: Path) -> None:
+    stored = _stored_volume(9, 16, seed=7)
+    files = write_ct_series(tmp_path / "s", stored)
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f"series/{f.name}")
+    members = [f"{archive}!series/{f.name}" for f in files]
+    np.testing.assert_array_equal(read_ct_series(members, None, None).array, read_ct_series(files, None, None).array)
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")
