@@ -154,6 +154,21 @@ def fit_calibrators(config: TrainConfig, val_logits: np.ndarray, labels: np.ndar
     return calibrator, replicates
 
 
+def fit_ensemble(config: TrainConfig, dims: dict[str, int], n_covariates: int, train_in: FusionInputs,
+                 val_in: FusionInputs) -> list[tuple[torch.nn.Module, PlattScaler]]:
+    """``config.ensemble`` networks, each on a bootstrap resample of the training patients, Platt-calibrated on
+    the validation patients: their spread is the network's own (estimation) uncertainty in the interval."""
+    members = []
+    gen = np.random.default_rng([config.seed, 17])
+    for k in range(config.ensemble):
+        idx = torch.as_tensor(gen.integers(0, len(train_in), len(train_in)))
+        torch.manual_seed(config.seed + 1000 + k)
+        net = build_fusion(config.fusion, dims, fusion_config(config, n_covariates)).to(config.device)
+        fit_network(net, train_in.rows(idx), val_in, replace(config, seed=config.seed + 1000 + k))
+        members.append((net, PlattScaler().fit(predict_logits(net, val_in), val_in.labels.cpu().numpy())))
+    return members
+
+
 def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> TrainedModel:
     seed_everything(config.seed)
     tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
@@ -170,11 +185,13 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
     model = model.to(config.device)
     history = fit_network(model, train_in, val_in, config, progress)
     calibrator, replicates = fit_calibrators(config, predict_logits(model, val_in), val_fs.labels)
+    members = fit_ensemble(config, features.dims(), scaled.covariates.shape[1], train_in, val_in)
     trained = TrainedModel(config=config, network=model, imputer=imputer, calibrator=calibrator,
                            modalities=tuple(features.modalities), n_covariates=scaled.covariates.shape[1],
                            history=history, val_patient_ids=tuple(val_fs.patient_ids), scaler=scaler,
                            covariate_names=tuple(features.covariate_names),
-                           encoder_keys=dict(features.encoder_keys), calibrator_replicates=replicates)
+                           encoder_keys=dict(features.encoder_keys), calibrator_replicates=replicates,
+                           members=members)
     trained.shapley_baseline = float(np.mean(trained.risk(train_in)))
     return trained
 

@@ -43,6 +43,7 @@ class TrainConfig:
     threshold: float = 0.5  # risk at which the predicted class turns positive
     interval_level: float = 0.9  # nominal coverage of the risk interval
     n_calibrators: int = 50  # bootstrap refits of the calibrator on validation patients (interval)
+    ensemble: int = 0  # extra fusion networks on bootstrap resamples of the training patients (interval)
     device: str = "cpu"
     threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
     encoders: dict = field(default_factory=dict)  # modality -> encoder version the embeddings came from (joint/finetune)

@@ -78,6 +78,7 @@ class TrainedModel:
     encoder_keys: dict = field(default_factory=dict)  # modality -> (encoder_name, version, preprocessing_hash)
     calibrator_replicates: list = field(default_factory=list)
     shapley_baseline: float | None = None
+    members: list = field(default_factory=list)  # [(network, PlattScaler)] fitted on bootstrap resamples
 
     # -- prediction ----------------------------------------------------
     @property
@@ -158,8 +159,10 @@ class TrainedModel:
                                sub.imputed, sub.covariates, None)
             with torch_threads(self.config.threads):
                 samples[:, rows] = predict_logits(self.network, sub).reshape(n_mc, len(rows))
+        with torch_threads(self.config.threads):
+            members = np.array([cal.transform(predict_logits(net, inputs)) for net, cal in self.members])
         return risk_interval(risk, samples, [c.transform for c in self.calibrator_replicates],
-                             self.config.interval_level)
+                             self.config.interval_level, members if len(self.members) else None)
 
     # -- persistence ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -168,6 +171,9 @@ class TrainedModel:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.network.state_dict(), directory / "model.pt")
         save_imputer(self.imputer, directory / "imputer")
+        for k, (net, _) in enumerate(self.members):
+            (directory / "members").mkdir(exist_ok=True)
+            torch.save(net.state_dict(), directory / "members" / f"{k}.pt")
         meta = {"format_version": FORMAT_VERSION, "config": self.config.as_dict(),
                 "modalities": list(self.modalities), "n_covariates": self.n_covariates, "dims": self.dims,
                 "covariate_names": list(self.covariate_names),
@@ -177,6 +183,7 @@ class TrainedModel:
                 "temperature": float(self.calibrator.temperature_),
                 "calibrator_replicates": [_calibrator_dict(c) for c in self.calibrator_replicates],
                 "shapley_baseline": self.shapley_baseline, "history": self.history,
+                "members": [_calibrator_dict(cal) for _, cal in self.members],
                 "val_patient_ids": list(self.val_patient_ids), "metrics": self.metrics}
         (directory / "model.json").write_text(json.dumps(meta, indent=2, default=float))
         return directory
@@ -195,9 +202,14 @@ class TrainedModel:
         config.device = device
         modalities = tuple(meta["modalities"])
         dims = {m: meta["dims"][m] for m in modalities}
-        network = build_fusion(config.fusion, dims, fusion_config(config, int(meta["n_covariates"])))
-        network.load_state_dict(torch.load(directory / "model.pt", map_location=device, weights_only=True))
-        network.to(device).eval()
+        def network_from(path: Path) -> torch.nn.Module:
+            net = build_fusion(config.fusion, dims, fusion_config(config, int(meta["n_covariates"])))
+            net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            return net.to(device).eval()
+
+        network = network_from(directory / "model.pt")
+        members = [(network_from(directory / "members" / f"{k}.pt"), _calibrator_from(cal))
+                   for k, cal in enumerate(meta.get("members", []))]
         calibrator = _calibrator_from(meta.get("calibrator") or {"temperature": meta["temperature"]})
         scaler = CovariateScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
         return cls(config, network, load_imputer(directory / "imputer"), calibrator, modalities,
@@ -205,4 +217,4 @@ class TrainedModel:
                    meta.get("metrics", {}), scaler, tuple(meta.get("covariate_names", [])),
                    {m: (tuple(k) if k is not None else None) for m, k in (meta.get("encoder_keys") or {}).items()},
                    [_calibrator_from(c) for c in meta.get("calibrator_replicates", [])],
-                   meta.get("shapley_baseline"))
+                   meta.get("shapley_baseline"), members)

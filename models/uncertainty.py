@@ -4,7 +4,9 @@ Interval: for each patient, risk samples are the patient's logit(s) passed throu
 the bootstrap replicates of the calibrator (refitted on resamples of the
 validation patients: how uncertain the score-to-risk map is) and, where a
 modality was imputed, through Monte-Carlo redraws of the imputed embeddings
-(each from its estimate plus Gaussian noise of its reported uncertainty). The
+(each from its estimate plus Gaussian noise of its reported uncertainty); with
+an ensemble (``TrainConfig.ensemble``), each member network's deviation from the
+main network is added to every sample (the network's estimation uncertainty). The
 interval is the central ``level`` quantile range of those samples, widened to
 contain the point risk. Every random draw is seeded by the patient's own id, so
 the interval never depends on the batch a patient arrives in.
@@ -43,11 +45,19 @@ def imputation_draws(patient_ids: Sequence[str], rows: np.ndarray, embeddings: d
 
 
 def risk_interval(risk: np.ndarray, logit_samples: np.ndarray, replicates: Sequence[Callable[[np.ndarray], np.ndarray]],
-                  level: float) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per patient from ``logit_samples`` (S, N) through every calibrator replicate."""
+                  level: float, member_risks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per patient from ``logit_samples`` (S, N) through every calibrator replicate.
+
+    ``member_risks`` (K, N), the risks of an ensemble of networks fitted on bootstrap
+    resamples of the training patients, add their deviation from ``risk`` to every
+    sample (the network's own uncertainty on top of calibration and imputation).
+    """
     if not len(replicates):
         return risk.copy(), risk.copy()
     samples = np.concatenate([np.asarray(f(logit_samples)) for f in replicates], axis=0)  # (R*S, N)
+    if member_risks is not None and len(member_risks):
+        deltas = np.concatenate([np.zeros((1, len(risk))), np.asarray(member_risks) - risk[None]], axis=0)
+        samples = np.clip(samples[None] + deltas[:, None], 0.0, 1.0).reshape(-1, len(risk))
     q = (1.0 - level) / 2.0
     low, high = np.quantile(samples, [q, 1.0 - q], axis=0)
     return np.minimum(low, risk), np.maximum(high, risk)

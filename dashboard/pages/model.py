@@ -33,10 +33,27 @@ if snap.champion_version is None:
 
 st.subheader(f"Champion: version {snap.champion_version}")
 st.caption(f"Run `{snap.champion_run_id}`")
-headline = [k for k in ("auroc", "auprc", "brier", "ece") if k in snap.champion_metrics]
+HEADLINE = (("AUROC", "auroc"), ("AUPRC", "auprc"), ("Brier", "brier"), ("ECE", "ece"),
+            ("Abstained", "abstain_rate"))
+"""Label and metric name; training runs log them as ``heldout.<name>`` (+ ``_low``/``_high`` bounds)."""
+
+
+def _held_out(metrics: dict[str, float], name: str) -> tuple[str, float] | None:
+    for key in (f"heldout.{name}", name):  # runs of the train flow log heldout.*, older runs the bare name
+        if key in metrics:
+            return key, float(metrics[key])
+    return None
+
+
+headline = [(label, found) for label, name in HEADLINE if (found := _held_out(snap.champion_metrics, name))]
 if headline:
-    for col, name in zip(st.columns(len(headline)), headline):
-        col.metric(name.upper(), f"{snap.champion_metrics[name]:.3f}")
+    st.caption(f"On the held-out patients ({int(snap.champion_metrics.get('heldout.n', 0)) or '?'}), "
+               "95 % patient-bootstrap intervals where logged.")
+    for col, (label, (key, value)) in zip(st.columns(len(headline)), headline):
+        low, high = snap.champion_metrics.get(f"{key}_low"), snap.champion_metrics.get(f"{key}_high")
+        shown = f"{value:.1%}" if key.endswith("abstain_rate") else f"{value:.3f}"
+        col.metric(label, shown, help=f"{key}" + (f": 95 % interval {low:.3f} - {high:.3f}"
+                                                   if low is not None and high is not None else ""))
 if snap.champion_metrics:
     metrics = pd.DataFrame(sorted(snap.champion_metrics.items()), columns=["metric", "value"])
     with st.expander(f"All {len(metrics)} metrics", expanded=not headline):

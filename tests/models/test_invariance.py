@@ -37,7 +37,7 @@ def raw_features(n: int, seed: int) -> FeatureSet:
 @pytest.fixture(scope="module")
 def model_and_patients():
     fs = raw_features(240, seed=21)
-    model = train(fs.subset(np.arange(200)), TrainConfig(epochs=25, hidden=16, patience=10, seed=3))
+    model = train(fs.subset(np.arange(200)), TrainConfig(epochs=25, hidden=16, patience=10, seed=3, ensemble=2))
     return model, fs.subset(np.arange(200, 240))
 
 
@@ -84,6 +84,7 @@ def test_saved_model_carries_its_scaler_and_scores_raw_covariates(model_and_pati
     np.testing.assert_allclose(again.prepare(one).covariates, model.prepare(patients).covariates[[3]], atol=1e-6)
     assert np.abs(again.prepare(one).covariates).sum() > 0  # alone, its labs are not all set to 0
     assert_same(again.predict(one, n_mc=10), model.predict(patients, n_mc=10).iloc[[3]])
+    assert len(again.members) == 2  # the bootstrap ensemble travels with the model (interval)
 
 
 def test_scaler_uses_training_statistics_and_unknown_is_the_mean() -> None:
