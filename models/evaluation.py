@@ -161,6 +161,10 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     metrics = flat(bootstrap_metrics(y, risk, n_boot, seed))
     metrics["ece_uncalibrated"] = expected_calibration_error(y, raw)
     metrics["temperature"] = float(model.calibrator.temperature_)
+    metrics["calibration_bias"] = float(getattr(model.calibrator, "bias_", 0.0))
+    if getattr(model, "shapley_baseline", None) is not None:
+        metrics["shapley_baseline"] = float(model.shapley_baseline)
+    metrics["interval_width_mean"] = float((pred["risk_high"] - pred["risk_low"]).mean())
     metrics["n"] = float(len(y))
     metrics["abstain_rate"] = float(pred["abstain"].mean())
     kept = ~pred["abstain"].to_numpy()
@@ -176,6 +180,8 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     if ans is not None:
         metrics["oracle_auroc"] = float(roc_auc_score(y, ans["oracle_risk"]))
         metrics["auroc_over_oracle"] = oracle_ratio(y, risk, ans["oracle_risk"].to_numpy())
+        truth = ans["oracle_risk_available" if "oracle_risk_available" in ans else "oracle_risk"].to_numpy()
+        metrics["interval_coverage"] = float(((pred["risk_low"] <= truth) & (truth <= pred["risk_high"])).mean())
         inter = ans["interaction"].to_numpy(bool)
         if inter.sum() >= 10 and len(np.unique(y[inter])) == 2:
             metrics["interaction_auroc"] = float(roc_auc_score(y[inter], risk[inter]))

@@ -80,6 +80,22 @@ def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def calibration_text(config: dict[str, Any], metrics: dict[str, float]) -> str:
+    """ECE with its bootstrap interval, before and after the calibrator fitted on validation patients."""
+    ece = metrics.get("ece", float("nan"))
+    text = (f"ECE {ece:.3f} (95 % bootstrap interval {metrics.get('ece_low', float('nan')):.3f} - "
+            f"{metrics.get('ece_high', float('nan')):.3f}) after {config.get('calibration', 'temperature')} "
+            f"calibration (T = {metrics.get('temperature', float('nan')):.3f}, bias = "
+            f"{metrics.get('calibration_bias', 0.0):.3f}, fitted on validation patients only); "
+            f"{metrics.get('ece_uncalibrated', float('nan')):.3f} before. ")
+    if "interval_coverage" in metrics:
+        text += (f"Risk interval ({config.get('interval_level', 0.9):.0%} nominal) covers the best possible risk "
+                 f"of {metrics['interval_coverage']:.1%} of held-out patients. ")
+    text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%}; AUROC of the answered patients "
+             f"{metrics.get('auroc_not_abstained', float('nan')):.3f}.")
+    return text
+
+
 def write_model_report(out: Path, config: dict[str, Any], metrics: dict[str, float], pred: pd.DataFrame,
                        curves: tuple) -> Path:
     """``report.md`` for one model on a held-out split, with reliability and Shapley PNGs."""
@@ -90,8 +106,12 @@ def write_model_report(out: Path, config: dict[str, Any], metrics: dict[str, flo
     text = [f"# Evaluation: {config.get('fusion')} fusion, {config.get('impute')} imputation", "",
             f"Held-out patients: {int(metrics.get('n', len(pred)))}. Intervals: patient bootstrap, 95 %.", "",
             "## Metrics", "", _md_table(rows, 4), "",
-            "## Calibration", "", "![reliability](reliability.png)", "",
-            "## Per-modality Shapley contributions", "", "![shapley](shapley.png)", "",
+            "## Calibration", "", calibration_text(config, metrics), "", "![reliability](reliability.png)", "",
+            "## Per-modality Shapley contributions", "",
+            "Exact Shapley values over the 16 modality coalitions. Reference (the empty coalition): the mean "
+            f"calibrated risk over the training patients, {metrics.get('shapley_baseline', float('nan')):.3f}, "
+            "not the network's output with every modality masked (a state training never shows it); each "
+            "patient's contributions sum to their risk minus this reference.", "", "![shapley](shapley.png)", "",
             "## Configuration", "", _md_table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in config.items()])),
             ""]
     path = out / "report.md"

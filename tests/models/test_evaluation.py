@@ -64,6 +64,24 @@ def test_temperature_scaling_lowers_ece_on_overconfident_logits() -> None:
     assert binary_metrics(y[2000:], cal)["auroc"] == pytest.approx(binary_metrics(y[2000:], raw[2000:])["auroc"])
 
 
+def test_platt_removes_a_constant_logit_shift_that_temperature_cannot() -> None:
+    """A class-weighted loss adds log(neg/pos) to every logit; only a fitted bias undoes it."""
+    from models.calibration import PlattScaler
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(-0.4, 1.2, 6000)
+    y = (rng.random(6000) < 1 / (1 + np.exp(-z))).astype(int)
+    shifted = z + np.log((1 - y.mean()) / y.mean())  # what pos_weight = neg/pos does to perfect logits
+    temp = TemperatureScaler().fit(shifted[:3000], y[:3000]).transform(shifted[3000:])
+    platt = PlattScaler().fit(shifted[:3000], y[:3000])
+    assert platt.temperature_ == pytest.approx(1.0, abs=0.1)
+    assert platt.bias_ == pytest.approx(-np.log((1 - y.mean()) / y.mean()), abs=0.15)
+    ece_platt = expected_calibration_error(y[3000:], platt.transform(shifted[3000:]))
+    assert ece_platt < 0.03 < expected_calibration_error(y[3000:], temp)
+    again = PlattScaler.from_dict(platt.to_dict())
+    np.testing.assert_allclose(again.transform(shifted[:5]), platt.transform(shifted[:5]))
+
+
 @pytest.mark.slow
 def test_evaluate_model_writes_report_and_plots(tmp_path: Path) -> None:
     cohort = synthetic_cohort(240, dim=8, seed=5)
@@ -73,10 +91,15 @@ def test_evaluate_model_writes_report_and_plots(tmp_path: Path) -> None:
                             n_boot=50)
     m = result["metrics"]
     assert 0.5 < m["auroc"] <= 1 and m["auroc_low"] <= m["auroc"] <= m["auroc_high"]
-    assert 0 < m["auroc_over_oracle"] <= 1.2 and "interaction_auroc" in m
+    assert 0 < m["auroc_over_oracle"] <= 1.2
+    n_inter = int(cohort.answers["interaction"].iloc[180:].sum())
+    assert ("interaction_auroc" in m) == (n_inter >= 10)  # reported only on >= 10 interaction patients
     assert 0 <= m["abstain_rate"] <= 1
+    assert m["ece_low"] <= m["ece"] <= m["ece_high"] and 0 <= m["interval_coverage"] <= 1
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "AUROC" in report.upper() and "reliability.png" in report
+    assert f"ECE {m['ece']:.3f} (95 % bootstrap interval {m['ece_low']:.3f} - {m['ece_high']:.3f})" in report
+    assert f"mean calibrated risk over the training patients, {model.shapley_baseline:.3f}" in report
     for png in ("reliability.png", "shapley.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
