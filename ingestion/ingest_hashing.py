@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,3 +57,74 @@ def zip_member_sha256(archive: Path, member: str, chunk: int = CHUNK) -> str | N
     except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
         return None
     return digest.hexdigest()
+
+
+RACY_NS = 2_000_000_000
+"""A file modified this recently (or during hashing) is not remembered: another write within the
+file system's timestamp resolution could change its content without changing its (size, mtime)."""
+
+
+class HashCache:
+    """Content hashes of source files remembered by (path, size, mtime, inode), in one JSON file in the home.
+
+    Why: a warm re-run of ingest must not read every byte of an unchanged cohort
+    again. A file whose size, mtime or inode changed is hashed again, so the
+    content hash still decides what is new (a touched but identical file is
+    found already ingested); only the reading of unchanged files is saved.
+    The file is a cache: lost or corrupt, it is rebuilt by hashing.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        import threading
+
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._entries: dict[str, list] = {}
+        self._dirty = False
+        self.hashed = 0
+        """Files whose bytes were read in this run (the rest were answered from the cache)."""
+        if self.path is not None and self.path.is_file():
+            import json
+
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def sha256(self, path: Path) -> str:
+        """The file's content hash: remembered when its stat is unchanged, else read (and remembered if settled)."""
+        key = str(Path(path).absolute())
+        before = os.stat(path)
+        entry = self._entries.get(key)
+        if entry is not None and entry[:3] == self._stamp(before):
+            return str(entry[3])
+        sha = sha256_file(path)
+        after = os.stat(path)
+        with self._lock:
+            self.hashed += 1
+            if self._stamp(after) == self._stamp(before) and time.time_ns() - after.st_mtime_ns > RACY_NS:
+                self._entries[key] = [*self._stamp(after), sha]
+                self._dirty = True
+        return sha
+
+    def save(self) -> None:
+        """Write the remembered hashes atomically (no-op when nothing changed or no path was given)."""
+        if self.path is None or not self._dirty:
+            return
+        import json
+        import tempfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self._entries, fh, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        self._dirty = False

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ingestion.ingest_hashing import CHUNK, SourceFile, combined_sha, sha256_file, unreadable_id
+from ingestion.ingest_hashing import CHUNK, HashCache, SourceFile, combined_sha, sha256_file, unreadable_id
 from ingestion.ingest_worker import Readers, WorkUnit
 
 EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")
@@ -36,13 +36,13 @@ UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .z
     eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
 
 
-def _hash_one(root: Path, path: Path) -> SourceFile:
+def _hash_one(root: Path, path: Path, cache: HashCache | None = None) -> SourceFile:
     rel = path.relative_to(root).as_posix()
     if path.is_symlink() and path.is_dir():
         return SourceFile(rel, path, None, f"{rel}: a symbolic link to a folder, which clinfuse does not follow "
                                            "(it may loop or lead outside the source); copy the folder in instead")
     try:
-        return SourceFile(rel, path, sha256_file(path))
+        return SourceFile(rel, path, cache.sha256(path) if cache is not None else sha256_file(path))
     except PermissionError:
         return SourceFile(rel, path, None, f"{rel}: permission denied when reading; grant read access and re-run")
     except OSError as exc:
@@ -69,10 +69,18 @@ def list_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
     return out
 
 
-def hash_files(root: Path, paths: Sequence[Path], threads: int = 4) -> list[SourceFile]:
-    """Hash ``paths`` in threads (hashlib releases the GIL on large blocks); keeps input order."""
+def hash_files(root: Path, paths: Sequence[Path], threads: int = 4,
+                cache: HashCache | None = None) -> list[SourceFile]:
+    """Hash ``paths`` in threads (hashlib releases the GIL on large blocks); keeps input order.
+
+    With ``cache``, a file whose (size, mtime, inode) is unchanged since it was last
+    hashed is not read at all.
+    """
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        return list(pool.map(lambda p: _hash_one(root, p), paths))
+        hashed = list(pool.map(lambda p: _hash_one(root, p, cache), paths))
+    if cache is not None:
+        cache.save()
+    return hashed
 
 
 def _head(path: Path, n: int = 132) -> bytes:
@@ -92,12 +100,12 @@ def classify(sf: SourceFile) -> str:
     if suffix in NOTE_EXTENSIONS:
         return "note"
     if suffix in DICOM_EXTENSIONS:
+        if suffix != "":
+            return "dicom"  # by extension: no need to open the file
         head = _head(sf.path)
-        if suffix == "" and head[:8] == b"0       ":
+        if head[:8] == b"0       ":
             return "eeg"  # an EDF whose extension was dropped
-        if suffix == "" and head[128:132] != b"DICM":
-            return "unknown"
-        return "dicom"
+        return "dicom" if head[128:132] == b"DICM" else "unknown"
     return "unknown"
 
 
@@ -204,14 +212,17 @@ def fold_duplicates(units: list[WorkUnit]) -> list[WorkUnit]:
 
 
 def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), threads: int = 4,
-                   known: Sequence[KnownItem] = ()) -> list[WorkUnit]:
+                   known: Sequence[KnownItem] = (), hash_cache: Path | None = None) -> list[WorkUnit]:
     """All work units under ``root``: every file lands in exactly one unit's ``files``.
 
     ``known`` lists manifest items that need no work; when they account for
     every DICOM file with unchanged content, the DICOM index is not run.
+    ``hash_cache`` (a JSON file in the home) remembers content hashes by file
+    stat, so on a warm re-run unchanged files are neither hashed nor opened.
     """
     root = Path(root)
-    hashed = hash_files(root, list_files(root, exclude), threads)
+    cache = HashCache(hash_cache) if hash_cache is not None else None
+    hashed = hash_files(root, list_files(root, exclude), threads, cache)
     readable = [f for f in hashed if f.error is None]
     kinds = {f.relpath: classify(f) for f in readable}
     dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
