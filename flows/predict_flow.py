@@ -2,6 +2,10 @@
 
 New patients need only ingest and encode: their items join the home's manifest
 (content-addressed, so known items are skipped) and the champion scores them.
+Encoding is pinned: the champion's recorded encoder versions are used (items the
+store lacks are encoded with exactly those weights), never the newest ones that a
+later ``clinfuse pretrain`` or joint run saved. Each patient is scored on their own
+(raw covariates, the model's training statistics): the batch changes nothing.
 The home's cohort table keeps the training patients; the batch's patients are
 added with their (possibly empty) labels, so training never loses its cohort.
 """
@@ -13,11 +17,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tracking
-from flows.encode_flow import encode_flow, encoder_keys
+from flows.encode_flow import encode_flow, encode_options, encoder_keys
 from flows.ingest_flow import ingest_flow
 from flows.prefect_env import settings_for
 from flows.registry import CHAMPION, MODEL_NAME, champion_version
@@ -40,6 +44,32 @@ def keep_training_cohort(previous: pd.DataFrame | None, batch: pd.DataFrame, set
         return
     new = batch[~batch["patient_id"].isin(previous["patient_id"])]
     write_cohort(pd.concat([previous, new], ignore_index=True), settings.cohort_path)
+
+
+def champion_encoder_keys(settings: Settings) -> dict[str, Any]:
+    """The encoder keys recorded in the champion's bundle; {} for a model that recorded none."""
+    tracking.configure_mlflow(settings)
+    current = champion_version(mlflow.MlflowClient())
+    if current is None:
+        raise LookupError(f"no '{CHAMPION}' version of '{MODEL_NAME}' in {settings.tracking_uri}: "
+                          "run `clinfuse pipeline` (or the train flow) before predicting")
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").unwrap_python_model().model
+    return {m: (tuple(k) if k is not None else None) for m, k in model.encoder_keys.items()}
+
+
+@task(name="encode-pinned", retries=2, retry_delay_seconds=5)
+def encode_pinned_task(home: str, keys: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``models.features.encode_pinned``: the store gets every item's embedding under the champion's keys."""
+    from ingestion.manifest import read_manifest
+    from models.embedding_store import EmbeddingStore
+    from models.features import encode_pinned
+
+    settings = settings_for(home)
+    report = encode_pinned(read_manifest(settings.manifest_path), settings.home,
+                           EmbeddingStore(settings.embeddings_dir), keys, settings.encoders_dir,
+                           device=options["device"], seed=options["seed"], quarantine_dir=settings.quarantine_dir)
+    get_run_logger().info("pinned encode: %s encoded, %s store hits", report.encoded, report.hits)
+    return {m: tuple(k) if k is not None else None for m, k in report.encoder_keys.items()}
 
 
 def predict_features(features_task_args: tuple, cohort: pd.DataFrame, settings: Settings, n_mc: int) -> dict:
@@ -68,11 +98,14 @@ def predict_flow(source: str, cohort_csv: str | None = None, home: str | None = 
     ingest_flow(source=source, cohort_csv=str(cohort_path), home=str(settings.home))
     cohort = batch_cohort(cohort_path, settings)
     keep_training_cohort(previous, cohort, settings)
-    reports = encode_flow(home=str(settings.home))
-    result = predict_features((str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)),
-                              cohort, settings, n_mc)
+    pinned = champion_encoder_keys(settings)
+    if pinned:
+        keys = encode_pinned_task(str(settings.home), pinned, encode_options(settings))
+    else:  # a model that recorded no encoder versions: the current encoders
+        keys = encoder_keys(encode_flow(home=str(settings.home)))
+    result = predict_features((str(settings.home), keys), cohort, settings, n_mc)
     publish_batch(result)
-    return result
+    return {**result, "encoder_keys": keys}
 
 
 def publish_batch(result: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ clinician saw the outcome; the export may predate it). The returned
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -50,6 +50,5 @@ def merge_review_labels(features: FeatureSet, confirmed: Mapping[str, int]) -> t
     provenance = LabelProvenance(from_cohort=int((cohort_known & ~reviewed).sum()), from_review=from_review,
                                  review_overrides=overrides,
                                  reviews_without_features=sum(p not in index for p in confirmed))
-    merged = FeatureSet(features.patient_ids, features.embeddings, features.mask, features.covariates, labels,
-                        features.modalities)
+    merged = replace(features, labels=labels)  # keeps covariate names and encoder keys (the model records them)
     return merged, provenance
