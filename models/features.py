@@ -19,6 +19,7 @@ import pandas as pd
 from ingestion.modalities import MODALITIES
 from models.embedding_store import EmbeddingKey, EmbeddingStore
 from models.encoders import Encoder, EncoderKey, build_encoder
+from models.encoders import identity
 from models.encoders.base import auto_batch_size
 from models.covariates import COVARIATE_COLUMNS, covariate_matrix
 from models.feature_set import FeatureSet
@@ -148,6 +149,12 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
     for modality in modalities:
         t0 = time.perf_counter()
         items = usable_items(manifest, [modality]).drop_duplicates("content_sha256")
+        fp = identity.fingerprint(modality, encoders_dir=encoders_dir, seed=seed, note_encoder=note_encoder)
+        wanted = items
+        known = None if (encoders or {}).get(modality) else identity.stored_identity(store, wanted["content_sha256"], fp)
+        if known is not None:  # all stored under the remembered key: no encoder is built (see identity.py)
+            _report_all_stored(report, modality, known, len(wanted), time.perf_counter() - t0, quarantine_dir)
+            continue
         encoder = (encoders or {}).get(modality) or build_encoder(
             modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder)
         if len(items):
@@ -156,6 +163,9 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
             report.encoder_keys[modality] = None  # type: ignore[assignment]
             continue
         ekey = encoder.key()
+        if not (encoders or {}).get(modality):
+            identity.remember(store, fp, ekey, encoder.dim, modality=modality, encoders_dir=encoders_dir, seed=seed,
+                              note_encoder=note_encoder)
         report.setup_seconds[modality] = time.perf_counter() - t0
         t0 = time.perf_counter()
         report.encoder_keys[modality], report.dims[modality] = ekey, encoder.dim
@@ -179,6 +189,16 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
             _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", failures)
         report.seconds[modality] = time.perf_counter() - t0
     return report
+
+
+def _report_all_stored(report: EncodeReport, modality: str, known: identity.KnownIdentity, n: int, seconds: float,
+                       quarantine_dir: Path | None) -> None:
+    """Fill the report of a modality whose every item the store holds under the remembered encoder key."""
+    report.encoder_keys[modality], report.dims[modality] = known.key, known.dim
+    report.hits[modality], report.encoded[modality] = n, 0
+    report.setup_seconds[modality], report.seconds[modality] = 0.0, seconds
+    if quarantine_dir is not None:  # nothing failed this run: as after an encode that found no failure
+        _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", [])
 
 
 def _write_failures(path: Path, failures: list[EncodeFailure]) -> None:

@@ -16,26 +16,19 @@ import logging
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.embedding_store import atomic_write_bytes  # noqa: F401 - re-exported for encoders
+from models.encoders.identity import EncoderKey  # noqa: F401 - defined torch-free, re-exported here
 
 log = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 """A prepared item, MONAI dictionary style: ``{"x": network input, "extra": fixed features}``."""
-
-
-class EncoderKey(NamedTuple):
-    """What the embedding store needs to know about the encoder that made a vector."""
-
-    name: str
-    version: str
-    preprocessing_hash: str
 
 
 @runtime_checkable
