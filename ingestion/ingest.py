@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done_units, total_units)`` after each unit is recorded."""
 
+SOURCE_HASHES = "source_hashes.json"
+"""Content hashes of source files by (path, size, mtime), in the home (``ingestion.ingest_hashing.HashCache``)."""
+
 FLUSH_EVERY = 200
 """Results written to the manifest in batches, so an interrupted run keeps what it finished."""
 FLUSH_EVERY_S = 5.0
@@ -300,7 +303,8 @@ def ingest(
              for sha, positions in done.items() if len(positions) == 1
              for row in [existing.iloc[positions[0]]]]
     skip = [home, *([Path(cohort_csv)] if cohort_csv else []), *map(Path, exclude)]
-    units = discover_units(source, readers, exclude=skip, known=known)
+    units = discover_units(source, readers, exclude=skip, known=known,
+                           hash_cache=home / SOURCE_HASHES)  # warm runs open no unchanged file
     todo, counts, quarantined = [], Counter(), []
     additions: dict[int, list[tuple[str, str]]] = {}
     for unit in units:
