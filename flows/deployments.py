@@ -88,9 +88,57 @@ def ensure_pools(gpu_limit: int | None = None, cpu_limit: int | None = None) -> 
     return limits
 
 
+HEARTBEAT_S = 30
+LOST_AFTER_S = 90
+REQUEUE_AUTOMATION = "clinfuse: requeue runs whose worker was lost"
+
+
+def ensure_automations(heartbeat_s: int = HEARTBEAT_S, lost_after_s: int = LOST_AFTER_S) -> str:
+    """Create (or update) the automation that gives a lost flow run to another worker; returns its id.
+
+    Why: a worker killed mid-run (kill -9, OOM, a lost machine) leaves its flow run
+    ``Running`` forever; nothing in the run survives to retry it. Each deployment run
+    emits a heartbeat every ``heartbeat_s`` (see :func:`job_env`); a run whose
+    heartbeats stop for ``lost_after_s`` without reaching a final state is set back to
+    ``Scheduled`` (named ``AwaitingRetry``), so the next free worker of its pool runs
+    it again with the same parameters. The stages are idempotent (content-hashed
+    manifest, embedding store keyed by content), so the new attempt resumes.
+    """
+    from datetime import timedelta
+
+    from prefect import get_client
+    from prefect.automations import AutomationCore
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    if lost_after_s < 2 * heartbeat_s:
+        raise ValueError("lost_after_s must be at least two heartbeats, or a slow but live run is requeued")
+    final = ("Completed", "Failed", "Cancelled", "Crashed", "Cancelling")
+    automation = AutomationCore(
+        name=REQUEUE_AUTOMATION,
+        description=f"No heartbeat for {lost_after_s} s: the worker was lost; run it again on another worker.",
+        trigger=EventTrigger(
+            match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in final)},
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=lost_after_s)),
+        actions=[ChangeFlowRunState(state=StateType.SCHEDULED, name="AwaitingRetry", force=True,
+                                    message=f"no heartbeat for {lost_after_s} s: its worker was lost; requeued")],
+    )
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(REQUEUE_AUTOMATION)
+        if existing:
+            client.update_automation(existing[0].id, automation)
+            return str(existing[0].id)
+        return str(client.create_automation(automation))
+
+
 def job_env(settings: Settings) -> dict[str, str]:
-    """What a worker's flow-run process needs to find this site's data and servers."""
-    env = {"CLINFUSE_HOME": str(settings.home)}
+    """What a worker's flow-run process needs to find this site's data and servers, and its heartbeat."""
+    env = {"CLINFUSE_HOME": str(settings.home), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
     if settings.mlflow_tracking_uri:
         env["CLINFUSE_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
     if settings.prefect_api_url:

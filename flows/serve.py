@@ -3,7 +3,8 @@
 Each service is a child process in its own process group (so a worker's
 flow-run subprocesses stop with it); :class:`Services` starts them in order,
 waits until each answers on its health URL, and stops them all (SIGTERM, then
-SIGKILL after a grace period) on exit, Ctrl-C or SIGTERM. Everything binds to
+SIGKILL after a grace period) on exit, Ctrl-C, SIGTERM or SIGHUP; if this
+process is killed outright they stop too (see :mod:`flows.process_group`). Everything binds to
 ``settings.bind_host`` (127.0.0.1 by default).
 
 The servers keep their state under ``CLINFUSE_HOME``: Prefect's SQLite database
@@ -15,7 +16,6 @@ PostgreSQL instead: see docs/OPERATIONS.md.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.prefect_env import prefect_env
+from flows.process_group import ProcessGroup
 from flows.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +62,13 @@ def wait_http(url: str, timeout_s: float, process: subprocess.Popen | None = Non
 
 
 def prefect_server(settings: Settings, port: int) -> Service:
+    """``prefect server start``; its database is ``settings.prefect_database_url`` (PostgreSQL) or SQLite."""
     host = settings.bind_host
+    env = {**prefect_env(settings), "PREFECT_UI_API_URL": f"http://{host}:{port}/api"}
+    if settings.prefect_database_url is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect_database_url.get_secret_value()
     return Service("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)],
-                   env={**prefect_env(settings), "PREFECT_UI_API_URL": f"http://{host}:{port}/api"},
-                   health_url=f"http://{host}:{port}/api/health", url=f"http://{host}:{port}")
+                   env=env, health_url=f"http://{host}:{port}/api/health", url=f"http://{host}:{port}")
 
 
 def worker(settings: Settings, pool: str, api_url: str, mlflow_uri: str | None = None) -> Service:
@@ -79,11 +83,40 @@ def worker(settings: Settings, pool: str, api_url: str, mlflow_uri: str | None =
 def mlflow_server(settings: Settings, port: int) -> Service:
     host = settings.bind_host
     artifacts = settings.mlflow_artifact_root or str(settings.home / "mlartifacts")
-    backend = settings.mlflow_tracking_uri if (settings.mlflow_tracking_uri or "").startswith(
-        ("postgresql", "mysql", "sqlite")) else f"sqlite:///{settings.home / 'mlflow.db'}"
+    backend = backend_store_uri(settings)
+    # The URI travels in the environment (MLflow reads MLFLOW_BACKEND_STORE_URI), not argv: it holds a password.
+    # One server process: uvicorn's multi-worker supervisor restarts workers that answer its health
+    # check late, which on a busy machine never ends; one process serves a team's tracking load.
     return Service("mlflow-server", [str(BIN / "mlflow"), "server", "--host", host, "--port", str(port),
-                                     "--backend-store-uri", backend, "--artifacts-destination", artifacts],
+                                     "--workers", "1", "--artifacts-destination", artifacts],
+                   env={"MLFLOW_BACKEND_STORE_URI": backend},
                    health_url=f"http://{host}:{port}/health", url=f"http://{host}:{port}")
+
+
+def backend_store_uri(settings: Settings) -> str:
+    """The MLflow server's store: the configured one, a database tracking URI, or the home's SQLite.
+
+    A bare ``postgresql://`` gets the psycopg2 driver clinfuse installs (SQLAlchemy 2.1 would
+    otherwise pick psycopg 3, and MLflow's job locks support psycopg2).
+    """
+    if settings.mlflow_backend_store_uri is not None:
+        uri = settings.mlflow_backend_store_uri.get_secret_value()
+    elif (settings.mlflow_tracking_uri or "").startswith(("postgresql", "mysql", "sqlite")):
+        uri = str(settings.mlflow_tracking_uri)
+    else:
+        return f"sqlite:///{settings.home / 'mlflow.db'}"
+    return "postgresql+psycopg2://" + uri[len("postgresql://"):] if uri.startswith("postgresql://") else uri
+
+
+def team_problems(settings: Settings) -> list[str]:
+    """Why these settings are not a team set-up (both servers on PostgreSQL); empty when they are."""
+    problems = []
+    prefect_db = settings.prefect_database_url.get_secret_value() if settings.prefect_database_url else ""
+    if not prefect_db.startswith("postgresql+asyncpg://"):
+        problems.append("CLINFUSE_PREFECT_DATABASE_URL must be postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB")
+    if not backend_store_uri(settings).startswith("postgresql"):
+        problems.append("CLINFUSE_MLFLOW_BACKEND_STORE_URI must be postgresql://USER:PASSWORD@HOST:PORT/DB")
+    return problems
 
 
 def dashboard(settings: Settings, port: int, mlflow_url: str | None, api_url: str | None) -> Service | None:
@@ -103,20 +136,26 @@ def dashboard(settings: Settings, port: int, mlflow_url: str | None, api_url: st
 
 
 class Services:
-    """Start services in order, stop them all in reverse; usable as a context manager."""
+    """Start services in order, stop them all in reverse; usable as a context manager.
 
-    def __init__(self, log_dir: Path, startup_timeout_s: float = 180.0) -> None:
+    The children belong to a :class:`~flows.process_group.ProcessGroup`: each in its
+    own process group, stopped with SIGTERM then SIGKILL after ``grace_s``, and
+    stopped by a watchdog (and, on Linux, by the kernel) if this process is killed.
+    """
+
+    def __init__(self, log_dir: Path, startup_timeout_s: float = 180.0, grace_s: float = 15.0) -> None:
         self.log_dir = Path(log_dir)
         self.startup_timeout_s = startup_timeout_s
+        self.group = ProcessGroup(grace_s=grace_s)
         self.started: list[Service] = []
 
     def start(self, service: Service) -> Service:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         service.log_path = self.log_dir / f"{service.name}.log"
-        log = open(service.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         env = {**os.environ, **service.env}
-        service.process = subprocess.Popen(service.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
+        with open(service.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            service.process = self.group.spawn(service.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
         self.started.append(service)
         if service.health_url:
             try:
@@ -126,29 +165,9 @@ class Services:
                 raise RuntimeError(f"{service.name} did not start: {exc}\n--- {service.log_path} ---\n{tail}") from exc
         return service
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM every process group (newest first), then SIGKILL what is still alive."""
-        for service in reversed(self.started):
-            proc = service.process
-            if proc is not None and proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace_s
-        for service in reversed(self.started):
-            proc = service.process
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # also reaps children left in the group
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait(timeout=5)
+    def stop(self, grace_s: float | None = None) -> None:
+        """SIGTERM every process group (newest first), then SIGKILL what is still alive after the grace period."""
+        self.group.stop(grace_s)
         self.started.clear()
 
     def dead(self) -> list[Service]:

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         default=None, description="When set, every dashboard page asks for this password."
     )
     bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
+    prefect_database_url: SecretStr | None = Field(
+        default=None, description="Database of the Prefect server `clinfuse serve` starts "
+                                  "(postgresql+asyncpg://USER:PW@HOST:PORT/DB); unset = SQLite under <home>/prefect.")
+    mlflow_backend_store_uri: SecretStr | None = Field(
+        default=None, description="Backend store of the MLflow server `clinfuse serve` starts "
+                                  "(postgresql://USER:PW@HOST:PORT/DB); unset = sqlite:///<home>/mlflow.db.")
     reid_key: SecretStr | None = Field(
         default=None, description="Fernet key of the encrypted pseudonym -> MRN map; unset = pseudonymous only.")
     reid_key_file: Path | None = Field(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart  # noqa: F401 - session leak check
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("CLINFUSE_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,8 +34,7 @@ def dashboard(
         console.print("[yellow]Serving beyond loopback without CLINFUSE_DASHBOARD_PASSWORD: anyone who can "
                       "reach this port sees the predictions.[/yellow]")
     console.print(f"clinfuse dashboard on http://{bind}:{port}  (data: {settings.home})")
-    try:
-        code = subprocess.call(streamlit_command(bind, port))
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    from flows.process_group import run_child
+
+    raise typer.Exit(run_child(streamlit_command(bind, port)))
+

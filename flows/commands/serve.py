@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 
-def _term_to_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy: bool,
+               source: Path | None, cohort: Path | None) -> tuple[str, str, dict[str, int | None]]:
+    """Prefect server, MLflow server, pools (+ deployments), a worker per pool, the dashboard, in that order."""
+    from rich.console import Console
+
+    from flows.serve import dashboard, mlflow_server, prefect_server, worker
+
+    console = Console()
+    with console.status("[bold]starting Prefect server…"):
+        api = services.start(prefect_server(settings, ports[0])).url + "/api"
+    os.environ["PREFECT_API_URL"] = api
+    with console.status("[bold]starting MLflow server…"):
+        mlflow_url = services.start(mlflow_server(settings, ports[1])).url
+    from flows.deployments import deploy_all, ensure_automations, ensure_pools
+
+    limits = ensure_pools()
+    ensure_automations()
+    if deploy:
+        served = settings.model_copy(update={"mlflow_tracking_uri": mlflow_url, "prefect_api_url": api})
+        deploy_all(served, str(source.resolve()) if source else None, str(cohort.resolve()) if cohort else None)
+    for pool in ("cpu", "gpu"):
+        services.start(worker(settings, pool, api, mlflow_url))
+    dash = dashboard(settings, ports[2], mlflow_url, api)
+    if dash is not None:
+        with console.status("[bold]starting the dashboard…"):
+            services.start(dash)
+    return api, mlflow_url, limits
+
+
+def _supervise(services: Any) -> None:
+    """Return never: raise typer.Exit(1) as soon as a service dies (the caller's finally stops the rest)."""
+    from rich.console import Console
+
+    while True:
+        dead = services.dead()
+        if dead:
+            Console().print(f"[red]{', '.join(s.name for s in dead)} stopped; see {services.log_dir}. "
+                            "Stopping the rest.[/red]")
+            raise typer.Exit(1)
+        time.sleep(1)
 
 
 def serve(
@@ -21,60 +59,52 @@ def serve(
     deploy: bool = typer.Option(True, "--deploy/--no-deploy", help="Create pools and deployments (schedules) on start."),
     source: Path | None = typer.Option(None, "--source", help="Export folder for the nightly ingest deployment."),
     cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV for the nightly ingest deployment."),
+    team: bool = typer.Option(False, "--team", help="Refuse to start unless both servers keep their state in "
+                              "PostgreSQL (CLINFUSE_PREFECT_DATABASE_URL, CLINFUSE_MLFLOW_BACKEND_STORE_URI)."),
 ) -> None:
-    """Start Prefect server, a worker per pool (cpu, gpu), MLflow server and the dashboard; Ctrl-C stops all."""
+    """Start Prefect server, a worker per pool (cpu, gpu), MLflow server and the dashboard; Ctrl-C stops all.
+
+    SIGINT, SIGTERM and SIGHUP stop every service (SIGTERM, then SIGKILL after 15 s) and exit 0; a service
+    that dies on its own stops the rest and exits 1. If this process is killed, the services stop too.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from flows.prefect_env import apply_prefect_env
-    from flows.serve import Services, dashboard, mlflow_server, prefect_server, worker
+    from flows.process_group import Stop, stop_on_signals
+    from flows.serve import Services, team_problems
     from flows.settings import get_settings
 
     console = Console()
     settings = get_settings()
+    problems = team_problems(settings) if team else []
+    if problems:
+        console.print("[red]--team needs both servers on PostgreSQL:[/red]\n  " + "\n  ".join(problems))
+        raise typer.Exit(2)
     settings.ensure_dirs()
     apply_prefect_env(settings)
-    signal.signal(signal.SIGTERM, _term_to_interrupt)
     services = Services(settings.home / "logs")
-    try:
-        with console.status("[bold]starting Prefect server…"):
-            api = services.start(prefect_server(settings, prefect_port)).url + "/api"
-        os.environ["PREFECT_API_URL"] = api
-        with console.status("[bold]starting MLflow server…"):
-            mlflow_url = services.start(mlflow_server(settings, mlflow_port)).url
-        from flows.deployments import deploy_all, ensure_pools
-
-        limits = ensure_pools()
-        if deploy:
-            served = settings.model_copy(update={"mlflow_tracking_uri": mlflow_url, "prefect_api_url": api})
-            deploy_all(served, str(source.resolve()) if source else None,
-                       str(cohort.resolve()) if cohort else None)
-        for pool in ("cpu", "gpu"):
-            services.start(worker(settings, pool, api, mlflow_url))
-        dash = dashboard(settings, dashboard_port, mlflow_url, api)
-        if dash is not None:
-            with console.status("[bold]starting the dashboard…"):
-                services.start(dash)
-        table = Table(title="clinfuse is serving (Ctrl-C stops everything)")
-        table.add_column("service")
-        table.add_column("where")
-        for s in services.started:
-            table.add_row(s.name, s.url or f"pool {s.name.split('-', 1)[1]} (limit {limits.get(s.name.split('-', 1)[1])})")
-        table.add_row("logs", str(services.log_dir))
-        console.print(table)
-        console.print(f"Point clients here with CLINFUSE_PREFECT_API_URL={api} CLINFUSE_MLFLOW_TRACKING_URI={mlflow_url}")
-        while True:
-            dead = services.dead()
-            if dead:
-                console.print(f"[red]{', '.join(s.name for s in dead)} stopped; see {services.log_dir}. "
-                              "Stopping the rest.[/red]")
-                raise typer.Exit(1)
-            time.sleep(2)
-    except KeyboardInterrupt:
-        console.print("stopping…")
-    finally:
-        services.stop()
-        console.print("all services stopped.")
+    with stop_on_signals():
+        try:
+            api, mlflow_url, limits = _start_all(services, settings, (prefect_port, mlflow_port, dashboard_port),
+                                                 deploy, source, cohort)
+            table = Table(title="clinfuse is serving (Ctrl-C stops everything)")
+            table.add_column("service")
+            table.add_column("where")
+            for s in services.started:
+                pool = s.name.split("-", 1)[-1]
+                table.add_row(s.name, s.url or f"pool {pool} (limit {limits.get(pool)})")
+            table.add_row("logs", str(services.log_dir))
+            table.add_row("databases", "PostgreSQL" if team else "SQLite (or as configured)")
+            console.print(table)
+            console.print(f"Point clients here with CLINFUSE_PREFECT_API_URL={api} "
+                          f"CLINFUSE_MLFLOW_TRACKING_URI={mlflow_url}")
+            _supervise(services)
+        except Stop as stop:
+            console.print(f"stopping ({stop})…")
+        finally:
+            services.stop()
+            console.print("all services stopped.")
 
 
 def deploy(
@@ -96,10 +126,11 @@ def deploy(
         console.print("[red]no Prefect server configured: start one with `clinfuse serve` (or `prefect server "
                       "start`) and set CLINFUSE_PREFECT_API_URL=http://HOST:4200/api[/red]")
         raise typer.Exit(2)
-    from flows.deployments import deploy_all, ensure_pools
+    from flows.deployments import deploy_all, ensure_automations, ensure_pools
 
     with console.status("[bold]creating pools and deployments…"):
         limits = ensure_pools()
+        ensure_automations()
         rows = deploy_all(settings, str(source.resolve()) if source else None,
                           str(cohort.resolve()) if cohort else None, schedules=schedules)
     table = Table(title=f"Deployments on {os.environ['PREFECT_API_URL']}")

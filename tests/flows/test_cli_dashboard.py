@@ -1,8 +1,9 @@
-"""`clinfuse dashboard`: the command line it builds, and a real server answering on loopback."""
+"""`clinfuse dashboard`: the command line it builds, a real server on loopback, and no server outliving it."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from flows.commands.dashboard import APP, streamlit_command
 from tests.conftest import REPO_ROOT, free_port
+from tests.flows.proc_helpers import kill_all, survivors, tree, wait_port_free
 
 
 def test_streamlit_command_binds_and_is_headless() -> None:
@@ -25,23 +27,37 @@ def test_streamlit_command_binds_and_is_headless() -> None:
 
 @pytest.mark.server
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_cli_serves_dashboard_on_loopback(tmp_path: Path) -> None:
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_cli_serves_dashboard_and_it_stops_with_the_command(tmp_path: Path, sig: int) -> None:
+    """The dashboard answers on 127.0.0.1; after SIGTERM (exit 0) or kill -9 of `clinfuse dashboard`,
+    no process it started is left and the port is free (issue 19: a Streamlit server outlived it)."""
     port = free_port()
     env = {**os.environ, "CLINFUSE_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "clinfuse"), "dashboard", "--port", str(port)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "dashboard.out"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "clinfuse"), "dashboard", "--port", str(port)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    procs = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
                     assert r.read().decode().strip() == "ok"
                     break
             except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "dashboard did not answer within 60 s"
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
                 time.sleep(0.3)
+        procs = tree(proc.pid)
+        assert any("streamlit" in " ".join(p.cmdline()) for p in procs)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+        assert survivors(procs, timeout_s=30) == []
+        assert wait_port_free(port, timeout_s=10), f"port {port} still answers"
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        kill_all(procs)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

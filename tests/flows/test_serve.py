@@ -9,7 +9,9 @@ import time
 import psutil
 import pytest
 
-from flows.serve import Service, Services, mlflow_server, prefect_server, wait_http
+from pydantic import SecretStr
+
+from flows.serve import Service, Services, mlflow_server, prefect_server, team_problems, wait_http
 from tests.conftest import free_port
 
 
@@ -59,4 +61,17 @@ def test_commands_bind_the_configured_host(settings):
     assert p.argv[-4:] == ["--host", "127.0.0.1", "--port", "4321"]
     assert p.env["PREFECT_HOME"].startswith(str(settings.home))
     m = mlflow_server(settings, 5001)
-    assert "sqlite:///" + str(settings.home / "mlflow.db") in m.argv and "127.0.0.1" in m.argv
+    assert m.env["MLFLOW_BACKEND_STORE_URI"] == "sqlite:///" + str(settings.home / "mlflow.db")
+    assert "127.0.0.1" in m.argv
+
+
+def test_database_urls_stay_out_of_argv_and_team_mode_needs_postgres(settings):
+    assert team_problems(settings) and len(team_problems(settings)) == 2
+    team = settings.model_copy(update={
+        "prefect_database_url": SecretStr("postgresql+asyncpg://prefect:pw@127.0.0.1:5433/prefect"),
+        "mlflow_backend_store_uri": SecretStr("postgresql://mlflow:pw@127.0.0.1:5433/mlflow")})
+    assert team_problems(team) == []
+    p, m = prefect_server(team, 4321), mlflow_server(team, 5001)
+    assert p.env["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("@127.0.0.1:5433/prefect")
+    assert m.env["MLFLOW_BACKEND_STORE_URI"] == "postgresql+psycopg2://mlflow:pw@127.0.0.1:5433/mlflow"
+    assert not any("pw@" in a for a in [*p.argv, *m.argv])  # a password in argv is visible to every user

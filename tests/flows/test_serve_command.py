@@ -1,4 +1,4 @@
-"""`clinfuse serve` end to end: every server answers on 127.0.0.1, SIGTERM stops all of them."""
+"""`clinfuse serve` end to end: every server answers on 127.0.0.1; SIGTERM, and kill -9, stop all of them."""
 
 from __future__ import annotations
 
@@ -6,53 +6,81 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from flows.serve import wait_http
 from tests.conftest import free_port
+from tests.flows.proc_helpers import kill_all, survivors, tree, wait_port_free
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_serve_starts_everything_and_sigterm_stops_everything(settings):
+def _serve(settings, *extra: str) -> tuple[subprocess.Popen, dict[str, int], Path]:
+    """`clinfuse serve` in a session of its own, waited for until it prints its table."""
     ports = {"prefect": free_port(), "mlflow": free_port(), "dashboard": free_port()}
     env = {**os.environ, "CLINFUSE_HOME": str(settings.home)}
     env.pop("PREFECT_API_URL", None)
     cmd = [str(Path(sys.executable).parent / "clinfuse"), "serve", "--prefect-port", str(ports["prefect"]),
-           "--mlflow-port", str(ports["mlflow"]), "--dashboard-port", str(ports["dashboard"])]
-    log = open(settings.home / "serve.out", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    children: list[psutil.Process] = []
-    try:
-        wait_http(f"http://127.0.0.1:{ports['prefect']}/api/health", 400, proc)
-        wait_http(f"http://127.0.0.1:{ports['mlflow']}/health", 300, proc)
-        if Path("dashboard/app.py").is_file():
-            wait_http(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health", 300, proc)
-        out = settings.home / "serve.out"
-        for _ in range(120):
-            if "clinfuse is serving" in out.read_text(errors="replace"):
-                break
-            import time
+           "--mlflow-port", str(ports["mlflow"]), "--dashboard-port", str(ports["dashboard"]), *extra]
+    out = settings.home / "serve.out"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{ports['prefect']}/api/health", 400, proc)
+    wait_http(f"http://127.0.0.1:{ports['mlflow']}/health", 300, proc)
+    if Path("dashboard/app.py").is_file():
+        wait_http(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health", 300, proc)
+    deadline = time.monotonic() + 240
+    while "clinfuse is serving" not in out.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, out.read_text(errors="replace")[-3000:]
+        time.sleep(1)
+    return proc, ports, out
 
-            time.sleep(2)
+
+def _assert_all_gone(procs, ports: dict[str, int]) -> None:
+    assert survivors(procs, timeout_s=45) == []
+    for name, port in ports.items():
+        assert wait_port_free(port, timeout_s=15), f"{name} port {port} still answers"
+
+
+def test_serve_starts_everything_and_sigterm_stops_everything(settings):
+    proc, ports, out = _serve(settings)
+    procs = []
+    try:
         text = out.read_text(errors="replace")
-        assert "clinfuse is serving" in text, text[-3000:]
         assert f"http://127.0.0.1:{ports['mlflow']}" in text and "worker-gpu" in text
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 5  # prefect server, mlflow, two workers, dashboard (+ their own children)
+        procs = tree(proc.pid)
+        assert len(procs) >= 6  # serve, prefect server, mlflow, two workers, dashboard (+ their own children)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
-        gone, alive = psutil.wait_procs(children, timeout=30)
-        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        _assert_all_gone(procs, ports)
         assert "all services stopped" in out.read_text(errors="replace")
     finally:
+        kill_all(procs)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        for child in children:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+
+
+def test_serve_killed_outright_takes_its_services_along(settings):
+    proc, ports, _ = _serve(settings, "--no-deploy")
+    procs = []
+    try:
+        procs = tree(proc.pid)
+        assert len(procs) >= 6
+        proc.kill()  # kill -9: no handler runs in serve; the kernel and the watchdog stop the services
+        proc.wait(timeout=30)
+        _assert_all_gone(procs, ports)
+    finally:
+        kill_all(procs)
+
+
+def test_team_mode_refuses_sqlite(settings):
+    env = {**os.environ, "CLINFUSE_HOME": str(settings.home)}
+    for key in ("CLINFUSE_PREFECT_DATABASE_URL", "CLINFUSE_MLFLOW_BACKEND_STORE_URI", "CLINFUSE_MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    done = subprocess.run([str(Path(sys.executable).parent / "clinfuse"), "serve", "--team"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "CLINFUSE_PREFECT_DATABASE_URL" in done.stdout and "CLINFUSE_MLFLOW_BACKEND_STORE_URI" in done.stdout
