@@ -34,3 +34,34 @@ def test_scrubber_recall_and_precision_on_planted_phi(small_phantom: Path) -> No
     print(f"notes={len(notes)} planted={sum(map(len, planted))} recall={recall:.3f} precision={precision:.3f}")
     assert recall == 1.0
     assert precision >= 0.85
+
+
+def test_audit_trail_and_key_file_hold_no_planted_phi(small_phantom: Path, tmp_path: Path) -> None:
+    """The re-identification map (written from the phantom's cohort with its real MRNs) and a clinician's audit
+    trail hold none of the planted PHI in readable form; the map opens with the key and only with it.
+    (The pipeline-wide scan of every artifact, these two included, is in tests/test_reliability_corpus.py.)"""
+    import pytest
+
+    from flows.access.audit import AuditLog
+    from ingestion.pseudonym import pseudonymise
+    from ingestion.reidentify import ReidKeyError, generate_key, read_map, record_cohort, reveal
+
+    secret, key = "phi-test-secret", generate_key()
+    map_path, trail = tmp_path / "home" / "reidentify.fernet", AuditLog(tmp_path / "home" / "access" / "audit.jsonl")
+    assert record_cohort(small_phantom / "cohort.csv", secret, map_path, key) > 0
+    answers = pd.read_parquet(small_phantom / "answers.parquet")
+    for original in answers["patient_id"].astype(str):
+        pid = pseudonymise(original, secret)
+        trail.append("c.clinician", "clinician", "view_patient", pid)
+        assert reveal(map_path, key, pid) == original
+        trail.append("c.clinician", "clinician", "reveal_mrn", pid, "found")
+        with pytest.raises(ValueError):
+            trail.append("c.clinician", "clinician", "reveal_mrn", original)  # an MRN is refused outright
+    planted = {str(s) for phi in answers["planted_phi"] for s in phi} | set(answers["patient_id"].astype(str))
+    for path in (map_path, trail.path, trail.head_path):
+        data = path.read_bytes()
+        hits = [s for s in planted if s.encode() in data]
+        assert not hits, (path.name, hits[:5])
+    with pytest.raises(ReidKeyError):
+        read_map(map_path, generate_key())
+    assert trail.verify().ok

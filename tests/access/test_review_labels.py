@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.access.review_labels import merge_review_labels
+from models.review_labels import merge_review_labels
 from flows.access.reviews import PredictionRef, ReviewStore, confirmed_labels, confirmed_labels_in
 from models.feature_set import FeatureSet
 
