@@ -62,7 +62,7 @@ def registry_is_empty(settings: Settings) -> bool:
 
 
 @flow(name="train", log_prints=True)
-def train_flow(home: str | None = None, fusion: str = "early", impute: str = "cross_profile",
+def train_flow(home: str | None = None, fusion: str = "early", impute: str = "auto",
                epochs: int = 150, hidden: int = 64, held_out_fraction: float = HELD_OUT_FRACTION,
                min_gain: float = 0.0, encode_reports: dict[str, Any] | None = None,
                answers: str | None = None) -> dict[str, Any]:

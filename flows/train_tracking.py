@@ -6,6 +6,7 @@ orchestrator; the task in ``flows.tasks`` only wraps it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,14 @@ def encoder_versions(encode_reports: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["modality", "encoder_name", "encoder_version", "preprocessing_hash"])
 
 
+def log_imputation_choice(model_dir: Path) -> None:
+    """With ``--impute auto``: the method chosen (tag) and the nested-validation comparison (table) in the run."""
+    selection = json.loads((model_dir / "model.json").read_text()).get("metrics", {}).get("impute_selection")
+    if selection:
+        mlflow.set_tag("imputation", selection["chosen"])
+        mlflow.log_table(pd.DataFrame(selection["table"]), artifact_file="imputation_selection.json")
+
+
 def log_training_run(model_dir: Path, held_out: FeatureSet, *, settings: Settings, config: dict[str, Any],
                      evaluation: dict[str, Any], encoders: pd.DataFrame | None, n_train: int,
                      held_out_fraction: float, min_gain: float = 0.0) -> dict[str, Any]:
@@ -65,6 +74,7 @@ def log_training_run(model_dir: Path, held_out: FeatureSet, *, settings: Setting
         if report_dir and Path(report_dir).is_dir():
             mlflow.log_artifacts(str(report_dir), artifact_path="evaluation")
         mlflow.log_artifact(str(Path(model_dir) / "model.json"), artifact_path="bundle")
+        log_imputation_choice(Path(model_dir))
         info = registry.log_pyfunc(Path(model_dir), held_out)
         decision = registry.register_with_gate(info.model_uri, None, held_out, min_gain=min_gain)
         url = tracking.run_url(settings, run)

@@ -102,7 +102,8 @@ def train_with_encoders(settings, train_fs, config, joint_epochs: int, encoder_l
 
 def train(
     fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or cross_attention."),
-    impute: str = typer.Option("cross_profile", "--impute", help="Missing modalities: cross_profile, mean or zero."),
+    impute: str = typer.Option("auto", "--impute", help="Missing modalities: auto (chosen by nested validation on "
+                               "the training patients), cross_profile, complete_case, mean or zero."),
     epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum epochs (early stopping on validation AUROC)."),
     hidden: int = typer.Option(64, "--hidden", min=2, help="Hidden width of fusion layers and classifier."),
     layers: int = typer.Option(1, "--layers", min=1, max=2, help="Hidden layers of the classifier head (1 or 2)."),
