@@ -39,12 +39,15 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("evaluate", "evaluate-weekly", "cpu", "0 6 * * 0", False, "Weekly re-evaluation of the champion."),
     DeploymentSpec("predict", "predict", "cpu", None, False, "On demand: batch prediction of a cohort folder."),
     DeploymentSpec("pipeline", "pipeline", "cpu", None, True, "On demand: the whole pipeline."),
+    DeploymentSpec("pacs-ingest", "pacs-hourly", "cpu", "0 * * * *", False,
+                   "Hourly pull of new series from the PACS (CLINFUSE_PACS_URL), then ingest."),
 )
 
 ENTRYPOINTS = {
     "ingest": "flows.ingest_flow:ingest_flow", "encode": "flows.encode_flow:encode_flow",
     "train": "flows.train_flow:train_flow", "evaluate": "flows.evaluate_flow:evaluate_flow",
     "predict": "flows.predict_flow:predict_flow", "pipeline": "flows.pipeline_flow:pipeline_flow",
+    "pacs-ingest": "flows.pacs_flow:pacs_ingest_flow",
 }
 
 
@@ -160,6 +163,8 @@ def deploy_all(settings: Settings, source: str | None = None, cohort_csv: str | 
     for spec in DEPLOYMENTS:
         if only and spec.flow not in only:
             continue
+        if spec.flow == "pacs-ingest" and not settings.pacs_url:
+            continue  # no PACS configured: its runs could not start
         params = dict(spec.parameters)
         if spec.needs_source:
             if not source:

@@ -11,7 +11,10 @@ MAX_LISTED = 40
 
 
 def ingest(
-    source: Path = typer.Option(..., "--source", help="Folder to ingest: DICOM (folders/.zip), EEG files, notes."),
+    source: Path | None = typer.Option(None, "--source", help="Folder to ingest: DICOM (folders/.zip), EEG files, notes."),
+    pacs: str | None = typer.Option(
+        None, "--pacs", help="Pull new series from this DICOMweb PACS (e.g. http://pacs:8042/dicom-web) instead of "
+                             "--source; credentials from CLINFUSE_PACS_USERNAME/CLINFUSE_PACS_PASSWORD."),
     cohort: Path | None = typer.Option(
         None, "--cohort", help="Cohort CSV (patient_id, label, optional demographics/labs); skipped when absent."),
     workers: int | None = typer.Option(
@@ -32,6 +35,12 @@ def ingest(
 
     console = Console()
     settings = get_settings()
+    if pacs is not None:
+        _ingest_from_pacs(console, settings, pacs, cohort)
+        return
+    if source is None:
+        console.print("[red]nothing to ingest: pass --source DIR or --pacs URL[/red]")
+        raise typer.Exit(2)
     if not source.is_dir():
         console.print(f"[red]source folder {source} does not exist or is not a folder; pass --source DIR[/red]")
         raise typer.Exit(2)
@@ -53,6 +62,41 @@ def ingest(
             workers=workers or settings.workers, progress=progress, exclude=exclude,
         )
     print_report(console, report)
+
+
+def _ingest_from_pacs(console, settings, url: str, cohort: Path | None) -> None:  # noqa: ANN001 - lazily imported types
+    """Run the PACS ingest flow (pull what is new, ingest it); exit 1 with the reason when the PACS fails."""
+    from urllib.parse import urlsplit
+
+    from flows.prefect_env import apply_prefect_env
+    from ingestion.pacs import PacsError
+    from ingestion.pacs_cursor import redact_url
+
+    if urlsplit(url).username or urlsplit(url).password:
+        console.print(f"[red]put the PACS credentials in CLINFUSE_PACS_USERNAME / CLINFUSE_PACS_PASSWORD, not in the "
+                      f"URL (flow parameters are recorded): use --pacs {redact_url(url)}[/red]")
+        raise typer.Exit(2)
+    if cohort is not None and not cohort.is_file():
+        console.print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv or leave it out[/red]")
+        raise typer.Exit(2)
+    settings.ensure_dirs()
+    apply_prefect_env(settings)
+    from flows.pacs_flow import pacs_ingest_flow
+
+    try:
+        with console.status(f"[bold]pulling from {redact_url(url)}…"):
+            result = pacs_ingest_flow(url=url, cohort_csv=str(cohort.resolve()) if cohort else None)
+    except PacsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    pulled = result["pull"]
+    console.print(f"PACS {pulled.pacs}: {pulled.series_found} series found, {pulled.series_pulled} pulled "
+                  f"({pulled.instances_written} instances, {pulled.bytes_written / 1e6:.1f} MB), "
+                  f"{pulled.series_current} already current. Staging: {pulled.staging}")
+    if result["ingest"] is not None:
+        print_report(console, result["ingest"])
+    else:
+        console.print("Nothing new: no data moved.")
 
 
 def print_report(console, report) -> None:  # noqa: ANN001 - rich Console, IngestReport (imported lazily)
