@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,8 +45,8 @@ def labelled(features: FeatureSet) -> FeatureSet:
         raise ValueError("the cohort has no labels: training needs a cohort table with a 'label' column")
     keep = np.isfinite(np.asarray(features.labels, dtype=float))
     out = features.subset(keep)
-    return FeatureSet(out.patient_ids, out.embeddings, out.mask, out.covariates,
-                      np.asarray(out.labels).astype(np.int64), out.modalities)
+    # replace() keeps covariate names and encoder keys: the model records them (raw covariates, pinned encoders)
+    return replace(out, labels=np.asarray(out.labels).astype(np.int64))
 
 
 def split(features: FeatureSet, settings: Settings, fraction: float) -> tuple[FeatureSet, FeatureSet]:
