@@ -23,7 +23,7 @@ docs/BENCHMARKS.md ("Quality on files at scale"), marking cells not run.
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import sys
 import tempfile
 import time
@@ -40,6 +40,7 @@ from quality_cache import build, cache_dir, load_cached_features, peak_rss_mib  
 from quality_scenarios import METHODS, SCENARIOS, imputation_quality, run_cell  # noqa: E402
 
 from ingestion.phantom import SignalModel  # noqa: E402
+from models.evaluation import paired_auroc_difference  # noqa: E402
 
 ZERO = "zero-fill + mask"
 CORE = (ZERO, "cohort mean", "cross-profiling", "latent cross-profiling (M3Care-style)")
@@ -83,14 +84,23 @@ def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
     return fs, answers.reset_index(), held_out_mask(fs.patient_ids, fraction, args.seed), model
 
 
+def _slug(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _risk(results: Path, key: str) -> np.ndarray | None:
+    """The held-out risks a finished cell saved (the reference of paired differences), or None."""
+    path = results / "risks" / f"{_slug(key)}.npy"
+    return np.load(path) if path.exists() else None
+
+
 def run(args) -> None:  # noqa: ANN001
     results = Path(args.cache) / "results"
-    results.mkdir(parents=True, exist_ok=True)
+    (results / "risks").mkdir(parents=True, exist_ok=True)
     done_path = results / "cells.parquet"
     done = pd.read_parquet(done_path) if done_path.exists() else pd.DataFrame()
     files = (cache_dir(args.cache, args.patients, args.seed, args.shared) / "features.npz").exists()
     data: dict = {}
-    references: dict = {}
     for source, rho, sc, method, fusion in plan(files, args.shared, args.shared_range):
         key = f"{source}|{rho:g}|{sc}|{method}|{fusion}"
         if len(done) and key in set(done["key"]):
@@ -104,10 +114,13 @@ def run(args) -> None:  # noqa: ANN001
                         imputation_quality(fs, held, m, 0.5, model, answers, args.seed)]
                 pd.DataFrame(rows).to_parquet(qpath)
         fs, answers, held, model = data[(source, rho)]
-        ref = references.get((source, rho, sc, fusion)) if method != ZERO else None
+        ref = _risk(results, f"{source}|{rho:g}|{sc}|{ZERO}|{fusion}") if method != ZERO else None
         row, risk = run_cell(fs, answers, held, model, SCENARIOS[sc], method, fusion, args.seed, args.n_boot, ref)
-        if method == ZERO:
-            references[(source, rho, sc, fusion)] = risk
+        np.save(results / "risks" / f"{_slug(key)}.npy", risk)
+        mean = _risk(results, f"{source}|{rho:g}|{sc}|cohort mean|{fusion}")
+        if method not in (ZERO, "cohort mean") and mean is not None:  # paired difference to the cohort mean too
+            d = paired_auroc_difference(np.asarray(fs.labels)[held], risk, mean, args.n_boot, args.seed)
+            row.update({"minus_mean": d.value, "minus_mean_low": d.low, "minus_mean_high": d.high})
         row.update({"key": key, "source": source, "shared": rho, "peak_rss_mib": peak_rss_mib()})
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         done.to_parquet(done_path)
