@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
+from ingestion.ingest import SOURCE_HASHES
 from models.feature_set import FeatureSet
 
 RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5}
@@ -36,16 +37,23 @@ def _sha() -> Any:
     return hashlib.sha256()
 
 
-def tree_sha256(root: Path, exclude: tuple[Path, ...] = ()) -> str:
-    """Hash of every file's relative path and content under ``root`` (sorted, so order-independent)."""
+def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None = None) -> str:
+    """Hash of every file's relative path and content under ``root`` (sorted, so order-independent).
+
+    With ``hashes`` (the home's source-hash cache), files unchanged since they were
+    last hashed are not read: a warm run's cache key costs a directory walk.
+    """
+    from ingestion.ingest_hashing import HashCache
+
     digest = _sha()
     skip = {p.resolve() for p in exclude}
+    cache = HashCache(hashes)
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
         if path.resolve() in skip:
             continue
         digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "sha256").digest())
+        digest.update(bytes.fromhex(cache.sha256(path)))
+    cache.save()
     return digest.hexdigest()
 
 
@@ -75,7 +83,8 @@ def _key(*parts: Any) -> str:
 def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
     skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
-    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip),
+    hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
+    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes),
                 file_sha256(cohort), p["reader"], hashlib.sha256(p["secret"].encode()).hexdigest())
 
 
