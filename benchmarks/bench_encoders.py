@@ -48,8 +48,7 @@ def build_home(source: str, n: int, root: Path, seed: int) -> tuple[Path, pd.Dat
     s = Settings(home=home)
     generate_cohort(root / "src", n, seed=seed, missing_rate=0.15, eeg_seconds=(30, 40), workers=2)
     ingest(root / "src", root / "src" / "cohort.csv", home, s.pseudonym_secret.get_secret_value(),
-           ct_spacing_mm=s.ct_spacing_mm, ct_shape=s.ct_shape, xray_shape=s.xray_shape, eeg_sfreq=s.eeg_sfreq,
-           eeg_window_s=s.eeg_window_s, eeg_line_freq=s.eeg_line_freq, workers=2)
+           config=s.reader_config(), workers=2)
     return home, read_manifest(home / "manifest.parquet"), pd.read_parquet(home / "cohort.parquet")
 
 

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from ingestion.ingest import IngestReport, ingest
+
+from ingestion.ingest_worker import ReaderConfig
 from ingestion.phantom import generate_cohort
 
 READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(32, 64, 64), xray_shape=(128, 128),
@@ -35,7 +37,7 @@ def _cpu_s() -> float:
 
 def _run(cohort_dir: Path, home: Path, workers: int) -> tuple[IngestReport, float, float]:
     wall, cpu = time.perf_counter(), _cpu_s()
-    report = ingest(cohort_dir, cohort_dir / "cohort.csv", home, "bench-secret", workers=workers, **READER_ARGS)
+    report = ingest(cohort_dir, cohort_dir / "cohort.csv", home, "bench-secret", workers=workers, config=ReaderConfig(**READER_ARGS))
     return report, time.perf_counter() - wall, _cpu_s() - cpu
 
 

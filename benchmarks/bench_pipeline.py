@@ -27,43 +27,32 @@ sys.path.insert(0, str(REPO))
 
 
 def plain_script(source: Path, home: Path, epochs: int) -> dict:
-    """Every stage's library call in order, without Prefect (MLflow logging included, as in the flows)."""
-    from flows.encode_flow import encode_options
-    from flows.ingest_flow import reader_config
+    """Every stage's library function in order, without Prefect (MLflow logging included, as in the flows)."""
     from flows.registry import MODEL_NAME, load_champion, score
     from flows.settings import Settings
-    from flows.train_flow import labelled, split
-    from flows.train_tracking import encoder_versions, log_training_run
+    from flows.train_tracking import log_training_run
     from ingestion.cohort import load_cohort
     from ingestion.ingest import ingest
-    from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.evaluation import evaluate_model
-    from models.features import encode_manifest, load_features
+    from models.held_out import HELD_OUT_FRACTION, split_held_out
     from models.predictions_store import append_batch
-    from models.train import TrainConfig, train
+    from models.stage_inputs import as_encoder_keys, home_features
+    from models.stages import EncodeConfig, EvaluateConfig, TrainStageConfig, encode, evaluate, stage_features, train
 
     s = Settings(home=home)
     s.ensure_dirs()
-    ingest(source, source / "cohort.csv", s.home, s.pseudonym_secret.get_secret_value(), workers=s.workers,
-           **reader_config(s))
-    manifest = read_manifest(s.manifest_path)
-    store = EmbeddingStore(s.embeddings_dir)
-    opts = encode_options(s)
-    reports = {m: encode_manifest(manifest, s.home, store, [m], encoders_dir=s.encoders_dir,
-                                  quarantine_dir=s.quarantine_dir, **opts) for m in ("ct", "xray", "eeg", "note")}
-    keys = {m: (tuple(r.encoder_keys[m]) if r.encoder_keys.get(m) else None) for m, r in reports.items()}
-    cohort = load_cohort(s.cohort_path)
-    features = labelled(load_features(manifest, cohort, store, keys))
-    train_fs, held_out = split(features, s, 0.2)
-    config = TrainConfig(epochs=epochs, seed=s.seed, device=s.resolved_device()).as_dict()
-    model = train(train_fs, TrainConfig(**config))
-    model_dir = model.save(s.home / "models" / "plain")
-    evaluation = evaluate_model(model, held_out, s.reports_dir / "plain")
-    log_training_run(model_dir, held_out, settings=s, config=config, evaluation=evaluation,
-                     encoders=encoder_versions(reports), n_train=len(train_fs), held_out_fraction=0.2)
+    ingest(source, source / "cohort.csv", s.home, s.pseudonym_secret.get_secret_value(), s.reader_config(),
+           workers=s.workers)
+    encoded = encode(EncodeConfig(home=s.home, device=s.resolved_device(), seed=s.seed, note_encoder=s.note_encoder))
+    keys = as_encoder_keys(dict(encoded.encoder_keys))
+    config = TrainStageConfig(home=s.home, encoder_keys=keys, epochs=epochs, seed=s.seed, device=s.resolved_device())
+    trained = train(config)
+    evaluation = evaluate(EvaluateConfig(home=s.home, model_dir=trained.model_dir, encoder_keys=keys, seed=s.seed))
+    _, held_out = split_held_out(stage_features(s.home, keys, 0, s.seed), HELD_OUT_FRACTION, s.seed)
+    log_training_run(trained.model_dir, held_out, settings=s, config=config.train_config().as_dict(),
+                     evaluation=evaluation, encoders=dict(keys), n_train=trained.n_train,
+                     held_out_fraction=HELD_OUT_FRACTION)
     champion, version, run_id = load_champion()
-    out = score(champion, load_features(manifest, cohort, store, keys))
+    out = score(champion, home_features(s.layout, dict(keys), load_cohort(s.cohort_path)))
     append_batch(s.predictions_dir, out, model_name=MODEL_NAME, model_version=version, run_id=run_id)
     return {"n": len(out)}
 

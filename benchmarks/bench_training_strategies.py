@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from flows.commands.train import held_out_split, latest_encoder_keys, read_answers
-from flows.train_flow import labelled
+from models.held_out import labelled, split_held_out
+from models.stage_inputs import read_answers
+from models.stages import EncodeConfig, encode
 from ingestion.cohort import load_cohort
 from ingestion.manifest import read_manifest
 from models.embedding_store import EmbeddingStore
@@ -50,9 +51,9 @@ def main() -> None:
     home, enc_dir = args.home, args.home / "encoders"
     manifest, cohort = read_manifest(home / "manifest.parquet"), load_cohort(home / "cohort.parquet")
     store = EmbeddingStore(home / "embeddings")
-    keys = latest_encoder_keys(manifest, store.index())
+    keys = dict(encode(EncodeConfig(home=home, seed=args.seed)).encoder_keys)  # store hits: the current keys
     features = labelled(load_features(manifest, cohort, store, keys))
-    train_fs, held = held_out_split(features, 0.2, args.seed)
+    train_fs, held = split_held_out(features, 0.2, args.seed)
     held_ids = held.patient_ids
     rows = []
     if args.answers:
@@ -76,7 +77,7 @@ def main() -> None:
     rep = encode_manifest(manifest, home, store, modalities=("ct", "xray", "eeg"), encoders_dir=enc_dir)
     pre_keys = {**keys, **rep.encoder_keys}
     pre_fs = labelled(load_features(manifest, cohort, store, pre_keys))
-    pre_train, _ = held_out_split(pre_fs, 0.2, args.seed)
+    pre_train, _ = split_held_out(pre_fs, 0.2, args.seed)
     model = train(pre_train, config)
     rows.append({"strategy": "pretrain + frozen", "auroc": held_out_auroc(model, pre_fs, held_ids),
                  "seconds": time.perf_counter() - t, "pretrain_seconds": t_pre})

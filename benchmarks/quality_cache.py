@@ -18,7 +18,6 @@ ids; answers are for evaluation only) and ``build.json`` (stage timings, peak me
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import sys
@@ -66,21 +65,16 @@ def load_cached_features(path: Path) -> FeatureSet:
 
 
 def _ingest(source: Path, settings, workers: int) -> None:  # noqa: ANN001 - flows.settings.Settings
-    from flows.ingest_flow import reader_config
     from ingestion.ingest import ingest
 
-    kwargs = reader_config(settings)
-    if "config" in inspect.signature(ingest).parameters:
-        from ingestion.ingest_worker import ReaderConfig
-
-        kwargs = {"config": ReaderConfig(**kwargs)}
     ingest(source, source / "cohort.csv", settings.home, settings.pseudonym_secret.get_secret_value(),
-           workers=workers, exclude=[source / "answers.parquet", source / "answers.parquet.partial"], **kwargs)
+           settings.reader_config(), workers=workers,
+           exclude=[source / "answers.parquet", source / "answers.parquet.partial"])
 
 
 def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
     from flows.encode_flow import encode_options
-    from flows.train_flow import labelled
+    from models.held_out import labelled
     from ingestion.cohort import load_cohort
     from ingestion.manifest import read_manifest
     from models.embedding_store import EmbeddingStore

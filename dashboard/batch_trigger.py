@@ -1,26 +1,31 @@
-"""Start a batch prediction from the dashboard: a Prefect deployment when a server is configured, else in-process.
+"""Start a batch prediction from the dashboard: the Prefect deployment when a server is set, else a child process.
 
-The dashboard never writes predictions itself; the flow (``flows.predict_flow``,
-owned by the flows package) reads the cohort, writes the predictions store and
-returns. This module only chooses how to start it, reports progress, and turns
-every failure into a message a person can act on. It also unpacks an uploaded
-zip safely (no paths escaping the target folder, bounded size).
+The dashboard never runs a flow in its own process: with a Prefect server the
+``predict`` deployment runs on a worker; without one a child ``clinfuse
+predict`` process does ingest, encode and scoring, its output going to a log
+file under the home's ``logs`` folder. Either way this module only starts the
+run, polls it for the page's progress bar, and turns every failure into a
+message a person can act on. It also unpacks an uploaded zip safely (no paths
+escaping the target folder, bounded size).
 """
 
 from __future__ import annotations
 
-import inspect
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-#: ``<flow name>/<deployment name>`` of the batch prediction deployment.
-DEPLOYMENT_NAME = "predict/predict"
-#: Parameter names the flow may use for the cohort folder, in order of preference.
-COHORT_PARAMS = ("cohort_dir", "source_dir", "cohort", "source", "input_dir", "raw_dir", "source_root")
+from flows.names import PREDICT_DEPLOYMENT
+from ingestion.home_layout import HomeLayout
+
+DEPLOYMENT_NAME = PREDICT_DEPLOYMENT
 MAX_UNZIPPED_BYTES = 20 * 1024**3
 
 Progress = Callable[[float, str], None]
@@ -63,47 +68,42 @@ def unpack_zip(data: bytes | Path, parent: Path | None = None) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
 
-def cohort_kwargs(func: Callable, cohort_dir: Path, home: Path | None = None) -> dict[str, str]:
-    """The keyword arguments that hand ``cohort_dir`` (and the dashboard's ``home``, when the flow takes
-    one, so results land where the dashboard reads) to ``func``, whatever the flow names them."""
-    params = inspect.signature(getattr(func, "fn", func)).parameters
-    extra = {"home": str(home)} if home is not None and "home" in params else {}
-    for name in COHORT_PARAMS:
-        if name in params:
-            return {name: str(cohort_dir), **extra}
-    first = next(iter(params), None)
-    if first is None:
-        raise TypeError("the prediction flow takes no parameters; cannot pass the cohort folder")
-    return {first: str(cohort_dir), **extra}
+def predict_command(cohort_dir: Path) -> list[str]:
+    """The child's command line: this interpreter's ``clinfuse predict`` on the cohort folder."""
+    return [sys.executable, "-m", "flows.cli", "predict", "--source", str(cohort_dir)]
 
 
-def _in_process(cohort_dir: Path, home: Path | None, progress: Progress) -> BatchOutcome:
-    try:
-        from flows.predict_flow import predict_flow
-    except ImportError as exc:
-        return BatchOutcome(False, "Batch prediction is not available in this installation: the flow "
-                                   f"`flows.predict_flow.predict_flow` could not be imported ({exc}).")
-    progress(0.1, "Running the prediction flow in this process (ingest → encode → predict)…")
-    try:
-        result = predict_flow(**cohort_kwargs(predict_flow, cohort_dir, home))
-    except Exception as exc:  # noqa: BLE001 - report the flow's failure to the clinician, do not crash the page
-        return BatchOutcome(False, f"The prediction flow failed: {exc.__class__.__name__}: {exc}")
+def _child(cohort_dir: Path, home: Path, progress: Progress, poll_s: float, timeout_s: float) -> BatchOutcome:
+    """Run ``clinfuse predict`` in a child process (its own session) and poll it until it ends."""
+    logs = HomeLayout.at(home).ensure().logs_dir
+    log_path = logs / datetime.now(timezone.utc).strftime("batch-%Y%m%dT%H%M%S%f.log")
+    env = {**os.environ, "CLINFUSE_HOME": str(home), "COLUMNS": "160"}
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(predict_command(cohort_dir), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+    start = time.monotonic()
+    while child.poll() is None:
+        elapsed = time.monotonic() - start
+        if elapsed > timeout_s:
+            child.terminate()
+            return BatchOutcome(False, f"`clinfuse predict` still running after {timeout_s:.0f} s; stopped it. "
+                                       f"Its output: {log_path}")
+        progress(min(0.95, 0.05 + elapsed / max(timeout_s, 1.0)),
+                 f"`clinfuse predict` (pid {child.pid}) running for {elapsed:.0f} s…")
+        time.sleep(poll_s)
+    tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-3:]
+    if child.returncode != 0:
+        return BatchOutcome(False, f"`clinfuse predict` failed (exit {child.returncode}): "
+                                   f"{' '.join(tail) or 'no output'} (log: {log_path})")
     progress(1.0, "Done.")
-    detail = (f": {result.get('n')} patients, model v{result.get('model_version')}" if isinstance(result, dict)
-              else (f": {result}" if isinstance(result, str) else ""))
-    return BatchOutcome(True, f"Batch prediction finished{detail}.")
+    return BatchOutcome(True, f"Batch prediction finished: {' '.join(tail)}")
 
 
-def _deployment(cohort_dir: Path, home: Path | None, progress: Progress, poll_s: float, timeout_s: float) -> BatchOutcome:
+def _deployment(cohort_dir: Path, home: Path, progress: Progress, poll_s: float, timeout_s: float) -> BatchOutcome:
     from prefect import get_client
     from prefect.deployments import run_deployment
 
-    try:
-        from flows.predict_flow import predict_flow
-
-        kwargs = cohort_kwargs(predict_flow, cohort_dir, home)
-    except ImportError:
-        kwargs = {COHORT_PARAMS[0]: str(cohort_dir)}
+    kwargs = {"source": str(cohort_dir), "home": str(home)}
     try:
         flow_run = run_deployment(DEPLOYMENT_NAME, parameters=kwargs, timeout=0)
     except Exception as exc:  # noqa: BLE001
@@ -126,11 +126,11 @@ def _deployment(cohort_dir: Path, home: Path | None, progress: Progress, poll_s:
             time.sleep(poll_s)
 
 
-def run_batch(cohort_dir: Path, prefect_api_url: str | None, progress: Progress, home: Path | None = None,
+def run_batch(cohort_dir: Path, prefect_api_url: str | None, progress: Progress, home: Path,
               poll_s: float = 2.0, timeout_s: float = 3600.0) -> BatchOutcome:
-    """Predict for the cohort in ``cohort_dir`` through the deployment or in-process; never raises."""
+    """Predict for the cohort in ``cohort_dir`` through the deployment or a child process; never raises."""
     if not cohort_dir.is_dir():
         return BatchOutcome(False, f"{cohort_dir} is not a folder; choose the cohort export folder.")
     if prefect_api_url:
         return _deployment(cohort_dir, home, progress, poll_s, timeout_s)
-    return _in_process(cohort_dir, home, progress)
+    return _child(cohort_dir, home, progress, poll_s, timeout_s)

@@ -88,13 +88,16 @@ def note(home: Path, array_uri: str) -> dict:
 
 
 @st.cache_data(show_spinner="Reading the MLflow registry…", ttl=60, max_entries=4)
-def _registry(tracking_uri: str, key: tuple, ui_url: str | None) -> registry_reads.RegistrySnapshot:
-    return registry_reads.read_registry(tracking_uri, ui_url=ui_url)
+def _registry(tracking_uri: str, key: tuple) -> registry_reads.RegistrySnapshot:
+    return registry_reads.read_registry(tracking_uri)
 
 
 def registry(settings: Settings) -> registry_reads.RegistrySnapshot:
-    """The registry snapshot, re-read when the SQLite store changes or after a minute (servers)."""
+    """The registry snapshot, re-read when the SQLite store changes or after a minute (servers).
+
+    Links to runs point at the tracking server when MLflow runs as one (``registry_reads.mlflow_ui_url``).
+    """
     uri = settings.tracking_uri
     db = registry_reads.sqlite_path(uri)
     key = store_queries.store_fingerprint([db]) if db is not None else ()
-    return _registry(uri, key, getattr(settings, "mlflow_ui_url", None))
+    return _registry(uri, key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,12 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingestion.modalities import MODALITIES
+from ingestion.pseudonym import PSEUDONYM_RE
 from models import predictions_latest, predictions_store
 
 log = logging.getLogger(__name__)
 
 #: Pseudonyms as ``ingestion.pseudonym.pseudonymise`` writes them; anything else is never shown.
-PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
 
 #: Risk bands shown in the worklist: (name, lower bound inclusive, upper bound exclusive).
 RISK_BANDS: tuple[tuple[str, float, float], ...] = (

@@ -1,53 +1,78 @@
-"""The evaluate flow: the current champion on today's held-out patients, logged to ``clinfuse-evaluate``."""
+"""The evaluate flow: a model (the champion, or one named by id) on the held-out patients, logged to MLflow."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows import tracking
-from flows.encode_flow import encode_flow, encoder_keys
+from flows.names import CHAMPION, MODEL_NAME
 from flows.prefect_env import settings_for
-from flows.registry import CHAMPION, MODEL_NAME, champion_version
-from flows.tasks import evaluate_task, features_sha256, load_features_task
-from flows.train_flow import HELD_OUT_FRACTION, labelled, split
+from flows.registry import champion_version
+from flows.settings import Settings
+from flows.tasks import evaluate_task
+from flows.train_flow import current_encoder_keys
+from models.held_out import HELD_OUT_FRACTION
+from models.stages import EvaluateConfig, EvaluationResult
 
 
-@flow(name="evaluate", log_prints=True)
-def evaluate_flow(home: str | None = None, held_out_fraction: float = HELD_OUT_FRACTION,
-                  encode_reports: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Re-evaluate ``models:/clinfuse@champion``; a cache hit when neither the champion nor the data changed."""
-    settings = settings_for(home)
+def champion_dir(settings: Settings) -> tuple[Path, str]:
+    """The champion's model folder (downloaded from the registry) and its version."""
     tracking.configure_mlflow(settings)
     current = champion_version(mlflow.MlflowClient())
     if current is None:
-        raise LookupError(f"no {CHAMPION} version of {MODEL_NAME} in {settings.tracking_uri}: run the train flow first")
-    reports = encode_reports if encode_reports is not None else encode_flow(home=str(settings.home))
-    features = labelled(load_features_task(str(settings.home), str(settings.embeddings_dir), encoder_keys(reports)))
-    _, held_out = split(features, settings, held_out_fraction)
+        raise LookupError(f"no {CHAMPION} version of {MODEL_NAME} in {settings.tracking_uri}: "
+                          "train a model first, or pass a model id")
     bundle = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@{CHAMPION}")) / "artifacts"
-    model_dir = next(p.parent for p in bundle.rglob("model.json"))
-    key = f"{features_sha256(held_out)[:8]}-champion-v{current.version}"
-    out_dir = settings.reports_dir / key
-    state = evaluate_task.with_options(refresh_cache=not out_dir.exists())(
-        str(model_dir), key, held_out, str(out_dir), {}, return_state=True)
+    return next(p.parent for p in bundle.rglob("model.json")), str(current.version)
+
+
+def model_dir_for_id(settings: Settings, model_id: str) -> Path:
+    """``<models_dir>/<model_id>``, or a LookupError that lists the saved ids."""
+    path = settings.models_dir / model_id
+    if not (path / "model.json").exists():
+        saved = sorted(p.name for p in settings.models_dir.glob("*/model.json"))
+        raise LookupError(f"no model {model_id!r} under {settings.models_dir}; saved: "
+                          f"{', '.join(p.split('/')[0] for p in saved) or 'none'}")
+    return path
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(home: str | None = None, model_id: str | None = None,
+                  held_out_fraction: float = HELD_OUT_FRACTION, answers: str | None = None, n_boot: int = 500,
+                  synthetic: int = 0) -> EvaluationResult:
+    """Evaluate ``model_id`` (default: ``models:/clinfuse@champion``); a cache hit when nothing changed.
+
+    A champion evaluation is logged as a run of the ``clinfuse-evaluate`` experiment.
+    """
+    settings = settings_for(home)
+    if model_id:
+        model_dir, version = model_dir_for_id(settings, model_id), None
+    else:
+        model_dir, version = champion_dir(settings)
+    config = EvaluateConfig(
+        home=settings.home, model_dir=model_dir, encoder_keys=current_encoder_keys(str(settings.home), synthetic),
+        held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
+        n_boot=n_boot, seed=settings.seed, device=settings.resolved_device(),
+        secret=settings.pseudonym_secret.get_secret_value() if answers else "")
+    state = evaluate_task(config, return_state=True)
     evaluation = state.result()
-    if state.name == "Cached":
-        get_run_logger().info("champion v%s already evaluated on these patients (%s)", current.version, out_dir)
-        return {"version": str(current.version), "metrics": evaluation["metrics"], "url": None, "cached": True}
-    with tracking.stage_run("evaluate", settings, run_name=f"champion-v{current.version}",
-                            tags={"clinfuse.model_version": str(current.version)}) as run:
-        mlflow.log_params({"model_version": current.version, "model_run_id": current.run_id,
-                           "n_held_out_patients": len(held_out)})
-        tracking.log_metrics(evaluation["metrics"], prefix="heldout.")
-        mlflow.log_artifacts(evaluation["out_dir"], artifact_path="evaluation")
-        url = tracking.run_url(settings, run)
-    rows = [{"metric": k, "value": round(v, 4)} for k, v in tracking.numeric_metrics(evaluation["metrics"]).items()]
-    create_table_artifact(table=rows or [{"metric": "none", "value": 0}], key="champion-evaluation",
-                          description=f"{MODEL_NAME} v{current.version} on the held-out patients; {url}")
-    get_run_logger().info("champion v%s evaluated: %s", current.version, url)
-    return {"version": str(current.version), "metrics": evaluation["metrics"], "url": url, "cached": False}
+    if version is not None and state.name != "Cached":
+        log_champion_evaluation(settings, version, evaluation)
+    rows = [{"metric": k, "value": round(v, 4)} for k, v in tracking.numeric_metrics(evaluation.metrics).items()]
+    create_table_artifact(table=rows or [{"metric": "none", "value": 0}], key="held-out-evaluation",
+                          description=f"{model_id or f'{MODEL_NAME} v{version}'} on the held-out patients")
+    get_run_logger().info("evaluated %s: report %s", model_id or f"v{version}", evaluation.report)
+    return evaluation
+
+
+def log_champion_evaluation(settings: Settings, version: str, evaluation: EvaluationResult) -> None:
+    """One ``clinfuse-evaluate`` run: the champion's held-out metrics and report."""
+    with tracking.stage_run("evaluate", settings, run_name=f"champion-v{version}",
+                            tags={"clinfuse.model_version": version}):
+        mlflow.log_params({"model_version": version, "n_held_out_patients": evaluation.n_held_out})
+        tracking.log_metrics(evaluation.metrics, prefix="heldout.")
+        mlflow.log_artifacts(str(evaluation.out_dir), artifact_path="evaluation")

@@ -9,15 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.prefect_env import settings_for
-from flows.settings import Settings
 from flows.tasks import ingest_task, summary_rows
-
-
-def reader_config(settings: Settings) -> dict[str, Any]:
-    """The reader settings ``ingestion.ingest.ingest`` takes (they are part of the cache key)."""
-    return {"ct_spacing_mm": tuple(settings.ct_spacing_mm), "ct_shape": tuple(settings.ct_shape),
-            "xray_shape": tuple(settings.xray_shape), "eeg_sfreq": settings.eeg_sfreq,
-            "eeg_window_s": settings.eeg_window_s, "eeg_line_freq": settings.eeg_line_freq}
 
 
 def publish_ingest(report: Any) -> None:
@@ -40,12 +32,15 @@ def publish_ingest(report: Any) -> None:
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = None,
-                exclude: list[str] | None = None) -> Any:
-    """Ingest ``source`` (and the cohort table) into ``home``; re-running on unchanged input is a cache hit."""
+                exclude: list[str] | None = None, workers: int | None = None) -> Any:
+    """Ingest ``source`` (and the cohort table) into ``home``; re-running on unchanged input is a cache hit.
+
+    Returns the library's ``IngestReport``. ``workers`` defaults to ``settings.workers``.
+    """
     settings = settings_for(home)
     run = ingest_task.with_options(refresh_cache=not settings.manifest_path.exists())
     report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
-                 reader_config(settings), settings.workers, tuple(exclude or ()))
+                 settings.reader_config(), workers or settings.workers, tuple(exclude or ()))
     publish_ingest(report)
     if cohort_csv and settings.reid_key_bytes() is not None:
         reidentify_task(cohort_csv, str(settings.home))

@@ -29,7 +29,7 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",  # a loaded 2-core machine needs minutes
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
     }
     if settings.prefect_api_url:
@@ -85,6 +85,6 @@ def task_runner(settings: Settings, dask: bool):
 
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    # Threads inside the worker: ingestion forks its own reader processes, which a daemonic
-    # Dask worker process may not do.
+    # Threads inside the worker: ingestion forks its own reader processes, which a daemonic Dask
+    # worker process may not start (the process model is written down in ingestion/ingest.py).
     return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": False, "threads_per_worker": 2})

@@ -15,6 +15,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingestion.home_layout import HomeLayout
+from ingestion.ingest_worker import ReaderConfig
+
 
 class Settings(BaseSettings):
     """Every path, URI and knob that the platform reads from its environment."""
@@ -68,17 +71,6 @@ class Settings(BaseSettings):
         default=None, description="When set, every dashboard page asks for this password."
     )
     bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
-    pacs_url: str | None = Field(
-        default=None, description="DICOMweb root of the PACS to pull from (e.g. http://pacs:8042/dicom-web); "
-                                  "credentials go in pacs_username/pacs_password, not here.")
-    pacs_username: str | None = Field(default=None, description="PACS basic-auth user (CLINFUSE_PACS_USERNAME).")
-    pacs_password: SecretStr | None = Field(
-        default=None, description="PACS basic-auth password (CLINFUSE_PACS_PASSWORD); never logged.")
-    pacs_modalities: tuple[str, ...] = Field(
-        default=("CT", "CR", "DX"), description="DICOM modalities pulled from the PACS.")
-    pacs_study_date_from: str | None = Field(
-        default=None, description="Pull only studies on or after this StudyDate (YYYYMMDD); unset = all.")
-    pacs_timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for any one PACS request.")
     prefect_database_url: SecretStr | None = Field(
         default=None, description="Database of the Prefect server `clinfuse serve` starts "
                                   "(postgresql+asyncpg://USER:PW@HOST:PORT/DB); unset = SQLite under <home>/prefect.")
@@ -107,44 +99,63 @@ class Settings(BaseSettings):
         self.home = self.home.expanduser().resolve()
         return self
 
-    # Derived locations: the only place data paths are spelled out.
+    # Derived locations: spelled once, in ingestion.home_layout.HomeLayout.
+    @property
+    def layout(self) -> HomeLayout:
+        """Every path under ``home``; hand this (or its paths) to the library."""
+        return HomeLayout(self.home)
+
     @property
     def manifest_path(self) -> Path:
-        return self.home / "manifest.parquet"
+        return self.layout.manifest_path
 
     @property
     def arrays_dir(self) -> Path:
-        return self.home / "arrays"
+        return self.layout.arrays_dir
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
+        return self.layout.quarantine_dir
 
     @property
     def embeddings_dir(self) -> Path:
-        return self.home / "embeddings"
+        return self.layout.embeddings_dir
 
     @property
     def encoders_dir(self) -> Path:
-        return self.home / "encoders"
+        return self.layout.encoders_dir
+
+    @property
+    def models_dir(self) -> Path:
+        return self.layout.models_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.layout.logs_dir
 
     @property
     def predictions_dir(self) -> Path:
-        return self.home / "predictions"
+        return self.layout.predictions_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.home / "reports"
+        return self.layout.reports_dir
 
     @property
     def cohort_path(self) -> Path:
         """Pseudonymised cohort table written by ingest (patient_id is the pseudonym)."""
-        return self.home / "cohort.parquet"
+        return self.layout.cohort_path
+
+    def reader_config(self) -> ReaderConfig:
+        """The reader settings ingestion takes (they shape the arrays and are part of the cache key)."""
+        return ReaderConfig(tuple(map(float, self.ct_spacing_mm)), tuple(map(int, self.ct_shape)),  # type: ignore[arg-type]
+                            tuple(map(int, self.xray_shape)), float(self.eeg_sfreq), float(self.eeg_window_s),
+                            float(self.eeg_line_freq))
 
     @property
     def pseudonym_secret_path(self) -> Path:
         """Where the generated site secret lives when none is configured."""
-        return self.home / "pseudonym_secret"
+        return self.layout.pseudonym_secret_path
 
     @property
     def pseudonym_secret(self) -> SecretStr:
@@ -189,19 +200,13 @@ class Settings(BaseSettings):
                              "keep the key apart from the data it protects")
         return path.read_bytes().strip()
 
-    def pacs_dir(self, url: str) -> Path:
-        """Staging folder, cursor and temporary files of one PACS: ``<home>/pacs/<hash of its redacted URL>``."""
-        from ingestion.pacs_cursor import pacs_key
-
-        return self.home / "pacs" / pacs_key(url)
-
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.mlflow_tracking_uri or f"sqlite:///{self.layout.mlflow_db}"
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home / "mlartifacts").as_uri()
+        return self.mlflow_artifact_root or self.layout.mlflow_artifacts_dir.as_uri()
 
     def resolved_device(self) -> str:
         """CUDA when asked for or available under ``auto``; CPU otherwise."""
@@ -212,9 +217,7 @@ class Settings(BaseSettings):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.arrays_dir, self.quarantine_dir, self.embeddings_dir,
-                     self.encoders_dir, self.predictions_dir, self.reports_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        self.layout.ensure()
 
 
 @lru_cache(maxsize=1)

@@ -1,11 +1,11 @@
-"""Thin Prefect tasks: each wraps one library call, with retries, a cache key over content hashes, a name.
+"""Thin Prefect tasks: each wraps one library stage, adding a name, retries, a cache key and progress.
 
 Caching: each expensive task's cache key is a hash of what determines its
-output (source file contents, the manifest file, the features, the configs),
-so a re-run on unchanged data returns the stored result in state ``Cached``
-without running. ``refresh_cache`` is switched on by the flows when a task's
-outputs were deleted, so a cache hit never points at files that are gone.
-Results are pickled into Prefect's local storage under ``CLINFUSE_HOME``.
+output (source file contents, the manifest file, the stage config), so a
+re-run on unchanged data returns the stored result in state ``Cached`` without
+running. ``refresh_cache`` is switched on by the flows when a task's outputs
+were deleted, so a cache hit never points at files that are gone. Results are
+pickled into Prefect's local storage under ``CLINFUSE_HOME``.
 """
 
 from __future__ import annotations
@@ -18,25 +18,39 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
+from flows import progress
+from ingestion.home_layout import HomeLayout
 from ingestion.ingest import SOURCE_HASHES
-from models.feature_set import FeatureSet
+from ingestion.ingest_hashing import sha256_file
+from ingestion.ingest_worker import ReaderConfig
+from models.stage_inputs import features_sha256
+from models.stages import (
+    EncodeConfig, EncodeResult, EvaluateConfig, EvaluationResult, PretrainResult, PretrainStageConfig,
+    TrainResult, TrainStageConfig,
+)
 
-RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5}
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unless the stage refused its input (bad config, a missing store, no champion): that stays wrong."""
+    try:
+        state.result()
+    except (ValueError, FileNotFoundError, LookupError):
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
+RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5,
+         "retry_condition_fn": _transient}
 """I/O can fail transiently (network filesystems, a locked store): retry after ~5 s, then ~10 s."""
 
 
 # -- content hashes used as cache keys ------------------------------------------------------
-def _sha() -> Any:
-    return hashlib.sha256()
-
-
 def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None = None) -> str:
     """Hash of every file's relative path and content under ``root`` (sorted, so order-independent).
 
@@ -45,35 +59,20 @@ def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None 
     """
     from ingestion.ingest_hashing import HashCache
 
-    digest = _sha()
+    digest = hashlib.sha256()
     skip = {p.resolve() for p in exclude}
     cache = HashCache(hashes)
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
         if path.resolve() in skip:
             continue
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(bytes.fromhex(cache.sha256(path)))
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + cache.sha256(path).encode())
     cache.save()
     return digest.hexdigest()
 
 
 def file_sha256(path: Path | None) -> str:
-    if path is None or not Path(path).is_file():
-        return "absent"
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def features_sha256(features: FeatureSet) -> str:
-    """Hash of ids, embeddings, mask, covariates and labels: what a model sees."""
-    digest = _sha()
-    digest.update(json.dumps(list(features.patient_ids)).encode())
-    for m in features.modalities:
-        digest.update(m.encode() + np.ascontiguousarray(features.embeddings[m]).tobytes())
-    digest.update(features.mask.tobytes() + np.ascontiguousarray(features.covariates).tobytes())
-    if features.labels is not None:
-        digest.update(np.asarray(features.labels, dtype=np.float64).tobytes())
-    return digest.hexdigest()
+    """The content hash of ``path``, or "absent" (a cache key part for an optional file)."""
+    return sha256_file(Path(path)) if path is not None and Path(path).is_file() else "absent"
 
 
 def _key(*parts: Any) -> str:
@@ -84,35 +83,30 @@ def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
     skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
     hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
-    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes),
-                file_sha256(cohort), p["reader"], hashlib.sha256(p["secret"].encode()).hexdigest())
+    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes), file_sha256(cohort),
+                asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
 
 
-def _encode_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    enc_dir = Path(p["encoders_dir"])
-    return _key("encode", p["home"], p["modality"], file_sha256(Path(p["home"]) / "manifest.parquet"),
-                tree_sha256(enc_dir) if enc_dir.is_dir() else "none", p["options"])
+def _home_key(config: Any) -> tuple[str, str]:
+    """The manifest's content hash and the encoder weights': what every model stage reads from a home."""
+    layout = HomeLayout.at(config.home)
+    enc = layout.encoders_dir
+    return file_sha256(layout.manifest_path), tree_sha256(enc) if enc.is_dir() else "none"
 
 
-def _train_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    return _key("train", str(model_dir_for(p["features"], p["config"], p["out_root"])))
-
-
-def model_dir_for(features: FeatureSet, config: dict[str, Any], out_root: str | Path) -> Path:
-    """Where the model trained on ``features`` with ``config`` is saved: named by the hash of both."""
-    return Path(out_root) / _key("model", features_sha256(features), config)[:16]
-
-
-def _model_dir_sha(model_dir: str) -> str:
-    return tree_sha256(Path(model_dir))
+def _stage_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    config = p["config"]
+    return _key(context.task.name, asdict(config), *_home_key(config))
 
 
 def _evaluate_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    return _key("evaluate", p["model_key"], features_sha256(p["held_out"]), p["out_dir"])
+    config = p["config"]
+    return _key("evaluate", asdict(config), tree_sha256(Path(config.model_dir)), file_sha256(config.answers),
+                file_sha256(HomeLayout.at(config.home).cohort_path))
 
 
 def _register_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    return _key("register", _model_dir_sha(p["model_dir"]), features_sha256(p["held_out"]), p["tracking_uri"])
+    return _key("register", tree_sha256(Path(p["model_dir"])), features_sha256(p["held_out"]), p["tracking_uri"])
 
 
 def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
@@ -121,118 +115,71 @@ def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
 
 # -- tasks ---------------------------------------------------------------------------------------
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
-def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: dict[str, Any],
+def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: ReaderConfig,
                 workers: int, exclude: tuple[str, ...] = ()) -> Any:
-    """``ingestion.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``."""
+    """``ingestion.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``.
+
+    Called from a freshly spawned process: the library forks its readers, which
+    this process (Prefect's event loop and log threads) must not do; see the
+    process model in ``ingestion.ingest``. Progress cannot cross that boundary,
+    so the CLI shows the stage's spinner and the summary.
+    """
     from ingestion.ingest import ingest
 
-    logger = get_run_logger()
-    # The library forks its reader processes. Forking this process (Prefect's event loop and log
-    # threads hold locks) can leave a child deadlocked, so the call runs in a freshly spawned,
-    # single-threaded process, which then forks safely.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
-                             workers=workers, exclude=tuple(map(Path, exclude)), **reader).result()
-    logger.info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
-                report.n_quarantined, report.elapsed_s)
+                             reader, workers=workers, exclude=tuple(map(Path, exclude))).result()
+    get_run_logger().info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
+                          report.n_quarantined, report.elapsed_s)
     return report
 
 
-def fit_patients_of_home(home: str | Path, seed: int) -> tuple[str, ...] | None:
-    """Labelled, not held-out patients of the home's cohort (what encoders may be fitted on); None without a cohort."""
-    from flows.train_flow import HELD_OUT_FRACTION, held_out_mask
-    from ingestion.cohort import load_cohort
-    from models.features import fit_patient_ids
+@task(name="encode", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"], **RETRY)
+def encode_task(config: EncodeConfig) -> EncodeResult:
+    """``models.stages.encode`` for the config's modalities (the flow maps one task per modality)."""
+    from models.stages import encode
 
-    path = Path(home) / "cohort.parquet"
-    if not path.exists():
-        return None
-    cohort = load_cohort(path)
-    ids = tuple(cohort["patient_id"].astype(str))
-    held = [p for p, h in zip(ids, held_out_mask(ids, HELD_OUT_FRACTION, seed)) if h]
-    return fit_patient_ids(cohort, held)
+    result = encode(config, progress=progress.callback("encode"))
+    for m in config.modalities:
+        get_run_logger().info("encode %s: %d encoded, %d store hits, %d failed", m, result.encoded.get(m, 0),
+                              result.hits.get(m, 0), result.failed(m))
+    return result
 
 
-@task(name="encode", cache_key_fn=_encode_key, persist_result=True, tags=["gpu"], **RETRY)
-def encode_task(modality: str, home: str, store_root: str, encoders_dir: str, quarantine_dir: str,
-                options: dict[str, Any]) -> Any:
-    """``models.features.encode_manifest`` for one modality (the four modalities fan out)."""
-    from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.features import encode_manifest
+@task(name="pretrain", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"])
+def pretrain_task(config: PretrainStageConfig) -> PretrainResult:
+    """``models.stages.pretrain``: new encoder weight versions under the home's encoders."""
+    from models.stages import pretrain
 
-    manifest = read_manifest(Path(home) / "manifest.parquet")
-    report = encode_manifest(manifest, Path(home), EmbeddingStore(Path(store_root)), [modality],
-                             encoders_dir=Path(encoders_dir), quarantine_dir=Path(quarantine_dir),
-                             fit_patients=fit_patients_of_home(home, options.get("seed", 0)), **options)
-    get_run_logger().info("encode %s: %d encoded, %d store hits, %d failed", modality,
-                          report.encoded.get(modality, 0), report.hits.get(modality, 0), report.failed(modality))
-    return report
+    result = pretrain(config, progress=progress.callback("pretrain"))
+    get_run_logger().info("pretrained %s on %d patients", dict(result.versions), result.n_patients)
+    return result
 
 
-@task(name="load-features", cache_policy=NO_CACHE, **RETRY)
-def load_features_task(home: str, store_root: str, encoder_keys: dict[str, Any],
-                       cohort: pd.DataFrame | None = None) -> FeatureSet:
-    """``models.features.load_features`` for the home's cohort (or the given pseudonymised cohort)."""
-    from ingestion.cohort import load_cohort
-    from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.features import load_features
+@task(name="train", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"])
+def train_task(config: TrainStageConfig) -> TrainResult:
+    """``models.stages.train`` (every strategy); the model lands in ``<models_dir>/<model_id>``."""
+    from models.stages import train
 
-    cohort = cohort if cohort is not None else load_cohort(Path(home) / "cohort.parquet")
-    manifest = read_manifest(Path(home) / "manifest.parquet")
-    return load_features(manifest, cohort, EmbeddingStore(Path(store_root)), encoder_keys)
-
-
-@task(name="train", cache_key_fn=_train_key, persist_result=True, tags=["gpu"])
-def train_task(features: FeatureSet, config: dict[str, Any], out_root: str) -> str:
-    """``models.train.train`` then ``TrainedModel.save``; returns the model folder (named by its input key)."""
-    from models.train import TrainConfig, train
-
-    logger = get_run_logger()
-    model = train(features, TrainConfig(**config))
-    out = model_dir_for(features, config, out_root)
-    model.save(out)
-    last = model.history[-1] if model.history else {}
-    logger.info("trained %s on %d patients (%d epochs): %s", config.get("fusion"), len(features),
-                len(model.history), {k: v for k, v in last.items() if isinstance(v, float)})
-    return str(out)
+    result = train(config, progress=progress.callback("train"))
+    get_run_logger().info("trained %s (%s) on %d patients: best epoch %d, val AUROC %.3f", result.model_id,
+                          config.strategy, result.n_train, result.best_epoch, result.best_val_auroc)
+    return result
 
 
 @task(name="evaluate", cache_key_fn=_evaluate_key, persist_result=True)
-def evaluate_task(model_dir: str, model_key: str, held_out: FeatureSet, out_dir: str,
-                  options: dict[str, Any]) -> dict[str, Any]:
-    """``models.evaluation`` on the held-out split: ``{"metrics": {...}, "out_dir": report folder}``."""
-    from models.trained_model import TrainedModel
+def evaluate_task(config: EvaluateConfig) -> EvaluationResult:
+    """``models.stages.evaluate``: held-out metrics and the report folder."""
+    from models.stages import evaluate
 
-    logger = get_run_logger()
-    model = TrainedModel.load(model_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        from models.evaluation import evaluate_model
-    except ImportError:
-        from flows.train_tracking import basic_metrics
-
-        logger.warning("models.evaluation is not installed: held-out AUROC/AUPRC/Brier only, no report")
-        metrics = basic_metrics(model.predict_risk(held_out), np.asarray(held_out.labels))
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        return {"metrics": metrics, "out_dir": str(out)}
-    options = dict(options)
-    if options.get("answers"):
-        from flows.commands.train import read_answers
-
-        options["answers"] = read_answers(Path(options["answers"]), options.pop("secret"))
-    options.pop("secret", None)
-    result = evaluate_model(model, held_out, out, **options)
-    metrics = result["metrics"] if isinstance(result, dict) else getattr(result, "metrics")
-    logger.info("held-out evaluation of %s: %s", model_key[:12],
-                {k: v for k, v in metrics.items() if not isinstance(v, dict)})
-    return {"metrics": metrics, "out_dir": str(out)}
+    result = evaluate(config)
+    get_run_logger().info("held-out evaluation of %s on %d patients: AUROC %.3f", Path(config.model_dir).name,
+                          result.n_held_out, result.metrics.get("auroc", float("nan")))
+    return result
 
 
 @task(name="register", cache_key_fn=_register_key, persist_result=True, **RETRY)
-def register_task(model_dir: str, held_out: FeatureSet, tracking_uri: str, run_args: dict[str, Any]) -> dict:
+def register_task(model_dir: str, held_out: Any, tracking_uri: str, run_args: dict[str, Any]) -> dict:
     """Log the training run (params, metrics, lineage, report, pyfunc) and register it through the gate."""
     from flows.train_tracking import log_training_run
 
@@ -240,7 +187,7 @@ def register_task(model_dir: str, held_out: FeatureSet, tracking_uri: str, run_a
 
 
 @task(name="predict", cache_key_fn=_predict_key, persist_result=True, **RETRY)
-def predict_task(features: FeatureSet, model_version: str, run_id: str, predictions_dir: str,
+def predict_task(features: Any, model_version: str, run_id: str, predictions_dir: str,
                  n_mc: int = 30) -> dict[str, Any]:
     """Score with ``models:/clinfuse@champion`` and append one batch to the predictions store."""
     from flows.registry import MODEL_NAME, load_champion, score
@@ -257,10 +204,14 @@ def predict_task(features: FeatureSet, model_version: str, run_id: str, predicti
             "abstained": int(out["abstain"].sum()), "mean_risk": float(out["risk"].mean()) if len(out) else None}
 
 
+@task(name="load-features", cache_policy=NO_CACHE, **RETRY)
+def load_features_task(home: str, encoder_keys: dict[str, Any], cohort: Any = None) -> Any:
+    """``models.stage_inputs.home_features``: the home's cohort (or the given pseudonymised one) as features."""
+    from models.stage_inputs import home_features
+
+    return home_features(HomeLayout.at(home), encoder_keys, cohort)
+
+
 def summary_rows(report: Any) -> list[dict[str, Any]]:
     """Ingest counts as table rows (modality, status, n) for a Prefect table artifact."""
     return [{"modality": m, "status": s, "n": int(n)} for m, by in report.counts.items() for s, n in by.items()]
-
-
-def config_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else dict(obj)

@@ -20,12 +20,12 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ingestion.manifest import atomic_path
-from ingestion.pseudonym import pseudonymise
+from ingestion.pseudonym import PSEUDONYM_PATTERN, pseudonymise
 from ingestion.records import QuarantineError
 
 COHORT_SCHEMA = pa.DataFrameSchema(
     {
-        "patient_id": pa.Column(str, pa.Check.str_matches(r"^P[0-9a-f]{12}$"), unique=True),
+        "patient_id": pa.Column(str, pa.Check.str_matches(PSEUDONYM_PATTERN), unique=True),
         "label": pa.Column(pd.Int8Dtype(), pa.Check.isin([0, 1]), nullable=True),
     },
     strict=False,

@@ -12,13 +12,29 @@ A worker that dies on one item (out of memory, a decoder segfault) breaks the
 whole pool; the items that were in flight are then each retried alone in a
 fresh pool, and the one that kills its pool again is quarantined with that
 error. No other item is lost.
+
+Process model (the one place it is decided): readers run in a pool of
+**forked** processes. Fork, not spawn, because workers then start in
+milliseconds and inherit the heavy reader modules (:data:`PRELOAD`: spaCy, MNE,
+MONAI/torch) that the parent imports once before the pool starts, so neither
+the workers nor the fresh pools that replace a crashed one pay those imports
+again. What fork demands of the caller: each worker runs torch on one thread
+(a parent whose OpenMP pool already ran would otherwise deadlock the child),
+and the caller must not hold other threads' locks at fork time. A Prefect flow
+run does (its event loop and log threads), so ``flows.tasks.ingest_task`` calls
+``ingest`` from a freshly spawned, single-threaded process; a daemonic process
+(a Dask worker *process*) may not start children at all, so Dask clusters run
+ingest tasks in threads (``flows.prefect_env.task_runner``). The pool starts
+only when something is left to read. (The ``forkserver`` method was tried:
+Python 3.11's fork server cannot be reused from a forked child, which the
+concurrency tests do.)
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+import importlib
 import multiprocessing
 import sys
 import time
@@ -34,6 +50,7 @@ import pandas as pd
 
 from ingestion.availability import CohortJoin, cohort_join
 from ingestion.cohort import read_cohort, write_cohort
+from ingestion.home_layout import HomeLayout
 from ingestion.ingest_sources import KnownItem, discover_units
 from ingestion.ingest_worker import (
     ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
@@ -124,19 +141,16 @@ def _preload(kinds: set[str], readers: Readers) -> None:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    """Fork where available: workers start in milliseconds and need not re-import the readers."""
+    """Fork where available (see the module docstring); spawn elsewhere (Windows)."""
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def _worker_init() -> None:
-    """Run each worker's torch on one thread.
+    """Run each worker's torch on one thread: ``workers`` processes share the cores between them.
 
-    A worker forked from a parent whose OpenMP pool already ran (a notebook
-    or test process that used torch before) deadlocks in its first parallel
-    region (GNU OpenMP is not fork-safe); a single thread never enters one,
-    and one thread per worker is also what a pool of ``workers`` processes
-    should use on its cores.
+    One thread also never enters an OpenMP parallel region, so a worker stays
+    safe even under a start method that forks a process whose pool already ran.
     """
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -243,22 +257,91 @@ def _add_source_files(additions: dict[int, list[tuple[str, str]]], manifest_at_s
     return change
 
 
-def _ingest_cohort(cohort_csv: Path, home: Path, secret: str, manifest_path: Path):
+def _ingest_cohort(cohort_csv: Path, layout: HomeLayout, secret: str):
     """Read, pseudonymise and write the cohort; report join problems instead of failing the run."""
     try:
         table = read_cohort(cohort_csv, secret)
     except QuarantineError as exc:
         log.warning("cohort table set aside: %s", exc.reason)
         return None, (QuarantinedItem(Path(cohort_csv).name, "cohort", exc.reason),), ()
-    write_cohort(table.frame, home / "cohort.parquet")
+    write_cohort(table.frame, layout.cohort_path)
     problems = tuple(QuarantinedItem(f"{Path(cohort_csv).name}:{p.line}", "cohort", p.reason) for p in table.problems)
     payload = json.dumps([asdict(p) for p in problems], indent=2).encode("utf-8")
-    with atomic_path(home / "quarantine" / "cohort_rows.json") as tmp:  # lines and reasons only, no ids
+    with atomic_path(layout.quarantine_dir / "cohort_rows.json") as tmp:  # lines and reasons only, no ids
         tmp.write_bytes(payload)
     for problem in problems:
         log.warning("cohort row set aside: %s: %s", problem.source_uri, problem.reason)
-    join = cohort_join(read_manifest(manifest_path), table.frame)
+    join = cohort_join(read_manifest(layout.manifest_path), table.frame)
     return join, problems, table.dropped_columns
+
+
+@dataclass
+class _Plan:
+    """What an ingest run found before reading: units to read, and the tallies of those it may skip."""
+
+    units: list[WorkUnit]
+    todo: list[WorkUnit]
+    counts: Counter
+    quarantined: list[QuarantinedItem]
+    additions: dict[int, list[tuple[str, str]]]
+
+
+def _plan(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: str, readers: Readers,
+          exclude: Sequence[Path]) -> _Plan:
+    """Walk the source; split its units into those the manifest already has (tallied) and those to read."""
+    existing = read_manifest(layout.manifest_path)
+    done = _done_sources(existing, version)
+    known = [KnownItem(row["modality"], row["source_uri"], tuple(row["source_files"]), sha)
+             for sha, positions in done.items() if len(positions) == 1
+             for row in [existing.iloc[positions[0]]]]
+    skip = [layout.root, *([Path(cohort_csv)] if cohort_csv else []), *map(Path, exclude)]
+    units = discover_units(source, readers, exclude=skip, known=known,
+                           hash_cache=layout.root / SOURCE_HASHES)  # warm runs open no unchanged file
+    plan = _Plan(units, [], Counter(), [], {})
+    for unit in plan.units:
+        if unit.item_sha not in done:
+            plan.todo.append(unit)
+            continue
+        for pos in done[unit.item_sha]:
+            row = existing.iloc[pos]
+            plan.counts[(row["modality"], row["status"])] += 1
+            if row["status"] == "quarantined":
+                plan.quarantined.append(QuarantinedItem(row["source_uri"], row["modality"], row["reason"]))
+            seen = set(row["source_files"])
+            extra = [(f, row["source_uri"]) for f in unit.files if f not in seen]
+            if extra:
+                plan.additions[pos] = extra
+    if plan.additions:
+        update_manifest(layout.manifest_path, _add_source_files(plan.additions, existing))
+    return plan
+
+
+def _read_new(plan: _Plan, layout: HomeLayout, config: ReaderConfig, secret: str, readers: Readers,
+              workers: int, progress: ProgressCallback | None) -> int:
+    """Read the plan's new units in the pool, flushing rows to the manifest as they come; returns items read."""
+    version = config.pipeline_version()
+    skipped, total = len(plan.units) - len(plan.todo), len(plan.units)
+    if progress:
+        progress(skipped, total)
+    new_items, batch, finished, flushed_at = 0, [], skipped, time.monotonic()
+    _preload({unit.kind for unit in plan.todo}, readers)
+    for unit, results in run_units(plan.todo, (config, layout.root, secret, readers), workers):
+        for result in results:
+            plan.counts[(result.modality, result.status)] += 1
+            new_items += 1
+            if result.status == "quarantined":
+                write_quarantine_pointer(layout.root, result, version)
+                plan.quarantined.append(QuarantinedItem(result.source_uri, result.modality, result.reason))
+                log.info("quarantined %s: %s", result.source_uri, result.reason)
+            batch.append(result.manifest_row(version))
+        finished += 1
+        if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
+            upsert_manifest(layout.manifest_path, batch)
+            batch, flushed_at = [], time.monotonic()
+        if progress:
+            progress(finished, total)
+    upsert_manifest(layout.manifest_path, batch)
+    return new_items
 
 
 def ingest(
@@ -266,13 +349,8 @@ def ingest(
     cohort_csv: Path | None,
     home: Path,
     secret: str,
+    config: ReaderConfig,
     *,
-    ct_spacing_mm: tuple[float, float, float],
-    ct_shape: tuple[int, int, int],
-    xray_shape: tuple[int, int],
-    eeg_sfreq: float,
-    eeg_window_s: float,
-    eeg_line_freq: float,
     workers: int = 2,
     progress: ProgressCallback | None = None,
     readers: Readers | None = None,
@@ -280,85 +358,35 @@ def ingest(
 ) -> IngestReport:
     """Ingest every file under ``source`` into ``home`` (manifest, arrays, quarantine, cohort).
 
-    Raises ``FileNotFoundError`` only when ``source`` is not a folder; every
-    bad file becomes a quarantined manifest row instead. ``readers`` replaces
-    the modality readers (tests); by default the real ones are used.
-    ``exclude`` names files or folders under ``source`` that are not clinical
-    input (e.g. the phantom's evaluation-only ``answers.parquet``).
+    ``config`` (the reader settings) shapes the arrays and versions them. Raises
+    ``FileNotFoundError`` only when ``source`` is not a folder; every bad file
+    becomes a quarantined manifest row instead. ``readers`` replaces the
+    modality readers (tests); by default the real ones are used. ``exclude``
+    names files or folders under ``source`` that are not clinical input (e.g.
+    the phantom's evaluation-only ``answers.parquet``).
     """
     started = time.perf_counter()
-    source, home = Path(source).resolve(), Path(home).resolve()
+    source, layout = Path(source).resolve(), HomeLayout.at(home)
     if not source.is_dir():
         raise FileNotFoundError(f"source folder {source} does not exist or is not a folder")
-    home.mkdir(parents=True, exist_ok=True)
-    manifest_path = home / "manifest.parquet"
+    layout.root.mkdir(parents=True, exist_ok=True)
     readers = readers or default_readers()
-    config = ReaderConfig(tuple(map(float, ct_spacing_mm)), tuple(map(int, ct_shape)),  # type: ignore[arg-type]
-                          tuple(map(int, xray_shape)), float(eeg_sfreq), float(eeg_window_s), float(eeg_line_freq))
     version = config.pipeline_version()
-
-    existing = read_manifest(manifest_path)
-    done = _done_sources(existing, version)
-    known = [KnownItem(row["modality"], row["source_uri"], tuple(row["source_files"]), sha)
-             for sha, positions in done.items() if len(positions) == 1
-             for row in [existing.iloc[positions[0]]]]
-    skip = [home, *([Path(cohort_csv)] if cohort_csv else []), *map(Path, exclude)]
-    units = discover_units(source, readers, exclude=skip, known=known,
-                           hash_cache=home / SOURCE_HASHES)  # warm runs open no unchanged file
-    todo, counts, quarantined = [], Counter(), []
-    additions: dict[int, list[tuple[str, str]]] = {}
-    for unit in units:
-        if unit.item_sha not in done:
-            todo.append(unit)
-            continue
-        for pos in done[unit.item_sha]:
-            row = existing.iloc[pos]
-            counts[(row["modality"], row["status"])] += 1
-            if row["status"] == "quarantined":
-                quarantined.append(QuarantinedItem(row["source_uri"], row["modality"], row["reason"]))
-            known = set(row["source_files"])
-            extra = [(f, row["source_uri"]) for f in unit.files if f not in known]
-            if extra:
-                additions[pos] = extra
-    skipped = len(units) - len(todo)
-    total = len(units)
-    if progress:
-        progress(skipped, total)
-    if additions:
-        update_manifest(manifest_path, _add_source_files(additions, existing))
-
-    _preload({unit.kind for unit in todo}, readers)
-    new_items, batch, finished, flushed_at = 0, [], skipped, time.monotonic()
-    for unit, results in run_units(todo, (config, home, secret, readers), workers):
-        for result in results:
-            counts[(result.modality, result.status)] += 1
-            new_items += 1
-            if result.status == "quarantined":
-                write_quarantine_pointer(home, result, version)
-                quarantined.append(QuarantinedItem(result.source_uri, result.modality, result.reason))
-                log.info("quarantined %s: %s", result.source_uri, result.reason)
-            batch.append(result.manifest_row(version))
-        finished += 1
-        if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
-            upsert_manifest(manifest_path, batch)
-            batch, flushed_at = [], time.monotonic()
-        if progress:
-            progress(finished, total)
-    upsert_manifest(manifest_path, batch)
-
+    plan = _plan(source, cohort_csv, layout, version, readers, exclude)
+    new_items = _read_new(plan, layout, config, secret, readers, workers, progress)
     join, cohort_bad, dropped = (None, (), ())
     if cohort_csv is not None:
-        join, cohort_bad, dropped = _ingest_cohort(Path(cohort_csv), home, secret, manifest_path)
-
+        join, cohort_bad, dropped = _ingest_cohort(Path(cohort_csv), layout, secret)
     by_modality: dict[str, dict[str, int]] = {}
-    for (modality, status), n in sorted(counts.items()):
+    for (modality, status), n in sorted(plan.counts.items()):
         by_modality.setdefault(modality, {})[status] = n
     report = IngestReport(
-        source=str(source), manifest_path=str(manifest_path), pipeline_version=version,
-        n_files=sum(len(u.files) for u in units), counts=by_modality, new=new_items, skipped=skipped,
-        duplicate_files=len({path for u in units for path, _ in u.duplicates}
-                            | {path for extra in additions.values() for path, _ in extra}),
-        quarantined=tuple(sorted(quarantined, key=lambda q: q.source_uri)), cohort=join,
+        source=str(source), manifest_path=str(layout.manifest_path), pipeline_version=version,
+        n_files=sum(len(u.files) for u in plan.units), counts=by_modality, new=new_items,
+        skipped=len(plan.units) - len(plan.todo),
+        duplicate_files=len({path for u in plan.units for path, _ in u.duplicates}
+                            | {path for extra in plan.additions.values() for path, _ in extra}),
+        quarantined=tuple(sorted(plan.quarantined, key=lambda q: q.source_uri)), cohort=join,
         cohort_quarantined=cohort_bad, cohort_dropped_columns=tuple(dropped),
         elapsed_s=time.perf_counter() - started,
     )

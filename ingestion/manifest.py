@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from ingestion.modalities import MODALITIES
+from ingestion.pseudonym import PSEUDONYM_PATTERN
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "item_id", "patient_id", "modality", "source_uri", "source_files", "content_sha256",
@@ -53,7 +54,6 @@ ARROW_SCHEMA = pa_arrow.schema([
 ])
 
 _SHA = r"^[0-9a-f]{64}$"
-_PSEUDONYM = r"^P[0-9a-f]{12}$"
 
 
 def _is_file_list(value: Any) -> bool:
@@ -71,7 +71,7 @@ def _is_json_object(text: Any) -> bool:
 MANIFEST_SCHEMA = pa.DataFrameSchema(
     {
         "item_id": pa.Column(str, pa.Check.str_matches(_SHA), unique=True),
-        "patient_id": pa.Column(str, pa.Check.str_matches(_PSEUDONYM), nullable=True),
+        "patient_id": pa.Column(str, pa.Check.str_matches(PSEUDONYM_PATTERN), nullable=True),
         "modality": pa.Column(str, pa.Check.isin(MANIFEST_MODALITIES)),
         "source_uri": pa.Column(str, pa.Check.str_length(min_value=1)),
         "source_files": pa.Column(object, pa.Check(lambda s: s.map(_is_file_list),

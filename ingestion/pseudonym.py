@@ -5,10 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import tempfile
 from pathlib import Path
+
+
+PSEUDONYM_PATTERN = r"^P[0-9a-f]{12}$"
+"""What :func:`pseudonymise` returns: ``P`` and 12 hex digits (schemas and checks use this one pattern)."""
+PSEUDONYM_RE = re.compile(PSEUDONYM_PATTERN)
+
+
+def is_pseudonym(value: object) -> bool:
+    """True when ``value`` already is a pseudonym (so it must not be pseudonymised again)."""
+    return bool(PSEUDONYM_RE.match(str(value)))
 
 
 def pseudonymise(original_id: str, secret: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -27,12 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.modalities import MODALITIES
+from ingestion.pseudonym import PSEUDONYM_RE
 from models import predictions_latest
 
 log = logging.getLogger(__name__)
 
 MASK_VALUES = ("present", "missing", "imputed")
-PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
 
 PREDICTIONS_SCHEMA = pa.schema(
     [

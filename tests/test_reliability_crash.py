@@ -40,11 +40,6 @@ encode_manifest(read_manifest(home / "manifest.parquet"), home, EmbeddingStore(h
 """
 
 
-def reader_args(settings: Settings) -> dict:
-    return dict(ct_spacing_mm=settings.ct_spacing_mm, ct_shape=settings.ct_shape, xray_shape=settings.xray_shape,
-                eeg_sfreq=settings.eeg_sfreq, eeg_window_s=settings.eeg_window_s, eeg_line_freq=settings.eeg_line_freq)
-
-
 def kill_when(cmd: list[str], env: dict[str, str], ready, timeout_s: float = 300.0) -> tuple[int, str]:
     """Start ``cmd`` in a new session, SIGKILL its process group as soon as ``ready()`` is true.
 
@@ -93,7 +88,7 @@ def crashed_ingest(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path
     killed_at, _ = kill_when(cmd, env, lambda: _manifest_rows(manifest_path))
     before = read_manifest(manifest_path)  # must still validate: never half a table
     settings = Settings(home=home)
-    report = ingest(src, None, home, SECRET, workers=2, **reader_args(settings))
+    report = ingest(src, None, home, SECRET, workers=2, config=settings.reader_config())
     return {"src": src, "home": home, "before": before, "killed_at": killed_at, "report": report,
             "after": read_manifest(manifest_path), "n_files": n_files}
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingestion.ingest import IngestReport
 
 MAX_LISTED = 40
 """Quarantined items and join problems printed in full; the manifest holds the rest."""
@@ -25,84 +29,62 @@ def ingest(
 ) -> None:
     """Ingest and de-identify every file under SOURCE; bad files are quarantined with a reason, never dropped.
 
-    Re-running on unchanged input does no work (items are keyed by content hash).
+    Runs the ingest flow. Re-running on unchanged input does no work (items are keyed by content hash).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from flows.settings import get_settings
-    from ingestion.ingest import ingest as run_ingest
+    from flows.commands.flow_runner import prepare, run_flow
 
     console = Console()
-    settings = get_settings()
-    if pacs is not None:
-        _ingest_from_pacs(console, settings, pacs, cohort)
-        return
-    if source is None:
-        console.print("[red]nothing to ingest: pass --source DIR or --pacs URL[/red]")
+    if (source is None) == (pacs is None):
+        console.print("[red]pass either --source DIR (a folder) or --pacs URL (a DICOMweb PACS)[/red]")
         raise typer.Exit(2)
+    if cohort is not None and not cohort.is_file():
+        console.print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv or leave it out[/red]")
+        raise typer.Exit(2)
+    if pacs is not None:
+        _ingest_pacs(console, pacs, cohort)
+        return
     if not source.is_dir():
         console.print(f"[red]source folder {source} does not exist or is not a folder; pass --source DIR[/red]")
         raise typer.Exit(2)
-    if cohort is not None and not cohort.is_file():
-        console.print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv or leave it out[/red]")
-        raise typer.Exit(2)
-    settings.ensure_dirs()
-    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("ingest", total=None)
+    prepare(console)
+    from flows.ingest_flow import ingest_flow
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        report = run_ingest(
-            source, cohort, settings.home, settings.pseudonym_secret.get_secret_value(),
-            ct_spacing_mm=settings.ct_spacing_mm, ct_shape=settings.ct_shape, xray_shape=settings.xray_shape,
-            eeg_sfreq=settings.eeg_sfreq, eeg_window_s=settings.eeg_window_s, eeg_line_freq=settings.eeg_line_freq,
-            workers=workers or settings.workers, progress=progress, exclude=exclude,
-        )
+    report = run_flow(console, "ingest", lambda: ingest_flow(
+        source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
+        exclude=[str(p.resolve()) for p in exclude] or None, workers=workers))
     print_report(console, report)
 
 
-def _ingest_from_pacs(console, settings, url: str, cohort: Path | None) -> None:  # noqa: ANN001 - lazily imported types
-    """Run the PACS ingest flow (pull what is new, ingest it); exit 1 with the reason when the PACS fails."""
+def _ingest_pacs(console: Console, url: str, cohort: Path | None) -> None:
+    """``--pacs``: the PACS ingest flow; credentials only from the environment, never echoed."""
     from urllib.parse import urlsplit
 
-    from flows.prefect_env import apply_prefect_env
+    from flows.commands.flow_runner import prepare, run_flow
     from ingestion.pacs import PacsError
-    from ingestion.pacs_cursor import redact_url
 
-    if urlsplit(url).username or urlsplit(url).password:
-        console.print(f"[red]put the PACS credentials in CLINFUSE_PACS_USERNAME / CLINFUSE_PACS_PASSWORD, not in the "
-                      f"URL (flow parameters are recorded): use --pacs {redact_url(url)}[/red]")
+    if urlsplit(url).password:
+        console.print("[red]the PACS URL carries a password: put it in CLINFUSE_PACS_PASSWORD (and the user in "
+                      "CLINFUSE_PACS_USERNAME), never in the URL, which shells and logs keep[/red]")
         raise typer.Exit(2)
-    if cohort is not None and not cohort.is_file():
-        console.print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv or leave it out[/red]")
-        raise typer.Exit(2)
-    settings.ensure_dirs()
-    apply_prefect_env(settings)
+    prepare(console)
     from flows.pacs_flow import pacs_ingest_flow
 
     try:
-        with console.status(f"[bold]pulling from {redact_url(url)}…"):
-            result = pacs_ingest_flow(url=url, cohort_csv=str(cohort.resolve()) if cohort else None)
+        result = run_flow(console, "PACS pull + ingest", lambda: pacs_ingest_flow(
+            url=url, cohort_csv=str(cohort.resolve()) if cohort else None))
     except PacsError as exc:
         console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        raise typer.Exit(1) from exc
     pulled = result["pull"]
-    console.print(f"PACS {pulled.pacs}: {pulled.series_found} series found, {pulled.series_pulled} pulled "
+    console.print(f"{pulled.pacs}: {pulled.series_found} series found, {pulled.series_pulled} pulled "
                   f"({pulled.instances_written} instances, {pulled.bytes_written / 1e6:.1f} MB), "
-                  f"{pulled.series_current} already current. Staging: {pulled.staging}")
+                  f"{pulled.series_current} already current; {pulled.elapsed_s:.1f} s.")
     if result["ingest"] is not None:
         print_report(console, result["ingest"])
-    else:
-        console.print("Nothing new: no data moved.")
 
 
-def print_report(console, report) -> None:  # noqa: ANN001 - rich Console, IngestReport (imported lazily)
+def print_report(console: Console, report: IngestReport) -> None:
     """The run summary: counts per modality, quarantined items with reasons, cohort join problems."""
-    from rich.table import Table
-
     counts = Table(title=f"Ingest of {report.source}", show_lines=False)
     for column in ("modality", "ok", "quarantined"):
         counts.add_column(column, justify="left" if column == "modality" else "right")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 
 def _check_source(source: Path, cohort: Path | None) -> None:
-    from rich.console import Console
-
     if not source.is_dir():
         Console().print(f"[red]source folder {source} does not exist; pass --source DIR (a cohort export)[/red]")
         raise typer.Exit(2)
@@ -44,28 +43,26 @@ def pipeline(
     With no Prefect server configured the flows run in this process; a re-run on
     unchanged data is all cache hits.
     """
-    from rich.console import Console
-
-    from flows.prefect_env import apply_prefect_env
-    from flows.settings import get_settings
+    from flows.commands.flow_runner import prepare, run_flow
 
     console = Console()
-    settings = get_settings()
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
     answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
-    settings.ensure_dirs()
-    apply_prefect_env(settings)
+    settings = prepare(console)
     from flows.pipeline_flow import pipeline_flow
 
-    with console.status("[bold]running the pipeline (ingest, encode, train, evaluate, predict)…"):
-        result = pipeline_flow(source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
-                               fusion=fusion, impute=impute, epochs=epochs, dask=dask,
-                               answers=str(answers.resolve()) if answers else None)
-    train = result["train"]
-    console.print(f"[green]Done.[/green] Ingest: {result['ingest']}. Model clinfuse v{train['version']} is "
-                  f"[bold]{train['alias']}[/bold] ({train['reason']}).")
-    console.print(f"Latest batch: {result['predict']['path']} ({result['predict']['n']} patients)")
+    result = run_flow(console, "pipeline: ingest, encode, train, evaluate, predict", lambda: pipeline_flow(
+        source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, fusion=fusion,
+        impute=impute, epochs=epochs, dask=dask, answers=str(answers.resolve()) if answers else None), epochs=epochs)
+    ing, train, m = result.ingest, result.train, result.evaluation.metrics
+    console.print(f"[green]Done.[/green] Ingest: {ing.new} new, {ing.skipped} unchanged, {ing.n_quarantined} "
+                  f"quarantined. Model {train.trained.model_id} is clinfuse v{train.version} "
+                  f"[bold]{train.alias}[/bold] ({train.reason}).")
+    oracle = f", {m['auroc_over_oracle']:.0%} of the oracle's" if "auroc_over_oracle" in m else ""
+    console.print(f"Champion on {result.evaluation.n_held_out} held-out patients: AUROC {m['auroc']:.3f} "
+                  f"[{m['auroc_low']:.3f}, {m['auroc_high']:.3f}]{oracle}; report {result.evaluation.report}")
+    console.print(f"Latest batch: {result.predict['path']} ({result.predict['n']} patients)")
     for line in _where_to_look(settings):
         console.print(line, soft_wrap=True)  # whole lines, so the commands can be copied
 
@@ -76,21 +73,15 @@ def predict(
     n_mc: int = typer.Option(30, "--n-mc", min=0, help="Monte-Carlo draws for the interval of imputed patients."),
 ) -> None:
     """Score a cohort with models:/clinfuse@champion (ingest + encode new patients first) and store the batch."""
-    from rich.console import Console
-
-    from flows.prefect_env import apply_prefect_env
-    from flows.settings import get_settings
+    from flows.commands.flow_runner import prepare, run_flow
 
     console = Console()
-    settings = get_settings()
     _check_source(source, cohort)
-    settings.ensure_dirs()
-    apply_prefect_env(settings)
+    settings = prepare(console)
     from flows.predict_flow import predict_flow
 
-    with console.status("[bold]predicting (ingest, encode, score)…"):
-        result = predict_flow(source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
-                              n_mc=n_mc)
+    result = run_flow(console, "predict: ingest, encode, score", lambda: predict_flow(
+        source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, n_mc=n_mc))
     console.print(f"[green]Stored[/green] {result['n']} predictions of clinfuse v{result['model_version']} "
                   f"in {result['path']} ({result['abstained']} abstained).")
     console.print(_where_to_look(settings)[-1], soft_wrap=True)

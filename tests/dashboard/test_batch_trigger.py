@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import sys
-import types
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from dashboard.auth import password_ok
-from dashboard.batch_trigger import cohort_kwargs, run_batch, unpack_zip
+from dashboard.batch_trigger import predict_command, run_batch, unpack_zip
 
 
 def _zip(members: dict[str, str]) -> bytes:
@@ -35,26 +34,22 @@ def test_unpack_zip_refuses_escape_and_garbage(tmp_path: Path) -> None:
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
-def test_cohort_kwargs_follow_the_flow_signature() -> None:
-    def a(source_dir: str, limit: int = 1) -> None: ...
-    def b(path: str) -> None: ...
-    assert cohort_kwargs(a, Path("/c")) == {"source_dir": "/c"}
-    assert cohort_kwargs(b, Path("/c"), Path("/h")) == {"path": "/c"}
-
-    def c(source: str, cohort_csv: str | None = None, home: str | None = None) -> None: ...
-    assert cohort_kwargs(c, Path("/c"), Path("/h")) == {"source": "/c", "home": "/h"}
-
-
-def test_run_batch_reports_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_batch_runs_clinfuse_predict_in_a_child_and_reports_its_failure(tmp_path: Path) -> None:
+    """No server: a child `clinfuse predict` does the work (never this process); its failure comes back as text."""
     seen: list[str] = []
-    assert not run_batch(tmp_path / "absent", None, lambda f, t: None).ok
-
-    def boom(cohort_dir: str) -> None:
-        raise RuntimeError("encoder weights missing")
-
-    monkeypatch.setitem(sys.modules, "flows.predict_flow", types.SimpleNamespace(predict_flow=boom))
-    outcome = run_batch(tmp_path, None, lambda f, t: seen.append(t))
-    assert not outcome.ok and "encoder weights missing" in outcome.message and seen
+    home = tmp_path / "home"
+    assert not run_batch(tmp_path / "absent", None, lambda f, t: None, home=home).ok
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "cohort.csv").write_text("patient_id,label\nMRN1,1\n")
+    before = set(sys.modules)
+    outcome = run_batch(cohort, None, lambda f, t: seen.append(t), home=home, poll_s=0.2, timeout_s=600)
+    assert not outcome.ok and "clinfuse predict" in outcome.message and "champion" in outcome.message
+    assert seen and "pid" in seen[0]
+    assert not {m for m in set(sys.modules) - before if m.startswith(("flows.", "prefect"))}  # no flow imported here
+    (log,) = (home / "logs").glob("batch-*.log")
+    assert "champion" in log.read_text()
+    assert predict_command(cohort)[-3:] == ["predict", "--source", str(cohort)]
 
 
 def test_password_check() -> None:

@@ -32,16 +32,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.slow
 def test_pretrain_then_encode_twice(home: Path) -> None:
     runner = CliRunner()
-    out = runner.invoke(app, ["pretrain", "--epochs", "1", "--batch-size", "4", "--threads", "1"])
+    out = runner.invoke(app, ["pretrain", "--epochs", "1", "--batch-size", "4"])
     assert out.exit_code == 0, out.output
     assert "xray-resnet2d: version" in out.output and "eeg-tcn-bands: version" in out.output
     assert len(list((home / "encoders").glob("*.pt"))) == 2
-    out = runner.invoke(app, ["encode", "--device", "cpu", "--threads", "1"], env={"COLUMNS": "200"})
+    out = runner.invoke(app, ["encode", "--device", "cpu"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     n_ok = (read_manifest(home / "manifest.parquet")["status"] == "ok").sum()
     store = EmbeddingStore(home / "embeddings")
     assert len(store) == n_ok  # every ok item encoded once (ct absent from this home)
-    again = runner.invoke(app, ["encode", "--modality", "eeg", "--threads", "1"], env={"COLUMNS": "200"})
+    again = runner.invoke(app, ["encode", "--modality", "eeg"], env={"COLUMNS": "200"})
     assert again.exit_code == 0, again.output
     assert len(EmbeddingStore(home / "embeddings")) == n_ok
 
@@ -53,4 +53,4 @@ def test_encode_without_manifest_says_what_to_do(tmp_path: Path, monkeypatch: py
         out = CliRunner().invoke(app, ["encode"])
     finally:
         get_settings.cache_clear()
-    assert out.exit_code == 1 and "clinfuse ingest" in out.output
+    assert out.exit_code == 2 and "clinfuse ingest" in out.output

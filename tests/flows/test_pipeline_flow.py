@@ -53,15 +53,15 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
     with prefect_settings(settings):
         first = pipeline_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"),
                               home=str(settings.home), epochs=8, answers=str(small_phantom / "answers.parquet"))
-        assert first["ingest"]["new"] > 0
+        assert first.ingest.new > 0
         manifest = pd.read_parquet(settings.manifest_path)
         assert not manifest.source_uri.str.contains("answers").any()  # evaluation-only file never ingested
-        assert first["train"]["alias"] == "champion" and first["train"]["version"] == "1"
+        assert first.train.alias == "champion" and first.train.version == "1"
         batch = read_latest_batch(settings.predictions_dir)
         cohort = pd.read_parquet(settings.cohort_path)
         assert set(batch.patient_id) == set(cohort.patient_id)
         assert batch.patient_id.str.fullmatch(r"P[0-9a-f]{12}").all()
-        assert set(batch.model_version) == {"1"} and set(batch.run_id) == {first["train"]["run_id"]}
+        assert set(batch.model_version) == {"1"} and set(batch.run_id) == {first.train.run_id}
         manifest_mtime = settings.manifest_path.stat().st_mtime_ns
 
         since = datetime.now(timezone.utc)
@@ -78,7 +78,7 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
         assert recorded <= {"Cached"}, (name, states)
     assert sum(s == "Cached" for ss in states.values() for s in ss) >= sum(EXPECTED.values()) - 1, states
     assert set(states) <= {"ingest", "encode", "train", "evaluate", "register", "predict", "load-features"}
-    assert second["predict"]["path"] == first["predict"]["path"]
+    assert second.predict["path"] == first.predict["path"]
     assert len(batch_files(settings.predictions_dir)) == 1
     assert settings.manifest_path.stat().st_mtime_ns == manifest_mtime
     assert len(mlflow.MlflowClient().search_model_versions("name='clinfuse'")) == 1
@@ -114,7 +114,7 @@ def test_predict_flow_scores_a_new_cohort_with_the_champion(settings, small_phan
     batch = read_latest_batch(settings.predictions_dir)
     new_ids = set(pd.read_parquet(settings.cohort_path).patient_id) - set(training_cohort.patient_id)
     assert len(batch) == 4 and set(batch.patient_id) == new_ids
-    assert set(batch.model_version) == {trained["version"]} and result["model_version"] == trained["version"]
+    assert set(batch.model_version) == {trained.version} and result["model_version"] == trained.version
     assert list_batches(settings.predictions_dir).n_patients.tolist() == [4]
     # The training cohort survives the batch's ingest (its patients and labels are still there).
     kept = pd.read_parquet(settings.cohort_path).set_index("patient_id").loc[training_cohort.patient_id, "label"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.tasks import features_sha256, model_dir_for, tree_sha256
-from flows.train_flow import held_out_mask
+from flows.tasks import tree_sha256
+from models.held_out import held_out_mask
+from models.stage_inputs import features_sha256
+from models.stages import TrainStageConfig, model_id_for
 
 
 def test_tree_hash_follows_content_not_timestamps(tmp_path):
@@ -22,13 +24,15 @@ def test_tree_hash_follows_content_not_timestamps(tmp_path):
     assert tree_sha256(tmp_path, exclude=(tmp_path / "a" / "x.txt",)) != tree_sha256(tmp_path)
 
 
-def test_features_hash_and_model_dir(synthetic_features, tmp_path):
+def test_features_hash_and_model_id(synthetic_features, tmp_path):
     fs = synthetic_features.subset(np.arange(20))
     assert features_sha256(fs) == features_sha256(fs.subset(np.arange(20)))
     hidden = fs.with_mask(fs.mask & np.array([False, True, True, True]))
     assert features_sha256(hidden) != features_sha256(fs)
-    a = model_dir_for(fs, {"epochs": 5}, tmp_path)
-    assert a == model_dir_for(fs, {"epochs": 5}, tmp_path) != model_dir_for(fs, {"epochs": 6}, tmp_path)
+    a = model_id_for(fs, TrainStageConfig(home=tmp_path, epochs=5))
+    assert a == model_id_for(fs, TrainStageConfig(home=tmp_path / "elsewhere", epochs=5, device="cuda"))
+    assert a != model_id_for(fs, TrainStageConfig(home=tmp_path, epochs=6)) != model_id_for(hidden, TrainStageConfig(
+        home=tmp_path, epochs=5))
 
 
 def test_held_out_split_is_stable_per_patient(synthetic_features):

@@ -40,13 +40,14 @@ def test_train_strategy_joint_saves_encoder_and_model(home: Path) -> None:
     res = runner.invoke(app, ["train", "--strategy", "finetune", "--epochs", "3"])
     assert res.exit_code == 2 and "clinfuse pretrain" in res.output  # nothing pretrained yet
     res = runner.invoke(app, ["train", "--strategy", "joint", "--joint-epochs", "2", "--epochs", "5",
-                              "--hidden", "8", "--run-id", "j1"])
+                              "--hidden", "8"])
     assert res.exit_code == 0, res.output
     weights = list((home / "encoders").glob("xray-resnet2d-*.pt"))
     assert len(weights) == 1 and weights[0].name in res.output
     import json
 
-    config = json.loads((home / "models" / "j1" / "model.json").read_text())["config"]
+    (saved,) = (home / "models").glob("*/model.json")
+    config = json.loads(saved.read_text())["config"]
     assert config["strategy"] == "joint" and config["encoders"]["xray"] == weights[0].stem.split("-")[-1]
     res = runner.invoke(app, ["train", "--strategy", "joint", "--synthetic", "40"])
     assert res.exit_code == 2 and "arrays" in res.output

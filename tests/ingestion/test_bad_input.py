@@ -16,6 +16,8 @@ import pytest
 from pydicom.encaps import encapsulate
 
 from ingestion.ingest import IngestReport, ingest
+
+from ingestion.ingest_worker import ReaderConfig
 from ingestion.manifest import read_manifest
 from ingestion.modalities import STANDARD_1020
 from ingestion.pseudonym import pseudonymise
@@ -119,7 +121,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestReport, pd
 
     patch.setattr(sources, "sha256_file", deny)
     try:
-        report = ingest(src, cohort, home, SECRET, workers=2, **READER_ARGS)
+        report = ingest(src, cohort, home, SECRET, workers=2, config=ReaderConfig(**READER_ARGS))
     finally:
         patch.undo()
     return report, read_manifest(home / "manifest.parquet"), cases, src
@@ -200,7 +202,7 @@ def test_chmod_000_file_is_quarantined(tmp_path: Path) -> None:
     note = write_note(src / "n.txt", "MRN00000001", "FINDINGS: fine.\n")
     note.chmod(0)
     try:
-        ingest(src, None, tmp_path / "home", SECRET, workers=1, **READER_ARGS)
+        ingest(src, None, tmp_path / "home", SECRET, workers=1, config=ReaderConfig(**READER_ARGS))
     finally:
         note.chmod(0o644)
     row = read_manifest(tmp_path / "home" / "manifest.parquet").iloc[0]

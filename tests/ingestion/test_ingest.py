@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from ingestion.ingest import IngestReport, ingest
+
+from ingestion.ingest_worker import ReaderConfig
 from ingestion.ingest_worker import Readers
 from ingestion.manifest import latest_per_source, read_manifest
 from ingestion.pseudonym import pseudonymise
@@ -62,7 +64,7 @@ FAKE = Readers(_unused, _unused, _unused, fake_eeg, fake_notes)
 
 
 def run(source: Path, home: Path, cohort: Path | None = None, workers: int = 2, **kw) -> IngestReport:
-    return ingest(source, cohort, home, SECRET, workers=workers, readers=FAKE, **READER_ARGS, **kw)
+    return ingest(source, cohort, home, SECRET, workers=workers, readers=FAKE, config=ReaderConfig(**READER_ARGS), **kw)
 
 
 def write(path: Path, text: str) -> Path:
@@ -173,7 +175,7 @@ def test_quarantined_items_retry_only_when_pipeline_version_changes(source: Path
     write(source / "eeg" / "bad.edf", "no patient here\n")
     run(source, home)
     assert run(source, home).new == 0
-    report = ingest(source, None, home, SECRET, readers=FAKE, **{**READER_ARGS, "eeg_sfreq": 128.0})
+    report = ingest(source, None, home, SECRET, readers=FAKE, config=ReaderConfig(**{**READER_ARGS, "eeg_sfreq": 128.0}))
     # new reader settings: quarantined items are tried again, ok items are kept as they are
     assert report.new == 2 and report.skipped == 3
 
@@ -239,7 +241,7 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
 
     caplog.set_level(logging.DEBUG)
     home = tmp_path / "home"
-    report = ingest(small_phantom, small_phantom / "cohort.csv", home, SECRET, workers=2, **READER_ARGS)
+    report = ingest(small_phantom, small_phantom / "cohort.csv", home, SECRET, workers=2, config=ReaderConfig(**READER_ARGS))
     df = read_manifest(home / "manifest.parquet")
 
     on_disk = sorted(p.relative_to(small_phantom).as_posix() for p in small_phantom.rglob("*")
@@ -268,7 +270,7 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
     assert leaks == []
 
     before = (home / "manifest.parquet").read_bytes()
-    again = ingest(small_phantom, small_phantom / "cohort.csv", home, SECRET, workers=2, **READER_ARGS)
+    again = ingest(small_phantom, small_phantom / "cohort.csv", home, SECRET, workers=2, config=ReaderConfig(**READER_ARGS))
     assert again.new == 0 and again.skipped == len(df)
     assert (home / "manifest.parquet").read_bytes() == before
 
@@ -308,7 +310,7 @@ def test_real_files_ingest(realdata: Path, tmp_path: Path) -> None:
     src = tmp_path / "src"
     shutil.copytree(realdata / "dicom", src / "dicom")
     shutil.copytree(realdata / "eeg", src / "eeg")
-    report = ingest(src, None, tmp_path / "home", SECRET, workers=2, **READER_ARGS)
+    report = ingest(src, None, tmp_path / "home", SECRET, workers=2, config=ReaderConfig(**READER_ARGS))
     df = read_manifest(tmp_path / "home" / "manifest.parquet").set_index("source_uri")
     assert sorted(f for files in df["source_files"] for f in files) == sorted(
         p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
@@ -349,7 +351,7 @@ def test_warm_run_skips_the_dicom_index_until_a_dicom_file_is_new(tmp_path: Path
     INDEX_CALLS.clear()
 
     def again() -> IngestReport:
-        return ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS)
+        return ingest(src, None, home, SECRET, workers=1, readers=readers, config=ReaderConfig(**READER_ARGS))
 
     first = again()
     assert first.counts == {"ct": {"ok": 1}, "xray": {"ok": 1}} and len(INDEX_CALLS) == 1
@@ -379,7 +381,7 @@ def test_zip_export_members_are_the_source_files(tmp_path: Path) -> None:
             if path.is_file():
                 zf.write(path, path.relative_to(staging).as_posix())
     readers = Readers(counting_index, fake_image, fake_image, fake_eeg, fake_notes)
-    report = ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS)
+    report = ingest(src, None, home, SECRET, workers=1, readers=readers, config=ReaderConfig(**READER_ARGS))
     df = read_manifest(home / "manifest.parquet").set_index("source_uri")
     members = sorted(f"export.zip!{p.relative_to(staging).as_posix()}" for p in staging.rglob("*") if p.is_file())
     assert sorted(f for files in df["source_files"] for f in files) == members
@@ -387,4 +389,4 @@ def test_zip_export_members_are_the_source_files(tmp_path: Path) -> None:
     assert df.loc["export.zip!xr.dcm", "patient_id"] == pseudonymise("MRN00000002", SECRET)
     assert df.loc["export.zip!notes.pdf", "status"] == "quarantined"
     assert report.counts == {"ct": {"ok": 1}, "unknown": {"quarantined": 1}, "xray": {"ok": 1}}
-    assert ingest(src, None, home, SECRET, workers=1, readers=readers, **READER_ARGS).new == 0
+    assert ingest(src, None, home, SECRET, workers=1, readers=readers, config=ReaderConfig(**READER_ARGS)).new == 0

@@ -22,6 +22,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from tests.ingestion.dicom_factory import write_ct_series
     from ingestion.ingest import ingest
+    from ingestion.ingest_worker import ReaderConfig
     from ingestion.manifest import read_manifest
 
     torch.set_num_threads(2)
@@ -34,8 +35,8 @@ SCRIPT = textwrap.dedent("""
     for i in range(3):
         vol = np.full((12, 24, 24), 40, np.int16)
         write_ct_series(src / f"s{{i}}", vol, patient_id=f"MRN9{{i}}", series_uid=f"1.2.3.{{i}}", rng_seed=i)
-    report = ingest(src, None, home, "secret", ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(8, 16, 16),
-                    xray_shape=(32, 32), eeg_sfreq=64.0, eeg_window_s=2.0, eeg_line_freq=50.0, workers=2)
+    report = ingest(src, None, home, "secret", config=ReaderConfig((4.0, 2.0, 2.0), (8, 16, 16), (32, 32), 64.0, 2.0, 50.0),
+                    workers=2)
     df = read_manifest(home / "manifest.parquet")
     print("OK", sorted(df["status"]))
 """)

@@ -1,0 +1,84 @@
+"""How every stage command runs: its flow, in this process (or reporting to the configured Prefect server).
+
+A command parses its options, calls :func:`run_flow` with the flow's own
+parameters, and prints a summary of the typed result. While the flow runs,
+the stages' progress (``flows.progress``) drives Rich bars; Prefect's own
+console log lines stay at WARNING so the bars and the summary are what a
+person reads (the lines still reach the Prefect API and UI); MLflow is as quiet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+QUIET = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING", "MLFLOW_LOGGING_LEVEL": "WARNING",
+         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+"""During a command, Prefect's console handler and MLflow's loggers show warnings and errors only, and MLflow
+draws no download bars: the command's own Rich progress and summary are the output (a variable already set
+in the environment wins, e.g. ``PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=INFO`` to see every task run)."""
+
+
+def prepare(console: Console) -> Any:
+    """The settings, with the home's folders made and Prefect pointed at them; call before importing a flow."""
+    from flows.prefect_env import apply_prefect_env
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    apply_prefect_env(settings)
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    return settings
+
+
+class StageBars:
+    """A progress sink: one Rich bar per stage (and per modality while encoding)."""
+
+    def __init__(self, bar: Progress, epochs: int = 0) -> None:
+        self.bar, self.epochs, self.tasks = bar, epochs, {}
+
+    def _task(self, name: str, total: float | None) -> Any:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(name, total=total, note="")
+        return self.tasks[name]
+
+    def __call__(self, stage: str, args: tuple[Any, ...]) -> None:
+        if stage == "encode":
+            modality, done, total = args
+            self.bar.update(self._task(f"encode {modality}", max(total, 1)), completed=done if total else 1,
+                            total=max(total, 1))
+        elif stage == "train":
+            epoch, row = args
+            what = f"train ({row.get('stage', 'fusion')})"
+            self.bar.update(self._task(what, self.epochs or None), completed=epoch + 1,
+                            note=f"val AUROC {row.get('val_auroc', float('nan')):.3f}")
+        elif stage == "pretrain":
+            epoch, total, loss = args
+            self.bar.update(self._task("pretrain", total), completed=epoch, total=total, note=f"loss {loss:.3f}")
+        else:
+            self.bar.update(self._task(stage, None), note=str(args[0]) if args else "")
+
+
+def run_flow(console: Console, title: str, call: Callable[[], Any], epochs: int = 0) -> Any:
+    """Run ``call`` (a flow with its parameters bound) under Rich progress; exit 2 with the reason on bad input."""
+    from flows import progress
+
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[note]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        overall = bar.add_task(title, total=None, note="")
+        try:
+            with progress.reporting(StageBars(bar, epochs)):
+                result = call()
+        except (ValueError, FileNotFoundError, LookupError) as exc:
+            bar.update(overall, note="[red]stopped")
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+        bar.update(overall, total=1, completed=1, note="[green]done")
+    return result

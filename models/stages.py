@@ -1,0 +1,370 @@
+"""The model-side stages as library calls: one function per stage, a frozen config in, a frozen result out.
+
+``encode``, ``pretrain``, ``train`` (every strategy) and ``evaluate`` are what
+the Prefect tasks in ``flows/tasks.py`` wrap, and so what the CLI, the flows,
+the dashboard (through a deployment or a child ``clinfuse`` process) and the
+benchmarks run; nothing else calls the encoders, the training loop or the
+evaluation for a home. Ingestion's stage is :func:`ingestion.ingest.ingest`.
+
+Every config names its home as a :class:`~ingestion.home_layout.HomeLayout`
+root and carries everything that decides the result (so a flow can use it as a
+cache key); a ``progress`` callback is the only other argument, because it
+changes nothing but what a person sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingestion.home_layout import HomeLayout
+from ingestion.modalities import MODALITIES
+from models.feature_set import FeatureSet
+from models.held_out import HELD_OUT_FRACTION, labelled, split_held_out
+from models.pretrain import PretrainConfig
+from models.stage_inputs import EncoderKeys, features_sha256, home_features, read_answers, synthetic_features
+from models.train import TrainConfig
+
+EpochProgress = Callable[[int, dict], None]
+"""``progress(epoch, history_row)`` after each training epoch (``row["stage"]`` is "joint" or "fusion")."""
+
+
+# -- encode ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Which modalities of a home's manifest to embed, on what, with which encoders."""
+
+    home: Path
+    modalities: tuple[str, ...] = MODALITIES
+    device: str = "cpu"
+    batch_size: int = 0
+    """Items per encoder batch; 0 picks one for the device's memory."""
+    seed: int = 7
+    note_encoder: str = "minilm"
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Per modality: the encoder key the embeddings were written under, and the counts."""
+
+    encoder_keys: Mapping[str, tuple[str, str, str] | None]
+    dims: Mapping[str, int]
+    encoded: Mapping[str, int]
+    hits: Mapping[str, int]
+    seconds: Mapping[str, float]
+    failures: tuple[Any, ...] = ()
+
+    def failed(self, modality: str) -> int:
+        return sum(f.modality == modality for f in self.failures)
+
+
+def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | None = None) -> EncodeResult:
+    """Embed every usable manifest item the store lacks (store hits are skipped); raise without a manifest."""
+    from ingestion.manifest import read_manifest
+    from models.embedding_store import EmbeddingStore
+    from models.features import encode_manifest
+
+    layout = HomeLayout.at(config.home)
+    manifest = read_manifest(layout.manifest_path)
+    if manifest.empty:
+        raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
+    report = encode_manifest(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), config.modalities,
+                             device=config.device, batch_size=config.batch_size, progress=progress,
+                             encoders_dir=layout.encoders_dir, seed=config.seed, note_encoder=config.note_encoder,
+                             quarantine_dir=layout.quarantine_dir)
+    keys = {m: (tuple(k) if k is not None else None) for m, k in report.encoder_keys.items()}
+    return EncodeResult(keys, dict(report.dims), dict(report.encoded), dict(report.hits), dict(report.seconds),
+                        tuple(report.failures))
+
+
+# -- pretrain -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PretrainStageConfig:
+    """Contrastive pretraining of a home's CT/X-ray/EEG encoders."""
+
+    home: Path
+    pretrain: PretrainConfig = PretrainConfig()
+    device: str = "cpu"
+    note_encoder: str = "minilm"
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    versions: Mapping[str, str]
+    """encoder name -> new version"""
+    weights: Mapping[str, str]
+    """modality -> saved weight file"""
+    n_patients: int
+    epoch_losses: tuple[float, ...]
+    skipped: tuple[str, ...]
+    seconds: float
+
+
+def pretrain(config: PretrainStageConfig, progress: Callable[[int, int, float], None] | None = None
+             ) -> PretrainResult:
+    """Train the encoders on every ingested patient; save new weight versions under the home's encoders."""
+    from ingestion.manifest import read_manifest
+    from models.pretrain import pretrain as run_pretrain
+
+    layout = HomeLayout.at(config.home)
+    manifest = read_manifest(layout.manifest_path)
+    if manifest.empty:
+        raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
+    report = run_pretrain(manifest, layout.root, layout.encoders_dir, config=config.pretrain, device=config.device,
+                          note_encoder=config.note_encoder, progress=progress)  # type: ignore[arg-type]
+    return PretrainResult(dict(report.versions), {m: str(p) for m, p in report.weights.items()},
+                          report.n_patients, tuple(report.epoch_losses), tuple(report.skipped), report.seconds)
+
+
+# -- train ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """A training run on a home's labelled, not held-out patients (or on a synthetic cohort)."""
+
+    home: Path
+    encoder_keys: EncoderKeys = ()
+    """``((modality, (encoder, version, preprocessing) | None), ...)``: which stored embeddings to train on."""
+    fusion: str = "early"
+    impute: str = TrainConfig.impute
+    epochs: int = TrainConfig.epochs
+    hidden: int = TrainConfig.hidden
+    layers: int = TrainConfig.layers
+    pool: str = TrainConfig.pool
+    lr: float = TrainConfig.lr
+    modality_dropout: float = TrainConfig.modality_dropout
+    strategy: str = "frozen"
+    joint_epochs: int = 20
+    encoder_lr: float = 0.0
+    """joint/finetune encoder learning rate; 0 = ``lr`` (joint) or ``lr``/10 (finetune)."""
+    held_out_fraction: float = HELD_OUT_FRACTION
+    synthetic: int = 0
+    """> 0: train on a synthetic cohort of that many patients instead of the home's embeddings."""
+    seed: int = 7
+    device: str = "cpu"
+    review_labels: tuple[tuple[str, int], ...] = ()
+    """``((pseudonym, 0|1), ...)``: clinician-confirmed outcomes overriding cohort labels (models.review_labels)."""
+
+    def train_config(self) -> TrainConfig:
+        """The training loop's config (validated: unknown fusion/imputation/strategy raise ValueError)."""
+        config = TrainConfig(fusion=self.fusion, impute=self.impute, epochs=self.epochs, hidden=self.hidden,
+                             layers=self.layers, pool=self.pool, lr=self.lr, modality_dropout=self.modality_dropout,
+                             seed=self.seed, device=self.device, strategy=self.strategy)
+        config.validate()
+        if self.strategy != "frozen" and self.synthetic:
+            raise ValueError(f"strategy {self.strategy} trains the encoders from ingested arrays; "
+                             "a synthetic cohort has none")
+        return config
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the model is, what it saw, and how its training went."""
+
+    model_id: str
+    model_dir: Path
+    n_train: int
+    n_complete: int
+    """training patients with every modality"""
+    best_epoch: int
+    best_val_auroc: float
+    temperature: float
+    encoder_keys: EncoderKeys
+    """the embeddings the model was trained on (joint/finetune: the new encoder versions)"""
+    notes: tuple[str, ...] = field(default=())
+    """what a person should know: unreadable arrays skipped, which weights an encoder started from"""
+    reused: bool = False
+    """True when a model with this id was already saved (same features and config): nothing was trained"""
+
+
+def model_id_for(features: FeatureSet, config: TrainStageConfig) -> str:
+    """The model's name: a hash of the training patients' features and everything in the config that matters."""
+    relevant = {k: v for k, v in asdict(config).items() if k not in ("home", "device")}
+    blob = json.dumps([features_sha256(features), relevant], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stage_features(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: int,
+                   review_labels: tuple[tuple[str, int], ...] = ()) -> FeatureSet:
+    """Labelled patients from the home's store (with ``encoder_keys``; clinician-confirmed outcomes
+    ``review_labels`` override the cohort's labels), or a synthetic cohort."""
+    if synthetic > 0:
+        return synthetic_features(synthetic, seed)[0]
+    from models.review_labels import merge_review_labels
+
+    features, _ = merge_review_labels(home_features(HomeLayout.at(home), dict(encoder_keys)), dict(review_labels))
+    return labelled(features)
+
+
+def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> TrainResult:
+    """Fit one model on the training patients and save it as ``<models_dir>/<model_id>``.
+
+    Re-running with the same features and config finds the saved model and does no work.
+    """
+    fit_config = config.train_config()
+    layout = HomeLayout.at(config.home).ensure()
+    train_fs, _ = split_held_out(stage_features(config.home, config.encoder_keys, config.synthetic, config.seed,
+                                                config.review_labels),
+                                 config.held_out_fraction, config.seed)
+    model_id = model_id_for(train_fs, config)
+    out = layout.models_dir / model_id
+    if (out / "model.json").exists():
+        from models.trained_model import TrainedModel
+
+        return _result(model_id, out, train_fs, TrainedModel.load(out), config.encoder_keys, (), reused=True)
+    notes: tuple[str, ...] = ()
+    keys = config.encoder_keys
+    if config.strategy == "frozen":
+        from models.train import train as fit
+
+        model = fit(train_fs, fit_config, progress=progress)
+    else:
+        model, keys, notes = _train_with_encoders(layout, train_fs, fit_config, config, progress)
+    _save_atomically(model, out)
+    return _result(model_id, out, train_fs, model, keys, notes)
+
+
+def _train_with_encoders(layout: HomeLayout, train_fs: FeatureSet, fit_config: TrainConfig,
+                         config: TrainStageConfig, progress: EpochProgress | None):
+    """joint/finetune: encoders + fusion from the home's arrays; (model, new encoder keys, notes)."""
+    from ingestion.cohort import load_cohort
+    from ingestion.manifest import read_manifest
+    from models.embedding_store import EmbeddingStore
+    from models.joint_training import JointConfig, train_joint
+
+    result = train_joint(train_fs, read_manifest(layout.manifest_path), load_cohort(layout.cohort_path),
+                         layout.root, EmbeddingStore(layout.embeddings_dir), layout.encoders_dir, fit_config,
+                         dict(config.encoder_keys),
+                         JointConfig(epochs=config.joint_epochs, encoder_lr=config.encoder_lr or None),
+                         progress=progress, quarantine_dir=layout.quarantine_dir)
+    notes = tuple(f"skipped {line}" for line in result.skipped) + tuple(
+        f"{m}: started from {result.started_from.get(m) or 'seeded init'}; new weights {p.name}"
+        for m, p in result.weights.items())
+    keys = tuple((m, tuple(k) if k is not None else None) for m, k in result.encoder_keys.items())
+    return result.model, keys, notes
+
+
+def _save_atomically(model: Any, out: Path) -> None:
+    """Write the model folder beside its final place, then rename: a crash never leaves half a model."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another run saved the same model id first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _result(model_id: str, out: Path, train_fs: FeatureSet, model: Any, keys: EncoderKeys,
+            notes: tuple[str, ...], reused: bool = False) -> TrainResult:
+    history = model.history or [{"epoch": 0, "val_auroc": float("nan"), "val_loss": float("nan")}]
+    if model.config.select_on == "auroc":
+        best = max(history, key=lambda r: r["val_auroc"])
+    else:
+        best = min(history, key=lambda r: r["val_loss"])
+    return TrainResult(model_id, out, len(train_fs), int(np.sum(train_fs.mask.all(1))), int(best["epoch"]),
+                       float(best["val_auroc"]), float(model.calibrator.temperature_), keys, notes, reused)
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Score a saved model on the home's held-out patients (the same split training kept out)."""
+
+    home: Path
+    model_dir: Path
+    encoder_keys: EncoderKeys = ()
+    held_out_fraction: float = HELD_OUT_FRACTION
+    synthetic: int = 0
+    answers: Path | None = None
+    """a phantom's answers table (evaluation only): model AUROC against the Bayes-optimal oracle"""
+    n_boot: int = 500
+    seed: int = 7
+    device: str = "cpu"
+    secret: str = field(default="", repr=False)
+    review_labels: tuple[tuple[str, int], ...] = ()
+    """the same confirmed outcomes the model was trained with, so held-out labels agree"""
+    """pseudonymises the answers table's original ids"""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Held-out metrics (flat numbers, bootstrap 95 % bounds as ``*_low``/``*_high``) and the report."""
+
+    metrics: Mapping[str, float]
+    out_dir: Path
+    report: Path
+    n_held_out: int
+
+
+def evaluate(config: EvaluateConfig) -> EvaluationResult:
+    """Write ``report.md`` with plots under ``<reports_dir>/<held-out hash>-<model id>``; return the metrics."""
+    from models.evaluation import evaluate_model
+    from models.trained_model import TrainedModel
+
+    layout = HomeLayout.at(config.home).ensure()
+    features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed, config.review_labels)
+    _, held_out = split_held_out(features, config.held_out_fraction, config.seed)
+    if not len(held_out):
+        raise ValueError(f"no held-out patients at fraction {config.held_out_fraction}: the cohort is too small")
+    answers = None
+    if config.answers is not None:
+        answers = read_answers(config.answers, config.secret)
+    elif config.synthetic:
+        answers = synthetic_features(config.synthetic, config.seed)[1]
+    out = layout.reports_dir / f"{features_sha256(held_out)[:8]}-{Path(config.model_dir).name}"
+    model = TrainedModel.load(config.model_dir, device=config.device)
+    result = evaluate_model(model, held_out, out, answers=answers, n_boot=config.n_boot, seed=config.seed)
+    return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
+                            len(held_out))
+
+
+# -- study ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudyConfig:
+    """The comparative study on a home's labelled patients: every fusion kind, unimodal baselines, sweeps."""
+
+    home: Path
+    encoder_keys: EncoderKeys = ()
+    synthetic: int = 0
+    answers: Path | None = None
+    epochs: int = TrainConfig.epochs
+    n_boot: int = 500
+    seed: int = 7
+    device: str = "cpu"
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    report: Path
+    fusion_table: Any
+    """one row per fusion kind: AUROC with its interval, AUPRC, Brier, ECE (a DataFrame)"""
+    n_patients: int
+
+
+def study(config: StudyConfig, progress: Callable[[str], None] | None = None) -> StudyOutcome:
+    """Run ``models.evaluation_study`` and write its report under ``<reports_dir>/study-<hash>``."""
+    from dataclasses import replace
+
+    from models.evaluation_study import StudyConfig as Study
+    from models.evaluation_study import run_study, write_study_report
+
+    features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed)
+    answers = read_answers(config.answers, config.secret) if config.answers is not None else (
+        synthetic_features(config.synthetic, config.seed)[1] if config.synthetic else None)
+    plan = Study(n_boot=config.n_boot, seed=config.seed)
+    plan.train = replace(plan.train, epochs=config.epochs, seed=config.seed, device=config.device)
+    result = run_study(features, answers, plan, progress=progress)
+    key = {k: v for k, v in asdict(config).items() if k != "secret"}
+    name = hashlib.sha256(json.dumps([features_sha256(features), key], default=str).encode()).hexdigest()
+    out = HomeLayout.at(config.home).ensure().reports_dir / f"study-{name[:12]}"
+    report = write_study_report(result, out, title=f"clinfuse study ({len(features)} patients)")
+    return StudyOutcome(Path(report), result.fusion_table, len(features))

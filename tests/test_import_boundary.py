@@ -1,0 +1,43 @@
+"""`ingestion/` and `models/` are a plain library: no orchestration, tracking, UI or app import, lazy ones included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ("ingestion", "models")
+FORBIDDEN = ("prefect", "prefect_dask", "mlflow", "streamlit", "flows", "dashboard")
+
+
+def forbidden_imports(path: Path) -> list[str]:
+    """``file:line imports name`` for every forbidden import anywhere in the file (module level or in a function)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            names = [str(node.args[0].value)]
+        else:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                  if n.split(".")[0] in FORBIDDEN]
+    return found
+
+
+def test_library_imports_no_orchestration_tracking_or_ui() -> None:
+    files = [p for pkg in LIBRARY for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert len(files) > 40  # the walk found the packages
+    assert [hit for p in files for hit in forbidden_imports(p)] == []
+
+
+def test_the_check_sees_lazy_imports(tmp_path: Path, monkeypatch) -> None:
+    """A lazy import inside a function, and importlib by name, are caught (the check can fail)."""
+    monkeypatch.setattr("tests.test_import_boundary.ROOT", tmp_path)
+    bad = tmp_path / "lazy.py"
+    bad.write_text("import numpy\n\ndef f():\n    from prefect import flow\n    import importlib\n"
+                   "    importlib.import_module('mlflow.pyfunc')\n")
+    assert forbidden_imports(bad) == ["lazy.py:4 imports prefect", "lazy.py:6 imports mlflow.pyfunc"]
