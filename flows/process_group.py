@@ -206,10 +206,16 @@ class ProcessGroup:
         except (BrokenPipeError, OSError, AssertionError):
             pass
 
-    def spawn(self, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
-        """Start ``argv`` in a new session that dies with this process; other Popen arguments pass through."""
+    def spawn(self, argv: Sequence[str], die_with_thread: bool = True, **popen_kwargs: Any) -> subprocess.Popen:
+        """Start ``argv`` in a new session that dies with this process; other Popen arguments pass through.
+
+        ``die_with_thread=False`` skips the kernel's parent-death signal, which Linux ties to the
+        spawning *thread*: use it when spawning from a short-lived thread (a Streamlit script run);
+        the watchdog still stops the child if this process dies.
+        """
         self._ensure_watchdog()
-        proc = subprocess.Popen(list(argv), start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+        preexec = _die_with_parent if die_with_thread else None
+        proc = subprocess.Popen(list(argv), start_new_session=True, preexec_fn=preexec,  # noqa: PLW1509
                                 **popen_kwargs)
         self.children.append(proc)
         self._tell_watchdog(f"+{proc.pid}")
