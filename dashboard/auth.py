@@ -146,6 +146,9 @@ def require_sign_in(settings: Settings) -> SessionUser | None:
         return None
     now = time.time()
     user = current_user()
+    if user is not None and user.role == DEMO_ROLE and store is not None:
+        sign_out(settings)  # named users were created since: the demo session ends
+        user = None
     if user is not None and idle_expired(st.session_state.get(LAST_SEEN_KEY), now,
                                          settings.session_idle_minutes * 60):
         sign_out(settings, "session_expired")

@@ -77,6 +77,25 @@ def test_analyst_sees_no_reveal_and_no_review_form(signed_in, access_home: Acces
     assert not at.exception and at.title[0].value == "Model"
 
 
+def test_analyst_batch_trigger_is_audited(signed_in, access_home: AccessHome, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dashboard.batch_trigger as bt
+
+    started: list[Path] = []
+
+    def fake_run_batch(cohort_dir, prefect_api_url, progress, home, **kwargs):  # the flow itself is tested elsewhere
+        started.append(Path(cohort_dir))
+        return bt.BatchOutcome(False, "stopped by the test")
+
+    monkeypatch.setattr(bt, "run_batch", fake_run_batch)
+    at = signed_in("a.analyst")
+    at.switch_page("pages/batch.py").run()
+    at.text_input(key="batch_folder").input(str(tmp_path)).run()
+    at.button(key="batch_run").click().run()
+    assert started == [tmp_path] and any("stopped by the test" in e.value for e in at.error)
+    assert any(e["action"] == "batch_trigger" and e["user"] == "a.analyst" for e in _audit(access_home))
+
+
 def test_admin_sees_trail_and_nothing_clinical(signed_in, access_home: AccessHome) -> None:
     at = signed_in("d.admin")
     assert not at.exception and at.title[0].value == "Admin"
