@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 METHODS = {
+    "raw bytes only (read every file whole, no parse: the floor)": "raw_bytes",
     "clinfuse read_ct_series (sort + decode + HU)": "clinfuse_raw",
     "clinfuse read_ct_series + resample/crop (MONAI Spacing)": "clinfuse_resampled",
     "SimpleITK ImageSeriesReader (GDCM sort + read)": "sitk",
@@ -38,17 +39,24 @@ METHODS = {
 }
 HEADING = "## CT series read"
 NOTES = (
-    "Notes: every reader gets the same shuffled folder. clinfuse parses the per-slice geometry and pixel-format\n"
-    "elements from raw bytes (pydicom's per-element conversion was ~40 % of its time) and decodes straight into\n"
-    "the float32 volume, so its peak is the encoded slices plus the volume. MONAI's default reader here is\n"
-    "PydicomReader (ITK is not installed); it is pydicom-bound like clinfuse, so the 10x target is out of reach:\n"
-    "pydicom's own file parse is ~0.6 ms of CPU per slice. Resampling uses MONAI Orientation + Spacing\n"
-    "(float32, bilinear) + ResizeWithPadOrCrop to (4, 2, 2) mm and (32, 64, 64).\n"
+    "Notes: every reader gets the same shuffled folder; the ratios are from the same run. clinfuse parses each\n"
+    "header with pydicom from the file's first 64 KiB in memory and stops before the pixel data, checks and\n"
+    "sorts the series on headers alone, then reads each slice's native little-endian pixels at their offset\n"
+    "into a per-thread buffer and rescales them into the preallocated float32 volume on every core (file reads\n"
+    "and numpy release the GIL); compressed or unusual slices go through pydicom's handlers. Its peak is the\n"
+    "volume plus per-thread buffers. What is left is pydicom's header parse (~0.4 ms of CPU per slice, one\n"
+    "core, GIL-bound). MONAI's default reader here is PydicomReader (ITK is not installed). The synthetic\n"
+    "slices hold no padding below air; padded slices add one clamp pass each. Resampling uses MONAI\n"
+    "Orientation + Spacing (float32, bilinear) + ResizeWithPadOrCrop to (4, 2, 2) mm and (32, 64, 64).\n"
 )
+TARGETS = {"sitk": 3.0, "monai": 15.0}
+PEAK_TARGET = 1.6
 
 
 def _reader(method: str, spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> Callable[[Path], object]:
     """A function reading a series folder with ``method``; imports happen here, outside the timing."""
+    if method == "raw_bytes":
+        return lambda folder: [f.read_bytes() for f in sorted(folder.iterdir())]
     if method.startswith("clinfuse"):
         from ingestion.ct_volume import read_ct_series
 
@@ -182,13 +190,22 @@ def table(rows: list[dict], volume_bytes: int, n_slices: int, size: int, repeats
         lines += ["", f"clinfuse raw read, tracemalloc peak: {raw['tracemalloc_peak_bytes'] / volume_bytes:.2f}x the volume."]
     by_method = {r["method"]: r for r in rows}
     if raw:
-        for other, target in (("sitk", "target: at least as fast"), ("monai", "target: 10x faster")):
+        lines.append(
+            f"clinfuse raw read peak RSS growth: {raw['peak_rss_bytes'] / volume_bytes:.2f}x the volume "
+            f"(target <= {PEAK_TARGET}x)."
+        )
+        for other, target in TARGETS.items():
             if other in by_method:
                 o = by_method[other]
+                wall = o["median_s"] / raw["median_s"]
                 lines.append(
-                    f"clinfuse raw vs {o['label'].split(' (')[0]}: {o['median_s'] / raw['median_s']:.2f}x faster by "
-                    f"wall time, {o['cpu_s'] / raw['cpu_s']:.2f}x by CPU time ({target})."
+                    f"clinfuse raw vs {o['label'].split(' (')[0]}: {wall:.2f}x faster by wall time, "
+                    f"{o['cpu_s'] / raw['cpu_s']:.2f}x by CPU time (target: {target:g}x by wall time, "
+                    f"{'met' if wall >= target else 'not met'})."
                 )
+        if "raw_bytes" in by_method:
+            lines.append(f"clinfuse raw read takes {raw['median_s'] / by_method['raw_bytes']['median_s']:.1f}x "
+                         "the time of reading the files' bytes alone.")
     lines.append(f"Load average when the run started: {load:.1f} on {_cpus()} CPU(s); with other jobs running, "
                  "CPU time is the steadier comparison.")
     return "\n".join(lines) + "\n"
@@ -210,7 +227,7 @@ def write_section(markdown: str, path: Path = REPO / "docs" / "BENCHMARKS.md") -
             text = text.rstrip("\n") + "\n\n" + section
         else:
             nxt = text.find("\n## ", start + len(HEADING))
-            text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
+            text = text[:start] + section + ("\n" + text[nxt + 1 :] if nxt >= 0 else "")
         path.write_text(text)
 
 
