@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from flows.names import CHAMPION, MODEL_NAME
+
 #: Words in artifact names that mark the plots the Model page shows first.
 PREFERRED_PLOTS = ("calibration", "reliability", "missing", "auroc", "roc")
 
@@ -70,7 +72,7 @@ def _png_artifacts(client, run_id: str, path: str = "", depth: int = 0) -> list[
     return found
 
 
-def read_registry(tracking_uri: str, model_name: str = "clinfuse", ui_url: str | None = None,
+def read_registry(tracking_uri: str, model_name: str = MODEL_NAME, ui_url: str | None = None,
                   max_plots: int = 6) -> RegistrySnapshot:
     """Versions, aliases, champion metrics and plots of ``model_name``; never raises for a missing registry."""
     db = sqlite_path(tracking_uri)
@@ -110,7 +112,7 @@ def read_registry(tracking_uri: str, model_name: str = "clinfuse", ui_url: str |
              "created": pd.to_datetime(v.creation_timestamp, unit="ms", utc=True),
              "description": v.description or ""} for v in versions]
     table = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
-    champ = next((v for v in versions if "champion" in aliases.get(str(v.version), [])), None)
+    champ = next((v for v in versions if CHAMPION in aliases.get(str(v.version), [])), None)
     if champ is None:
         return RegistrySnapshot(True, "No version carries the `champion` alias yet; showing versions only.",
                                 versions=table.reset_index(drop=True), ui_url=url)

@@ -15,6 +15,7 @@ from flows.registry import champion_version
 from flows.settings import Settings
 from flows.tasks import evaluate_task
 from flows.train_flow import current_encoder_keys
+from models.defaults import N_BOOT
 from models.held_out import HELD_OUT_FRACTION
 from models.stages import EvaluateConfig, EvaluationResult
 
@@ -42,7 +43,7 @@ def model_dir_for_id(settings: Settings, model_id: str) -> Path:
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(home: str | None = None, model_id: str | None = None,
-                  held_out_fraction: float = HELD_OUT_FRACTION, answers: str | None = None, n_boot: int = 500,
+                  held_out_fraction: float = HELD_OUT_FRACTION, answers: str | None = None, n_boot: int = N_BOOT,
                   synthetic: int = 0) -> EvaluationResult:
     """Evaluate ``model_id`` (default: ``models:/clinfuse@champion``); a cache hit when nothing changed.
 

@@ -25,11 +25,9 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import roc_auc_score
 
 from flows.pyfunc_model import ARTIFACT_KEY, ClinfusePyfunc, features_to_frame, model_signature
+from flows.names import CANDIDATE, CHAMPION, MODEL_NAME
 from models.feature_set import FeatureSet
 
-MODEL_NAME = "clinfuse"
-CHAMPION = "champion"
-CANDIDATE = "candidate"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows import progress
 from flows.prefect_env import settings_for
 from flows.train_flow import current_encoder_keys
+from models.defaults import N_BOOT
 from models.stages import StudyConfig, StudyOutcome
 from models.train import TrainConfig
 
@@ -24,7 +25,7 @@ def study_task(config: StudyConfig) -> StudyOutcome:
 
 @flow(name="study", log_prints=True)
 def study_flow(home: str | None = None, synthetic: int = 0, answers: str | None = None,
-               epochs: int = TrainConfig.epochs, n_boot: int = 500) -> StudyOutcome:
+               epochs: int = TrainConfig.epochs, n_boot: int = N_BOOT) -> StudyOutcome:
     """The comparative study on the home's labelled patients (or a synthetic cohort); a report with plots."""
     settings = settings_for(home)
     outcome = study_task(StudyConfig(

@@ -190,7 +190,8 @@ def register_task(model_dir: str, held_out: Any, tracking_uri: str, run_args: di
 def predict_task(features: Any, model_version: str, run_id: str, predictions_dir: str,
                  n_mc: int = 30) -> dict[str, Any]:
     """Score with ``models:/clinfuse@champion`` and append one batch to the predictions store."""
-    from flows.registry import MODEL_NAME, load_champion, score
+    from flows.names import MODEL_NAME
+    from flows.registry import load_champion, score
     from models.predictions_store import append_batch
 
     model, version, champion_run = load_champion()

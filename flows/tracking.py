@@ -26,6 +26,7 @@ import mlflow
 import pandas as pd
 
 from flows.settings import Settings
+from ingestion.ingest_hashing import sha256_file
 
 EXPERIMENT_PREFIX = "clinfuse-"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,12 +132,6 @@ def log_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float
     return values
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash of one file (manifest, model bundle member)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def manifest_lineage(manifest: pd.DataFrame) -> pd.DataFrame:
     """The PHI-free view of the manifest that lineage records: ids, hashes, modality, status."""
     cols = [c for c in ("item_id", "patient_id", "modality", "content_sha256", "status", "pipeline_version")
@@ -152,7 +147,7 @@ def log_lineage(manifest_path: Path, encoder_versions: pd.DataFrame | None = Non
     Returns the digests logged, also set as run tags for quick search.
     """
     manifest_path = Path(manifest_path)
-    digest = file_sha256(manifest_path)
+    digest = sha256_file(manifest_path)
     manifest = pd.read_parquet(manifest_path)
     dataset = mlflow.data.from_pandas(manifest_lineage(manifest), source=manifest_path.as_uri(),
                                       name="manifest", digest=digest[:32])

@@ -16,6 +16,7 @@ from flows.prefect_env import settings_for
 from flows.access.reviews import confirmed_labels_in
 from flows.settings import Settings
 from flows.tasks import evaluate_task, register_task, train_task
+from models.defaults import JOINT_EPOCHS
 from models.held_out import HELD_OUT_FRACTION, split_held_out
 from models.review_labels import merge_review_labels
 from models.stage_inputs import EncoderKeys, as_encoder_keys, home_features
@@ -57,7 +58,7 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "au
                epochs: int = TrainConfig.epochs, hidden: int = TrainConfig.hidden, layers: int = TrainConfig.layers,
                pool: str = TrainConfig.pool, lr: float = TrainConfig.lr,
                modality_dropout: float = TrainConfig.modality_dropout, strategy: str = "frozen",
-               joint_epochs: int = 20, encoder_lr: float = 0.0, held_out_fraction: float = HELD_OUT_FRACTION,
+               joint_epochs: int = JOINT_EPOCHS, encoder_lr: float = 0.0, held_out_fraction: float = HELD_OUT_FRACTION,
                synthetic: int = 0, min_gain: float = 0.0, answers: str | None = None,
                encoder_keys: EncoderKeys | None = None) -> TrainFlowResult:
     """Train on the labelled, not held-out patients; evaluate on the held-out; log; register through the gate.

@@ -70,7 +70,7 @@ def plot_comparison(table: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
+def md_table(df: pd.DataFrame, digits: int = 3) -> str:
     """A pipe table without the optional ``tabulate`` dependency."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
@@ -105,14 +105,14 @@ def write_model_report(out: Path, config: dict[str, Any], metrics: dict[str, flo
     rows = pd.DataFrame([{"metric": k, "value": v} for k, v in metrics.items()])
     text = [f"# Evaluation: {config.get('fusion')} fusion, {config.get('impute')} imputation", "",
             f"Held-out patients: {int(metrics.get('n', len(pred)))}. Intervals: patient bootstrap, 95 %.", "",
-            "## Metrics", "", _md_table(rows, 4), "",
+            "## Metrics", "", md_table(rows, 4), "",
             "## Calibration", "", calibration_text(config, metrics), "", "![reliability](reliability.png)", "",
             "## Per-modality Shapley contributions", "",
             "Exact Shapley values over the 16 modality coalitions. Reference (the empty coalition): the mean "
             f"calibrated risk over the training patients, {metrics.get('shapley_baseline', float('nan')):.3f}, "
             "not the network's output with every modality masked (a state training never shows it); each "
             "patient's contributions sum to their risk minus this reference.", "", "![shapley](shapley.png)", "",
-            "## Configuration", "", _md_table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in config.items()])),
+            "## Configuration", "", md_table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in config.items()])),
             ""]
     path = out / "report.md"
     path.write_text("\n".join(text))

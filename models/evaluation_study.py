@@ -167,7 +167,7 @@ def _checks(fusion: pd.DataFrame, sweep: pd.DataFrame, sweep_risk: dict, y: np.n
 
 def write_study_report(result: StudyResult, out_dir: str | Path, title: str = "clinfuse study") -> Path:
     """``report.md`` + PNGs (fusion comparison, unimodal, sweeps, reliability) in ``out_dir``."""
-    from models.evaluation_report import _md_table, plot_comparison, plot_reliability, plot_sweep
+    from models.evaluation_report import md_table, plot_comparison, plot_reliability, plot_sweep
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,19 +176,19 @@ def write_study_report(result: StudyResult, out_dir: str | Path, title: str = "c
                         "auroc_over_oracle", "interaction_auroc", "abstain_rate") if c in result.fusion_table]
     plot_comparison(pd.concat([result.fusion_table, result.unimodal_table], ignore_index=True),
                     out / "fusion_comparison.png", "Fusion types and unimodal baselines")
-    text += ["## Fusion types", "", _md_table(result.fusion_table[cols]), "",
+    text += ["## Fusion types", "", md_table(result.fusion_table[cols]), "",
              "![fusion comparison](fusion_comparison.png)", ""]
     if len(result.unimodal_table):
         ucols = [c for c in cols if c in result.unimodal_table]
-        text += ["## Unimodal baselines (patients having the modality)", "", _md_table(result.unimodal_table[ucols]), ""]
+        text += ["## Unimodal baselines (patients having the modality)", "", md_table(result.unimodal_table[ucols]), ""]
     for mech in sorted(result.sweep_table["mechanism"].unique()) if len(result.sweep_table) else []:
         plot_sweep(result.sweep_table, mech, out / f"sweep_{mech}.png")
         sub = result.sweep_table[result.sweep_table["mechanism"] == mech]
-        text += [f"## {mech.upper()} missingness sweep", "", _md_table(sub), "", f"![{mech}](sweep_{mech}.png)", ""]
+        text += [f"## {mech.upper()} missingness sweep", "", md_table(sub), "", f"![{mech}](sweep_{mech}.png)", ""]
     plot_reliability(result.reliability, out / "reliability.png")
     text += ["## Calibration (after temperature scaling)", "", "![reliability](reliability.png)", "",
-             "## Mean per-modality Shapley contributions", "", _md_table(result.shapley_table), "",
-             "## Target checks", "", _md_table(pd.DataFrame([{"check": k, "value": v}
+             "## Mean per-modality Shapley contributions", "", md_table(result.shapley_table), "",
+             "## Target checks", "", md_table(pd.DataFrame([{"check": k, "value": v}
                                                             for k, v in result.checks.items()])), ""]
     path = out / "report.md"
     path.write_text("\n".join(text))

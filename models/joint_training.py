@@ -45,7 +45,7 @@ from models.feature_set import FeatureSet
 from models.features import EncodeReport, encode_manifest, latest_items, load_features
 from models.fusion import build_fusion
 from models.fusion.inputs import torch_threads
-from models.pretrain import _recalibrate_batchnorm
+from models.pretrain import recalibrate_batchnorm
 from models.train import TrainConfig, _fusion_config, _loss_fn, modality_dropout, patient_split, seed_everything, train
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def _train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFr
     history = _fit_joint(batcher, fusion, encoders, tr, va, config, joint, encoder_lr, progress)
     weights = {}
     for m, enc in encoders.items():
-        _recalibrate_batchnorm(enc, list(items[m].values()), joint.batch_size)
+        recalibrate_batchnorm(enc, list(items[m].values()), joint.batch_size)
         weights[m] = enc.save_weights(encoders_dir)
     report = encode_manifest(manifest, home, store, modalities=list(encoders), encoders=encoders,
                              quarantine_dir=quarantine_dir)

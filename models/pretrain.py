@@ -29,6 +29,7 @@ from monai.utils import set_determinism
 from torch import nn
 
 from ingestion.modalities import MODALITIES
+from models.defaults import PRETRAIN_BATCH_SIZE, PRETRAIN_EPOCHS, PRETRAIN_LR
 from models.encoders import build_encoder
 from models.encoders.base import Item, TorchEncoder
 from models.features import latest_items
@@ -40,9 +41,9 @@ log = logging.getLogger(__name__)
 class PretrainConfig:
     """Hyper-parameters of pretraining (log it as is)."""
 
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 2e-3
+    epochs: int = PRETRAIN_EPOCHS
+    batch_size: int = PRETRAIN_BATCH_SIZE
+    lr: float = PRETRAIN_LR
     weight_decay: float = 1e-4
     temperature: float = 0.1
     proj_dim: int = 32
@@ -99,7 +100,7 @@ def _prepare_all(encoder: TorchEncoder, rows: pd.DataFrame, home: Path,
     return out
 
 
-def _recalibrate_batchnorm(encoder: TorchEncoder, items: Sequence[Item], batch_size: int) -> None:
+def recalibrate_batchnorm(encoder: TorchEncoder, items: Sequence[Item], batch_size: int) -> None:
     """Recompute BatchNorm running statistics over all clean items so eval mode matches training."""
     bns = [m for m in encoder.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or not items:
@@ -116,23 +117,9 @@ def _recalibrate_batchnorm(encoder: TorchEncoder, items: Sequence[Item], batch_s
     encoder.net.eval()
 
 
-def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
-             modalities: Sequence[str] = MODALITIES, config: PretrainConfig = PretrainConfig(),
-             device: str = "cpu", note_encoder: Literal["minilm", "tfidf"] = "minilm",
-             progress: Callable[[int, int, float], None] | None = None) -> PretrainReport:
-    """Train the CT/X-ray/EEG encoders contrastively; save ``<name>-<version>.pt``; return versions.
-
-    ``progress(epoch, epochs, mean_loss)`` is called after each epoch.
-    """
-    t0, home, encoders_dir = time.perf_counter(), Path(home), Path(encoders_dir)
-    encoders_dir.mkdir(parents=True, exist_ok=True)
-    set_determinism(seed=config.seed)
-    rng = np.random.default_rng(config.seed)
-    report = PretrainReport()
-    latest = latest_items(manifest, modalities)
-    encoders = {m: build_encoder(m, encoders_dir=encoders_dir, device=device, seed=config.seed,
-                                 note_encoder=note_encoder) for m in modalities}
-    dev = next((e.device for e in encoders.values() if isinstance(e, TorchEncoder)), torch.device("cpu"))
+def _prepare_data(encoders: dict, latest: pd.DataFrame, home: Path, encoders_dir: Path,
+                  report: "PretrainReport") -> dict[str, dict[str, Item]]:
+    """Per modality, each patient's prepared item (trainable encoders) or fixed note embedding (the anchor)."""
     data: dict[str, dict[str, Item]] = {}
     for m, enc in encoders.items():
         rows = latest[latest["modality"] == m]
@@ -153,6 +140,45 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
                 report.versions[enc.name] = enc.version
             vecs = enc.encode_batch(list(notes.values()))
             data[m] = {pid: {"z": v} for pid, v in zip(notes, vecs)}
+    return data
+
+
+def _loss_terms(project: Callable[[str, list[str]], torch.Tensor], present: dict[str, list[str]],
+                modalities: list[str], trainable: list[str], config: PretrainConfig) -> list[torch.Tensor]:
+    """InfoNCE between every pair of modalities of a batch, plus each trainable one against a second view."""
+    views = {m: dict(zip(present[m], project(m, present[m]))) for m in modalities if len(present[m]) >= 2}
+    terms = []
+    for a, b in combinations(views, 2):
+        both = [p for p in present[a] if p in views[b]]
+        if len(both) >= 2:
+            terms.append(info_nce(torch.stack([views[a][p] for p in both]),
+                                  torch.stack([views[b][p] for p in both]), config.temperature))
+    for m in trainable:
+        if m in views and config.intra_weight > 0:
+            second = project(m, present[m])
+            first = torch.stack([views[m][p] for p in present[m]])
+            terms.append(config.intra_weight * info_nce(first, second, config.temperature))
+    return terms
+
+
+def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
+             modalities: Sequence[str] = MODALITIES, config: PretrainConfig = PretrainConfig(),
+             device: str = "cpu", note_encoder: Literal["minilm", "tfidf"] = "minilm",
+             progress: Callable[[int, int, float], None] | None = None) -> PretrainReport:
+    """Train the CT/X-ray/EEG encoders contrastively; save ``<name>-<version>.pt``; return versions.
+
+    ``progress(epoch, epochs, mean_loss)`` is called after each epoch.
+    """
+    t0, home, encoders_dir = time.perf_counter(), Path(home), Path(encoders_dir)
+    encoders_dir.mkdir(parents=True, exist_ok=True)
+    set_determinism(seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+    report = PretrainReport()
+    latest = latest_items(manifest, modalities)
+    encoders = {m: build_encoder(m, encoders_dir=encoders_dir, device=device, seed=config.seed,
+                                 note_encoder=note_encoder) for m in modalities}
+    dev = next((e.device for e in encoders.values() if isinstance(e, TorchEncoder)), torch.device("cpu"))
+    data = _prepare_data(encoders, latest, home, encoders_dir, report)
     trainable = [m for m in data if isinstance(encoders[m], TorchEncoder) and data[m]]
     pids = sorted(set().union(*[set(d) for d in data.values()])) if data else []
     report.n_patients = len(pids)
@@ -194,18 +220,7 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
             present = {m: [p for p in batch if p in data[m]] for m in data}
             amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with amp:
-                views = {m: dict(zip(present[m], project(m, present[m]))) for m in data if len(present[m]) >= 2}
-                terms = []
-                for a, b in combinations(views, 2):
-                    both = [p for p in present[a] if p in views[b]]
-                    if len(both) >= 2:
-                        terms.append(info_nce(torch.stack([views[a][p] for p in both]),
-                                             torch.stack([views[b][p] for p in both]), config.temperature))
-                for m in trainable:
-                    if m in views and config.intra_weight > 0:
-                        second = project(m, present[m])
-                        first = torch.stack([views[m][p] for p in present[m]])
-                        terms.append(config.intra_weight * info_nce(first, second, config.temperature))
+                terms = _loss_terms(project, present, list(data), trainable, config)
             if not terms:
                 continue
             loss = torch.stack(terms).mean()
@@ -219,7 +234,7 @@ def pretrain(manifest: pd.DataFrame, home: Path, encoders_dir: Path, *,
             progress(epoch + 1, config.epochs, report.epoch_losses[-1])
     for m in trainable:
         enc = encoders[m]
-        _recalibrate_batchnorm(enc, list(data[m].values()), config.batch_size)
+        recalibrate_batchnorm(enc, list(data[m].values()), config.batch_size)
         report.weights[m] = enc.save_weights(encoders_dir)
         report.versions[enc.name] = enc.version
     report.seconds = time.perf_counter() - t0

@@ -27,6 +27,7 @@ import numpy as np
 
 from ingestion.home_layout import HomeLayout
 from ingestion.modalities import MODALITIES
+from models.defaults import JOINT_EPOCHS, N_BOOT
 from models.feature_set import FeatureSet
 from models.held_out import HELD_OUT_FRACTION, labelled, split_held_out
 from models.pretrain import PretrainConfig
@@ -141,7 +142,7 @@ class TrainStageConfig:
     lr: float = TrainConfig.lr
     modality_dropout: float = TrainConfig.modality_dropout
     strategy: str = "frozen"
-    joint_epochs: int = 20
+    joint_epochs: int = JOINT_EPOCHS
     encoder_lr: float = 0.0
     """joint/finetune encoder learning rate; 0 = ``lr`` (joint) or ``lr``/10 (finetune)."""
     held_out_fraction: float = HELD_OUT_FRACTION
@@ -285,7 +286,7 @@ class EvaluateConfig:
     synthetic: int = 0
     answers: Path | None = None
     """a phantom's answers table (evaluation only): model AUROC against the Bayes-optimal oracle"""
-    n_boot: int = 500
+    n_boot: int = N_BOOT
     seed: int = 7
     device: str = "cpu"
     secret: str = field(default="", repr=False)
@@ -336,7 +337,7 @@ class StudyConfig:
     synthetic: int = 0
     answers: Path | None = None
     epochs: int = TrainConfig.epochs
-    n_boot: int = 500
+    n_boot: int = N_BOOT
     seed: int = 7
     device: str = "cpu"
     secret: str = field(default="", repr=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from models.defaults import EPOCHS, HIDDEN, LAYERS, LR, MODALITY_DROPOUT, POOL
 from models.fusion import FUSIONS, FusionConfig, canonical_fusion
 from models.imputation import IMPUTERS
 
@@ -20,14 +21,14 @@ class TrainConfig:
 
     fusion: str = "early"
     impute: str = "cross_profile"
-    pool: str = "concat"
-    hidden: int = 64
-    layers: int = 1
-    epochs: int = 150
-    lr: float = 3e-3
+    pool: str = POOL
+    hidden: int = HIDDEN
+    layers: int = LAYERS
+    epochs: int = EPOCHS
+    lr: float = LR
     weight_decay: float = 1e-3
     batch_size: int = 64
-    modality_dropout: float = 0.2
+    modality_dropout: float = MODALITY_DROPOUT
     patience: int = 30
     select_on: str = "auroc"  # early stopping / best epoch on validation "auroc" or "loss"
     seed: int = 7

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from flows.names import DASHBOARD_PORT
+
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
@@ -18,7 +20,7 @@ def streamlit_command(host: str, port: int, app: Path = APP) -> list[str]:
 
 
 def dashboard(
-    port: int = typer.Option(8501, help="TCP port to serve on."),
+    port: int = typer.Option(DASHBOARD_PORT, help="TCP port to serve on."),
     host: str | None = typer.Option(
         None, help="Address to bind; default settings.bind_host (127.0.0.1). Set a password before widening it."),
 ) -> None:

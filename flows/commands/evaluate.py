@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from models.held_out import HELD_OUT_FRACTION
-from models.train import TrainConfig
+from models import defaults as d
 
 
 def evaluate(
@@ -24,8 +24,8 @@ def evaluate(
     answers: Path | None = typer.Option(None, "--answers", help="Phantom answers.parquet (oracle risk, interaction flag); evaluation only."),
     synthetic: int = typer.Option(0, "--synthetic", help="Use a synthetic cohort of N patients (as `clinfuse train --synthetic N`)."),
     held_out_fraction: float = typer.Option(HELD_OUT_FRACTION, "--held-out-fraction", help="Same fraction as used by `clinfuse train`."),
-    n_boot: int = typer.Option(500, "--n-boot", min=10, help="Bootstrap resamples for 95 % intervals."),
-    epochs: int = typer.Option(TrainConfig.epochs, "--epochs", min=1, help="Study only: maximum epochs per model."),
+    n_boot: int = typer.Option(d.N_BOOT, "--n-boot", min=10, help="Bootstrap resamples for 95 % intervals."),
+    epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Study only: maximum epochs per model."),
 ) -> None:
     """Write an evaluation report (metrics with bootstrap CIs, calibration, Shapley, sweeps) with PNG plots."""
     from flows.commands.flow_runner import prepare, run_flow

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from ingestion.ingest import IngestReport
 
 MAX_LISTED = 40
 """Quarantined items and join problems printed in full; the manifest holds the rest."""
@@ -83,8 +82,9 @@ def _ingest_pacs(console: Console, url: str, cohort: Path | None) -> None:
         print_report(console, result["ingest"])
 
 
-def print_report(console: Console, report: IngestReport) -> None:
-    """The run summary: counts per modality, quarantined items with reasons, cohort join problems."""
+def print_report(console: Console, report: Any) -> None:
+    """The run summary of an ``ingestion.ingest.IngestReport``: counts per modality, quarantined items with
+    reasons, cohort join problems."""
     counts = Table(title=f"Ingest of {report.source}", show_lines=False)
     for column in ("modality", "ok", "quarantined"):
         counts.add_column(column, justify="left" if column == "modality" else "right")

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from models import defaults as d
+
 
 def _check_source(source: Path, cohort: Path | None) -> None:
     if not source.is_dir():
@@ -32,7 +34,7 @@ def pipeline(
     cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV with patient_id and label; default SOURCE/cohort.csv."),
     fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or attention."),
     impute: str = typer.Option("cross_profile", "--impute", help="Imputation of missing modalities."),
-    epochs: int = typer.Option(150, "--epochs", min=1, help="Maximum training epochs (early stopping applies)."),
+    epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Maximum training epochs (early stopping applies)."),
     dask: bool = typer.Option(False, "--dask/--no-dask", help="Fan tasks out over Dask (settings.dask_address, or a local cluster)."),
     answers: Path | None = typer.Option(
         None, "--answers", help="Phantom answers.parquet (evaluation only): never ingested, used to report "

@@ -6,13 +6,13 @@ import typer
 from rich.console import Console
 
 from flows.commands.encode import DeviceChoice, device_name
-from models.pretrain import PretrainConfig
+from models import defaults as d
 
 
 def pretrain(
-    epochs: int = typer.Option(PretrainConfig.epochs, "--epochs", "-e", min=1, help="Passes over the ingested patients."),
-    batch_size: int = typer.Option(PretrainConfig.batch_size, "--batch-size", min=2, help="Patients per contrastive batch."),
-    lr: float = typer.Option(PretrainConfig.lr, "--lr", help="AdamW learning rate."),
+    epochs: int = typer.Option(d.PRETRAIN_EPOCHS, "--epochs", "-e", min=1, help="Passes over the ingested patients."),
+    batch_size: int = typer.Option(d.PRETRAIN_BATCH_SIZE, "--batch-size", min=2, help="Patients per contrastive batch."),
+    lr: float = typer.Option(d.PRETRAIN_LR, "--lr", help="AdamW learning rate."),
     device: DeviceChoice = typer.Option(None, "--device",
                                         help="auto (CUDA when present), cpu or cuda; default from settings."),
 ) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from flows.names import DASHBOARD_PORT
+
 
 def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy: bool,
                source: Path | None, cohort: Path | None) -> tuple[str, str, dict[str, int | None]]:
@@ -55,7 +57,7 @@ def _supervise(services: Any) -> None:
 def serve(
     prefect_port: int = typer.Option(4200, "--prefect-port", help="Port of the Prefect server (API and UI)."),
     mlflow_port: int = typer.Option(5000, "--mlflow-port", help="Port of the MLflow tracking server."),
-    dashboard_port: int = typer.Option(8501, "--dashboard-port", help="Port of the Streamlit dashboard."),
+    dashboard_port: int = typer.Option(DASHBOARD_PORT, "--dashboard-port", help="Port of the Streamlit dashboard."),
     deploy: bool = typer.Option(True, "--deploy/--no-deploy", help="Create pools and deployments (schedules) on start."),
     source: Path | None = typer.Option(None, "--source", help="Export folder for the nightly ingest deployment."),
     cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV for the nightly ingest deployment."),

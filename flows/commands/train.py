@@ -13,25 +13,25 @@ import typer
 from rich.console import Console
 
 from models.held_out import HELD_OUT_FRACTION
-from models.train import TrainConfig
+from models import defaults as d
 
 
 def train(
     fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or cross_attention."),
     impute: str = typer.Option("auto", "--impute", help="Missing modalities: auto (chosen by nested validation on "
                                "the training patients), cross_profile, complete_case, mean or zero."),
-    epochs: int = typer.Option(TrainConfig.epochs, "--epochs", min=1, help="Maximum epochs (early stopping on validation AUROC)."),
-    hidden: int = typer.Option(TrainConfig.hidden, "--hidden", min=2, help="Hidden width of fusion layers and classifier."),
-    layers: int = typer.Option(TrainConfig.layers, "--layers", min=1, max=2, help="Hidden layers of the classifier head (1 or 2)."),
-    pool: str = typer.Option(TrainConfig.pool, "--pool", help="Cross-attention pooling: concat, sum or max."),
-    lr: float = typer.Option(TrainConfig.lr, "--lr", help="AdamW learning rate."),
-    modality_dropout: float = typer.Option(TrainConfig.modality_dropout, "--modality-dropout",
+    epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Maximum epochs (early stopping on validation AUROC)."),
+    hidden: int = typer.Option(d.HIDDEN, "--hidden", min=2, help="Hidden width of fusion layers and classifier."),
+    layers: int = typer.Option(d.LAYERS, "--layers", min=1, max=2, help="Hidden layers of the classifier head (1 or 2)."),
+    pool: str = typer.Option(d.POOL, "--pool", help="Cross-attention pooling: concat, sum or max."),
+    lr: float = typer.Option(d.LR, "--lr", help="AdamW learning rate."),
+    modality_dropout: float = typer.Option(d.MODALITY_DROPOUT, "--modality-dropout",
                                            help="Chance of hiding each modality per sample while training."),
     strategy: str = typer.Option("frozen", "--strategy", help="frozen: fusion on the stored embeddings, encoders untouched. "
                                  "joint: CT/X-ray/EEG encoders trained from their seeded init together with a fusion head on "
                                  "the labels (small cohorts). finetune: the same from the `clinfuse pretrain` weights, encoders "
                                  "at a lower learning rate. joint/finetune save new encoder versions and re-encode the store."),
-    joint_epochs: int = typer.Option(20, "--joint-epochs", min=1, help="joint/finetune: maximum epochs of encoder + fusion training."),
+    joint_epochs: int = typer.Option(d.JOINT_EPOCHS, "--joint-epochs", min=1, help="joint/finetune: maximum epochs of encoder + fusion training."),
     encoder_lr: float = typer.Option(0.0, "--encoder-lr", min=0.0, help="joint/finetune: encoder learning rate; 0 = --lr (joint) or --lr/10 (finetune)."),
     held_out_fraction: float = typer.Option(HELD_OUT_FRACTION, "--held-out-fraction", help="Patients never trained on, for evaluation."),
     synthetic: int = typer.Option(0, "--synthetic", help="Train on a synthetic cohort of N patients instead of the home's embeddings."),
