@@ -32,8 +32,13 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def int8_model_path(cache_dir: Path, weights_sha: str) -> Path:
-    """Where the int8 model for these packaged weights lives (built on first use)."""
-    return Path(cache_dir) / f"note-minilm-{RUNTIME_ID}-{weights_sha[:16]}.onnx"
+    """Where the int8 model for these packaged weights lives (built on first use).
+
+    Not named ``note-*``: it is derived from the packaged weights, which the
+    version already names, so it must not count as trained weights in
+    ``models.encoders.identity``'s fingerprint of the encoders folder.
+    """
+    return Path(cache_dir) / f"minilm-{RUNTIME_ID}-{weights_sha[:16]}.onnx"
 
 
 @contextmanager

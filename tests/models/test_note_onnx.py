@@ -23,8 +23,8 @@ def test_int8_runtime_matches_float32_on_real_reports(realdata: Path, tmp_path: 
     assert int8.version != fp32.version  # different numbers, so a different embedding-store key
 
     z8, z32 = int8.embed_texts(texts), fp32.embed_texts(texts)
-    built = sorted(tmp_path.glob("note-minilm-onnx-int8-*.onnx"))
-    assert len(built) == 1
+    built = sorted(tmp_path.glob("minilm-onnx-int8-*.onnx"))
+    assert len(built) == 1 and not list(tmp_path.rglob("note-*"))  # not mistaken for trained note weights
     assert z8.shape == z32.shape == (len(texts), 384)
     np.testing.assert_allclose(np.linalg.norm(z8, axis=1), 1.0, atol=1e-4)
     cosine = (z8 * z32).sum(axis=1)
