@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 
 from ingestion.ingest import ingest
+from ingestion.ingest_worker import ReaderConfig
 from ingestion.manifest import read_manifest
 from ingestion.xray_image import read_xray
 from tests.ingestion.dicom_factory import cr_dataset
@@ -59,7 +60,7 @@ def test_no_spacing_at_all_is_none_with_reason_not_zero(tmp_path: Path) -> None:
 
 def test_fallback_reaches_the_manifest(tmp_path: Path) -> None:
     _dx(tmp_path / "src" / "xr" / "e.dcm", ImagerPixelSpacing=[0.175, 0.175])
-    ingest(tmp_path / "src", None, tmp_path / "home", "test-secret", workers=1, **READER_ARGS)
+    ingest(tmp_path / "src", None, tmp_path / "home", "test-secret", workers=1, config=ReaderConfig(**READER_ARGS))
     manifest = read_manifest(tmp_path / "home" / "manifest.parquet")
     assert list(manifest["status"]) == ["ok"]
     meta = json.loads(manifest["meta_json"].iloc[0])
