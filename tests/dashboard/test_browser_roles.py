@@ -20,7 +20,7 @@ from tests.conftest import free_port
 from tests.dashboard.access_setup import PASSWORDS, AccessHome, build_access_home
 from tests.dashboard.test_browser import _assert_no_error_box, _wait_healthy, _wait_text, browser  # noqa: F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(600)]
 
 STALE_AFTER_MINUTES = 0.15  # 9 s for the stale-session test; the role test keeps the 15-minute default
 
@@ -98,6 +98,7 @@ def test_each_role_in_chromium(access_server, browser) -> None:  # noqa: F811
     _sign_in(browser, url, "c.clinician")
     _wait_text(browser, "patients match")
     assert "Patient" in _nav(browser) and "Admin" not in _nav(browser) and "Model" not in _nav(browser)
+    browser.find_element(By.XPATH, "//button[.//p[text()='Export CSV']]").click()
     _open_patient(browser, pid)
     _wait_text(browser, "Reveal MRN")
     assert mrn not in _body(browser)
@@ -128,6 +129,7 @@ def test_each_role_in_chromium(access_server, browser) -> None:  # noqa: F811
     trail = AuditLog(ah.fixture.home / "access" / "audit.jsonl")
     actions = [(e["user"], e["action"], e["patient_id"]) for e in trail.entries()]
     assert ("c.clinician", "reveal_mrn", pid) in actions and ("a.analyst", "view_patient", pid) in actions
+    assert ("c.clinician", "export_csv", None) in actions
     assert not any(e[1] == "reveal_mrn" and e[0] != "c.clinician" for e in actions)
     assert trail.verify().ok
 
