@@ -54,6 +54,8 @@ class Settings(BaseSettings):
                     "Unset: a random one is generated into <home>/pseudonym_secret (mode 0600) on first use.",
     )
     workers: int = Field(default=2, ge=1, description="Processes for parallel ingestion.")
+    chunk_items: int = Field(
+        default=32, ge=1, description="Items per fan-out task of ingest and encode (the unit a Dask worker takes).")
     ct_spacing_mm: tuple[float, float, float] = Field(
         default=(4.0, 2.0, 2.0), description="CT resampling spacing (z, y, x) in millimetres."
     )

@@ -146,6 +146,15 @@ def encode_task(config: EncodeConfig) -> EncodeResult:
     return result
 
 
+@task(name="encode-chunks", cache_policy=NO_CACHE, **RETRY)
+def plan_encode_task(home: str, chunk_items: int, modalities: tuple[str, ...]) -> list[Any]:
+    """``models.encode_chunks.plan_chunks``: the manifest's usable items in chunks of ``chunk_items``."""
+    from ingestion.manifest import read_manifest
+    from models.encode_chunks import plan_chunks
+
+    return plan_chunks(read_manifest(HomeLayout.at(home).manifest_path), chunk_items, modalities)
+
+
 @task(name="pretrain", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"])
 def pretrain_task(config: PretrainStageConfig) -> PretrainResult:
     """``models.stages.pretrain``: new encoder weight versions under the home's encoders."""

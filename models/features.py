@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Collection, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,7 +132,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
                     encoders_dir: Path | None = None, seed: int = 0,
                     note_encoder: Literal["minilm", "tfidf"] = "minilm",
                     quarantine_dir: Path | None = None,
-                    fit_patients: Sequence[str] | None = None) -> EncodeReport:
+                    fit_patients: Sequence[str] | None = None,
+                    only: Collection[str] | None = None) -> EncodeReport:
     """Encode every usable manifest item whose embedding the store lacks; return what happened.
 
     ``batch_size`` 0 picks one for the device (16 on CPU, sized to free memory on CUDA).
@@ -142,7 +143,10 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
     ``encode_failures_<modality>.parquet`` there; they never stop the run.
     ``fit_patients``: the only patients whose items may fit an encoder here (the
     TF-IDF note fallback); pass the training patients so nothing fitted sees the
-    held-out split or prediction batches.
+    held-out split or prediction batches. ``only``: encode just the items with
+    these content hashes (one chunk of a fan-out), while an encoder that must be
+    fitted is still fitted on every usable item; ``only=()`` fits and encodes
+    nothing, which prepares the encoders before chunks run in parallel.
     """
     home = Path(home)
     report = EncodeReport()
@@ -150,7 +154,7 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
         t0 = time.perf_counter()
         items = usable_items(manifest, [modality]).drop_duplicates("content_sha256")
         fp = identity.fingerprint(modality, encoders_dir=encoders_dir, seed=seed, note_encoder=note_encoder)
-        wanted = items
+        wanted = items if only is None else items[items["content_sha256"].isin(list(only))]
         known = None if (encoders or {}).get(modality) else identity.stored_identity(store, wanted["content_sha256"], fp)
         if known is not None:  # all stored under the remembered key: no encoder is built (see identity.py)
             _report_all_stored(report, modality, known, len(wanted), time.perf_counter() - t0, quarantine_dir)
@@ -159,6 +163,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
             modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder)
         if len(items):
             _fit_tfidf_if_needed(encoder, items, home, encoders_dir, fit_patients)
+        if only is not None:
+            items = items[items["content_sha256"].isin(list(only))]
         if not getattr(encoder, "is_ready", True):
             report.encoder_keys[modality] = None  # type: ignore[assignment]
             continue

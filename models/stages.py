@@ -50,6 +50,9 @@ class EncodeConfig:
     """Items per encoder batch; 0 picks one for the device's memory."""
     seed: int = 7
     note_encoder: str = "minilm"
+    only: tuple[str, ...] | None = None
+    """Content hashes of one fan-out chunk to encode (None: every usable item; ``()``: only build and fit
+    the encoders, which the flow does once before its chunks run in parallel)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | Non
     report = encode_manifest(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), config.modalities,
                              device=config.device, batch_size=config.batch_size, progress=progress,
                              encoders_dir=layout.encoders_dir, seed=config.seed, note_encoder=config.note_encoder,
-                             quarantine_dir=layout.quarantine_dir)
+                             quarantine_dir=layout.quarantine_dir if config.only is None else None,
+                             only=config.only)
     keys = {m: (tuple(k) if k is not None else None) for m, k in report.encoder_keys.items()}
     return EncodeResult(keys, dict(report.dims), dict(report.encoded), dict(report.hits), dict(report.seconds),
                         tuple(report.failures))
