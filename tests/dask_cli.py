@@ -12,10 +12,15 @@ from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DASK = str(Path(sys.executable).with_name("dask"))
+PATIENT_COMMS = {"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "600s"}
+"""A loaded CI machine can starve the scheduler's event loop for a minute (seen: 82 s on 2 shared cores);
+default 30 s TCP timeouts then drop the client and cancel every task. Applied to the scheduler, the
+workers and, via :func:`start_cluster`, this process's clients (DaskTaskRunner's included)."""
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           **{"DASK_" + key.upper().replace(".", "__").replace("-", "_"): value for key, value in PATIENT_COMMS.items()}}
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([DASK, *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env,
                                 start_new_session=True)
@@ -36,8 +41,10 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
 
 def start_cluster(root: Path, n_workers: int) -> tuple[str, list[subprocess.Popen]]:
     """``dask scheduler`` + ``n_workers`` × ``dask worker`` (one thread, no nanny: readers may fork) on loopback."""
+    import dask
     from distributed import Client
 
+    dask.config.set(PATIENT_COMMS)
     address = f"tcp://127.0.0.1:{free_port()}"
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
                     root / "scheduler.log")]
