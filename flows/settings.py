@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         default=None, description="When set, every dashboard page asks for this password."
     )
     bind_host: str = Field(default="127.0.0.1", description="Host every server started by clinfuse binds.")
+    pacs_url: str | None = Field(
+        default=None, description="DICOMweb root of the PACS to pull from (e.g. http://pacs:8042/dicom-web); "
+                                  "credentials go in pacs_username/pacs_password, not here.")
+    pacs_username: str | None = Field(default=None, description="PACS basic-auth user (CLINFUSE_PACS_USERNAME).")
+    pacs_password: SecretStr | None = Field(
+        default=None, description="PACS basic-auth password (CLINFUSE_PACS_PASSWORD); never logged.")
+    pacs_modalities: tuple[str, ...] = Field(
+        default=("CT", "CR", "DX"), description="DICOM modalities pulled from the PACS.")
+    pacs_study_date_from: str | None = Field(
+        default=None, description="Pull only studies on or after this StudyDate (YYYYMMDD); unset = all.")
+    pacs_timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for any one PACS request.")
     prefect_database_url: SecretStr | None = Field(
         default=None, description="Database of the Prefect server `clinfuse serve` starts "
                                   "(postgresql+asyncpg://USER:PW@HOST:PORT/DB); unset = SQLite under <home>/prefect.")
@@ -201,6 +212,12 @@ class Settings(BaseSettings):
             raise ValueError(f"the re-identification key file {path} lies inside CLINFUSE_HOME {self.home}: "
                              "keep the key apart from the data it protects")
         return path.read_bytes().strip()
+
+    def pacs_dir(self, url: str) -> Path:
+        """Staging folder, cursor and temporary files of one PACS: ``<home>/pacs/<hash of its redacted URL>``."""
+        from ingestion.pacs_cursor import pacs_key
+
+        return self.home / "pacs" / pacs_key(url)
 
     @property
     def tracking_uri(self) -> str:
