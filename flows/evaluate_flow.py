@@ -59,7 +59,7 @@ def evaluate_flow(home: str | None = None, model_id: str | None = None,
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         n_boot=n_boot, seed=settings.seed, device=settings.resolved_device(),
         secret=settings.pseudonym_secret.get_secret_value() if answers else "")
-    state = evaluate_task(config, return_state=True)
+    state = evaluate_task.with_options(refresh_cache=not any(settings.reports_dir.iterdir()))(config, return_state=True)
     evaluation = state.result()
     if version is not None and state.name != "Cached":
         log_champion_evaluation(settings, version, evaluation)

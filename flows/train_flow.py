@@ -75,8 +75,9 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "au
         joint_epochs=joint_epochs, encoder_lr=encoder_lr, held_out_fraction=held_out_fraction,
         synthetic=synthetic, seed=settings.seed, device=settings.resolved_device(), review_labels=reviewed)
     config.train_config()  # unknown fusion/imputation/strategy fail here, before any work
-    trained = train_task(config)
-    evaluation = evaluate_task(EvaluateConfig(
+    # A cache hit must not point at a model folder that was deleted: with none saved, recompute.
+    trained = train_task.with_options(refresh_cache=not any(settings.models_dir.glob("*/model.json")))(config)
+    evaluation = evaluate_task.with_options(refresh_cache=not any(settings.reports_dir.iterdir()))(EvaluateConfig(
         home=settings.home, model_dir=trained.model_dir, encoder_keys=trained.encoder_keys,
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         seed=settings.seed, device=settings.resolved_device(),
