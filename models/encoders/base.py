@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -111,6 +112,12 @@ def latest_weights(encoders_dir: Path | None, name: str, suffix: str = ".pt") ->
     return files[0] if files else None
 
 
+_INIT_LOCK = threading.Lock()
+"""Seeded initialisation draws from torch's global generator; two encoders built at once in threads (the
+encode flow maps its four modality tasks concurrently) would interleave their draws, giving a "seeded" init
+whose version no one can rebuild (so a model pinned to it could not be re-encoded). Inits take turns."""
+
+
 class IncompatibleWeights(ValueError):
     """Saved weights made for another preprocessing or feature revision of the encoder."""
 
@@ -138,7 +145,7 @@ class TorchEncoder:
         self.config = config
         self.seed = seed
         self.device = resolve_device(device)
-        with torch.random.fork_rng(devices=[]):
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # one seeded init at a time: see _INIT_LOCK
             torch.manual_seed(seed)
             self.net: nn.Module = self.build_network()
         self.net.eval()

@@ -40,3 +40,15 @@ def test_pinned_encoder_ignores_newer_weights_and_says_when_its_own_are_gone(tmp
     gone = (pinned[0], "0123456789ab", pinned[2])
     with pytest.raises(FileNotFoundError, match="0123456789ab"):
         build_pinned_encoder("eeg", gone, enc_dir)
+
+
+def test_seeded_encoders_built_in_parallel_threads_get_the_sequential_version() -> None:
+    """The encode flow builds its four encoders at once in threads; each must still get its seeded version
+    (interleaved draws from torch's global generator gave versions nobody could rebuild for pinning)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mods = ("ct", "xray", "eeg", "ct", "xray", "eeg")
+    expected = {m: tuple(build_encoder(m, seed=7).key()) for m in set(mods)}
+    with ThreadPoolExecutor(max_workers=len(mods)) as pool:
+        got = list(pool.map(lambda m: tuple(build_encoder(m, seed=7).key()), mods))
+    assert got == [expected[m] for m in mods]
