@@ -7,7 +7,7 @@ wheel (loaded from that folder, so it works with ``HF_HUB_OFFLINE=1``), or from 
 TF-IDF + truncated SVD model fitted on the training notes and persisted as
 ``<encoders_dir>/note-tfidf-<version>.pkl``. On CPU the MiniLM runs by default as an
 int8 ONNX Runtime model derived once, offline, from the packaged weights
-(``models.encoders.note_onnx``; ~2x less CPU per note); ``runtime="torch"`` keeps
+(``models.encoders.note_onnx``; ~3x less CPU per note, docs/BENCHMARKS.md); ``runtime="torch"`` keeps
 sentence-transformers in float32. Identical texts (templated reports) are embedded once.
 A small findings vector is appended:
 per term +1 present, -1 explicitly negated, 0 not mentioned, because "no
