@@ -30,6 +30,23 @@ PEERS = (
     "patient-modality graph, contrastive training) was not built in this round.")
 
 
+LABELS = {"(b)": "(b) complete training, 50 % MCAR at deployment",
+          "(c)": "(c) no EEG at one site (a third of patients), training and deployment"}
+
+
+RECIPE = (
+    "Recipe (same for every method, `benchmarks/quality_scenarios.py`): `models.train.train` with 40 epochs, "
+    "patience 10, hidden 32, early stopping on validation AUROC, Platt calibration on the validation patients; "
+    "\"zero-fill + mask\" and \"complete-case\" train without modality dropout, \"modality dropout\" is zero-fill "
+    "with dropout 0.3, cohort mean and cross-profiling keep the default dropout 0.2 (so in scenario (b) only the "
+    "dropout-trained methods ever saw an absent modality while learning). Latent cross-profiling trains its own "
+    "network (`models/imputation_latent.py`, same epochs and patience). Paired differences: the same held-out "
+    "patients, bootstrap over patients; **bold** = the interval excludes 0. One training seed (7) per cell: "
+    "seed-to-seed variation is not in these intervals. Oracle = Bayes risk given exactly the modalities each "
+    "held-out patient has in that scenario. `--impute auto` itself was not run inside the grid (it would repeat "
+    "every cell 12 times); the grid is what it would choose among.")
+
+
 def _ci(v: float, lo: float, hi: float) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -50,7 +67,8 @@ def method_table(cells: pd.DataFrame) -> str:
     lines = ["| scenario | method | AUROC [95 % CI] | − zero-fill [paired 95 % CI] | − cohort mean [paired 95 % CI] | "
              "AUROC / oracle | interaction-subset AUROC | ECE (calibrated) | s |", "|---|---|---|---|---|---|---|---|---|"]
     for _, r in cells.iterrows():
-        lines.append(f"| {r['scenario']} | {r['method']} | {_ci(r['auroc'], r['auroc_low'], r['auroc_high'])} | "
+        lines.append(f"| {LABELS.get(r['scenario'], r['scenario'])} | {r['method']} | "
+                     f"{_ci(r['auroc'], r['auroc_low'], r['auroc_high'])} | "
                      f"{_delta(r)} | {_delta(r, 'minus_mean', 'mean')} | {r['auroc_over_oracle']:.3f} | {_inter(r)} | "
                      f"{r['ece']:.3f} | {r['seconds']:.0f} |")
     return "\n".join(lines)
@@ -112,6 +130,13 @@ def build_lines(args) -> list[str]:  # noqa: ANN001
         lines += ["", "| build stage | wall s | CPU s (parent) | peak RSS MiB |", "|---|---|---|---|"]
         for k, v in meta["stages"].items():
             lines.append(f"| {k} | {v.get('wall_s', '-')} | {v.get('cpu_s_parent', '-')} | {v.get('peak_rss_mib', '-')} |")
+    elif (out / "cohort" / "cohort.csv").exists():
+        n = len(pd.read_csv(out / "cohort" / "cohort.csv"))
+        lines.append(f"Files cohort: phantom seed {args.seed}, shared = {args.shared:g}: **{n} patients generated on "
+                     f"files** of the {args.patients} targeted, then generation was stopped to leave time for ingest; "
+                     "the build was interrupted again during ingest (its DICOM index pass), before any stage "
+                     "recorded its timing.")
+        meta = {"stages": {"generate (interrupted)": {}}}
     else:
         lines.append("Files cohort: **not built in this run**; every table is the simulator's.")
     if meta and not (out / "features.npz").exists():
@@ -130,7 +155,7 @@ def _get(cells: pd.DataFrame, **where) -> pd.DataFrame:
     return sel
 
 
-def targets(cells: pd.DataFrame) -> str:
+def targets(cells: pd.DataFrame, results: Path | None = None) -> str:
     """The issue's targets, each measured, unmet or not measured -- from the cells, never typed in."""
     rows = []
     full = cells[cells["scenario"] == "full data"]
@@ -161,6 +186,17 @@ def targets(cells: pd.DataFrame) -> str:
                 if not pd.isna(r.get("minus_mean", np.nan)):
                     rows.append((f"{sc}, shared {rho:g}: cross-profiling beats cohort mean outside the paired CI",
                                  _delta(r, "minus_mean", "mean"), r["minus_mean_low"] > 0))
+    cp = cells[cells["method"] == "cross-profiling"]
+    worse = [f"{r['scenario']} {r['fusion']} shared {r['shared']:g} (vs {ref})" for _, r in cp.iterrows()
+             for col, ref in (("minus_zero", "zero-fill"), ("minus_mean", "cohort mean"))
+             if not pd.isna(r.get(f"{col}_high", np.nan)) and r[f"{col}_high"] < 0]
+    rows.append(("cross-profiling never worse than a baseline beyond the paired CI (every cell run)",
+                 "; ".join(worse) or "none worse", not worse))
+    for path in sorted(results.glob("imputation_*.parquet")) if results is not None else []:
+        q = pd.read_parquet(path)
+        q = q[q["method"] == "cross_profile"]
+        rows.append((f"imputation R² > 0 for every pair ({path.stem.split('_', 1)[1].replace('_', ', shared ')})",
+                     f"min {q['r2'].min():.3f} ({q.loc[q['r2'].idxmin(), 'pair']})", bool((q["r2"] > 0).all())))
     lines = ["| target | measured | met? |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in rows]
     return "\n".join(lines)
@@ -175,7 +211,7 @@ def write_report(args) -> None:  # noqa: ANN001
              "The shared-information parameter (`SignalModel.shared`, `ingestion/phantom/sharing.py`) and the Bayes "
              "oracle (100,000 latent patients, seed 1):", "", oracle_table(args.shared_range), ""]
     for (source, rho), group in cells.groupby(["source", "shared"], sort=False):
-        title = "files" if source == "files" else "feature-level simulator (2/3 train, held-out by keyed hash)"
+        title = "files" if source == "files" else "feature-level simulator (held-out by keyed hash of the pseudonym)"
         n_held = int(group["n_held_out"].iloc[0])
         parts += [f"### {title}, shared = {rho:g} (held-out {n_held}, train {int(group['n_train'].max())})", ""]
         fus = group[group["scenario"] == "full data"]
@@ -191,7 +227,7 @@ def write_report(args) -> None:  # noqa: ANN001
         if qpath.exists():
             parts += ["Imputation quality on held-out patients who have both modalities (imputer fitted on training "
                       "patients with 50 % MCAR missingness):", "", quality_table(pd.read_parquet(qpath)), ""]
-    parts += ["Targets (scenario (b) is labelled \"(b)\" in the tables):", "", targets(cells), ""]
+    parts += ["Targets:", "", targets(cells, results), "", RECIPE, ""]
     wall = cells["seconds"].sum()
     parts += [f"Training + scoring time over all {len(cells)} cells: {wall:.0f} s; peak RSS of the run "
               f"{cells['peak_rss_mib'].max():.0f} MiB (2 shared cores, load average 15-20 from other jobs).", "",
