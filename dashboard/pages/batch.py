@@ -14,7 +14,7 @@ settings = da.app_settings()
 auth.guard(settings, "batch", "run batch predictions")
 st.title("Batch prediction")
 where = (f"the Prefect deployment `{DEPLOYMENT_NAME}` on {settings.prefect_api_url}" if settings.prefect_api_url
-         else "this process (no Prefect server configured)")
+         else "a child `clinfuse predict` process (no Prefect server configured)")
 st.caption(f"Runs the prediction flow through {where}. The flow ingests, encodes and predicts; "
            "the dashboard only starts it and shows the results.")
 
