@@ -24,6 +24,7 @@ import pytest
 from ingestion.cohort import read_cohort
 from ingestion.manifest import read_manifest
 from ingestion.pseudonym import pseudonymise
+from ingestion.reidentify import ReidKeyError, generate_key, read_map, reveal
 from models.predictions_store import read_latest_batch
 from tests.corpus.build import CorpusCase, bad_cohort_rows, build_corpus, reason_matches
 
@@ -59,16 +60,41 @@ def run(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path):
     cohort.write_text((small_phantom / "cohort.csv").read_text().rstrip("\n") + "\n"
                       + "\n".join(bad_cohort_rows().values()) + "\n")
     out, err = root / "stdout.log", root / "stderr.log"
+    key_file = root / "keys" / "reid.key"  # the re-identification key, outside the home
+    key_file.parent.mkdir()
+    key_file.write_bytes(generate_key())
     with open(out, "wb") as fo, open(err, "wb") as fe:
         proc = subprocess.run([*CLINFUSE, "pipeline", "--source", str(src), "--cohort", str(cohort), "--epochs", "5"],
                               cwd=REPO, env=clean_env(home, CLINFUSE_PSEUDONYM_SECRET=SECRET,
-                                                      CLINFUSE_DASHBOARD_PASSWORD=PASSWORD),
+                                                      CLINFUSE_DASHBOARD_PASSWORD=PASSWORD,
+                                                      CLINFUSE_REID_KEY_FILE=str(key_file)),
                               stdout=fo, stderr=fe, timeout=1100)
     logs = out.read_text(errors="replace") + err.read_text(errors="replace")
     assert proc.returncode == 0, logs[-4000:]
+    clinician_session(home, key_file.read_bytes())
     return {"src": src, "home": home, "cases": cases, "cohort": cohort, "logs": logs, "log_files": (out, err),
+            "key": key_file.read_bytes(),
             "manifest": read_manifest(home / "manifest.parquet"),
             "answers": pd.read_parquet(small_phantom / "answers.parquet")}
+
+
+def clinician_session(home: Path, key: bytes) -> None:
+    """What a clinician's dashboard session writes (sign-in, views, MRN reveals, reviews) into the home's
+    audit trail and review store, through the same library calls the dashboard makes."""
+    from flows.access.audit import AuditLog
+    from flows.access.reviews import PredictionRef, ReviewStore, access_db, audit_path
+
+    batch = read_latest_batch(home / "predictions")
+    trail, reviews = AuditLog(audit_path(home / "access")), ReviewStore(access_db(home / "access"))
+    trail.append("c.clinician", "clinician", "sign_in")
+    for _, row in batch.head(4).iterrows():
+        trail.append("c.clinician", "clinician", "view_patient", row["patient_id"])
+        mrn = reveal(home / "reidentify.fernet", key, row["patient_id"])
+        assert mrn, "every scored phantom patient is in the re-identification map"
+        trail.append("c.clinician", "clinician", "reveal_mrn", row["patient_id"], "found")
+        reviews.add(row["patient_id"], "positive", "confirmed at follow-up", "c.clinician", "clinician",
+                    PredictionRef(row["run_id"], str(row["model_version"]), row["batch_id"], float(row["risk"])))
+        trail.append("c.clinician", "clinician", "review", row["patient_id"], "positive")
 
 
 def _rows_of(manifest: pd.DataFrame, case: CorpusCase) -> pd.DataFrame:
@@ -174,6 +200,23 @@ def test_no_planted_phi_in_any_artifact_or_log(run) -> None:
 
 def test_secrets_are_never_logged_or_stored(run) -> None:
     files = [p for p in run["home"].rglob("*") if p.is_file()] + list(run["log_files"])
-    patterns = [(s, re.compile(re.escape(s.encode()))) for s in (SECRET, PASSWORD)]
+    patterns = [(s, re.compile(re.escape(s.encode()))) for s in (SECRET, PASSWORD, run["key"].decode())]
     hits = _scan(files, patterns)
     assert not hits, "\n".join(hits[:20])
+
+
+def test_audit_trail_and_key_file_hold_no_phi_and_the_map_needs_the_key(run) -> None:
+    """The scan above covers every file under the home, the audit trail and the encrypted map included;
+    here: they exist, the trail verifies, and the map opens with the site key only."""
+    from flows.access.audit import AuditLog
+
+    home = run["home"]
+    trail = AuditLog(home / "access" / "audit.jsonl")
+    assert trail.verify().ok and {e["action"] for e in trail.entries()} >= {"reveal_mrn", "review"}
+    map_path = home / "reidentify.fernet"
+    cohort = read_cohort(run["cohort"], SECRET)
+    assert len(read_map(map_path, run["key"])) == len(cohort.frame) > 0
+    with pytest.raises(ReidKeyError):
+        read_map(map_path, generate_key())
+    assert not _scan([map_path, trail.path, home / "access" / "access.db"],
+                     _phi_patterns(run["answers"], run["cases"]))
