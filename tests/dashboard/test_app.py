@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -193,24 +191,27 @@ def test_password_gate(app_for, fixture_home: FixtureHome) -> None:
     assert len(at.dataframe[0].value) == len(fixture_home.patient_ids)
 
 
-def test_batch_page_runs_flow_then_shows_worklist(app_for, tmp_path: Path, monkeypatch) -> None:
-    """The page hands the folder to the flow; the flow (here a minimal one writing a real batch) writes."""
+def test_batch_page_runs_the_batch_then_shows_worklist(app_for, tmp_path: Path, monkeypatch) -> None:
+    """The page hands the folder to ``run_batch`` (a child ``clinfuse predict``, tested in
+    test_batch_trigger); here a stand-in writes a real batch, and the worklist shows it."""
+    import dashboard.batch_trigger as bt
+
     fh = build_home(tmp_path / "home", n_patients=6)
     cohort = tmp_path / "cohort"
     cohort.mkdir()
     (cohort / "cohort.csv").write_text("patient_id,label\nMRN1,\n")
-    calls: list[str] = []
+    calls: list[Path] = []
 
-    def predict_flow(source: str, home: str | None = None) -> str:
-        calls.append(source)
+    def run_batch(cohort_dir: Path, prefect_api_url, progress, home: Path, **_: object) -> bt.BatchOutcome:
+        calls.append(Path(cohort_dir))
         assert Path(home) == fh.home
         df = pd.read_parquet(fh.home / "predictions" / f"{fh.latest_batch}.parquet")
         df["batch_id"] = "batch-new"
         df["predicted_at"] = df["predicted_at"] + pd.Timedelta(days=1)
         df.to_parquet(fh.home / "predictions" / "batch-new.parquet", index=False)
-        return "batch-new"
+        return bt.BatchOutcome(True, "Batch prediction finished: batch-new")
 
-    monkeypatch.setitem(sys.modules, "flows.predict_flow", types.SimpleNamespace(predict_flow=predict_flow))
+    monkeypatch.setattr(bt, "run_batch", run_batch)
     at = app_for(fh.home).run()
     at.switch_page("pages/batch.py").run()
     _no_errors(at)
@@ -220,16 +221,18 @@ def test_batch_page_runs_flow_then_shows_worklist(app_for, tmp_path: Path, monke
     at.text_input(key="batch_folder").input(str(cohort)).run()
     at.button(key="batch_run").click().run()
     _no_errors(at)
-    assert calls == [str(cohort)]
+    assert calls == [cohort]
     assert any("Batch prediction finished" in s.value for s in at.success)
     assert "batch-new" in _count_caption(at)
 
 
-def test_batch_page_without_flow_says_so(app_for, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "flows.predict_flow", None)  # import fails as if not installed
+def test_batch_page_shows_why_a_batch_failed(app_for, tmp_path: Path, monkeypatch) -> None:
+    import dashboard.batch_trigger as bt
+
+    monkeypatch.setattr(bt, "run_batch", lambda *a, **k: bt.BatchOutcome(False, "`clinfuse predict` failed (exit 2): no cohort.csv"))
     at = app_for(tmp_path / "home").run()
     at.switch_page("pages/batch.py").run()
     at.text_input(key="batch_folder").input(str(tmp_path)).run()
     at.button(key="batch_run").click().run()
     _no_errors(at)
-    assert any("not available" in e.value for e in at.error)
+    assert any("failed (exit 2)" in e.value for e in at.error)
