@@ -32,7 +32,10 @@ def trained_home(tmp_path_factory) -> tuple[Path, dict]:
     model_dir = train(train_fs, config).save(home / "models" / "m")
     from models.trained_model import TrainedModel
 
-    evaluation = evaluate_model(TrainedModel.load(model_dir), held_out, home / "reports" / "m", n_boot=50)
+    from models.stages import EvaluationResult
+
+    raw = evaluate_model(TrainedModel.load(model_dir), held_out, home / "reports" / "m", n_boot=50)
+    evaluation = EvaluationResult(dict(raw["metrics"]), Path(raw["out_dir"]), Path(raw["report"]), len(held_out))
     before = mlflow.get_tracking_uri()
     try:
         result = log_training_run(model_dir, held_out, settings=settings, config=config.as_dict(),
