@@ -7,11 +7,12 @@ import pytest
 
 
 @pytest.mark.slow
-def test_dask_ingest_matches_default(tmp_path, small_phantom):
+def test_dask_ingest_matches_default(tmp_path, small_phantom, monkeypatch):
     from flows.ingest_flow import ingest_flow
     from flows.prefect_env import prefect_settings, task_runner
     from flows.settings import Settings
 
+    monkeypatch.setenv("CLINFUSE_PSEUDONYM_SECRET", "one-secret-for-both-homes")  # else each home draws its own
     homes = {"default": tmp_path / "default", "dask": tmp_path / "dask"}
     for kind, home in homes.items():
         settings = Settings(home=home)
