@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Prefect's in-process API server gets 20 s to start by default; on a 2-core CI machine
+# running server tests beside it that is not always enough (a timeout, not a bug).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
 from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart  # noqa: F401 - session leak check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -41,6 +41,7 @@ def test_children_stop_with_their_parent(sig: int, ignore_term: bool) -> None:
         while not (port_in_use(port) and len(tree(parent.pid)) >= 4):  # parent, watchdog, child, grandchild
             assert parent.poll() is None and time.monotonic() < deadline, "the child did not start"
             time.sleep(0.1)
+        time.sleep(2.0)  # the watchdog records descendants every 0.5 s; a grandchild younger than that can escape
         procs = tree(parent.pid)
         parent.send_signal(sig)
         code = parent.wait(timeout=20)

@@ -42,6 +42,6 @@ def test_train_refuses_unknown_fusion_and_missing_inputs(home: Path) -> None:
     res = runner.invoke(app, ["train", "--synthetic", "50", "--fusion", "transformer"])
     assert res.exit_code == 2 and "unknown" in res.output
     res = runner.invoke(app, ["train"])  # no ingest/encode yet, no --synthetic
-    assert res.exit_code == 2 and "not found" in res.output
+    assert res.exit_code == 2 and "clinfuse ingest" in res.output
     res = runner.invoke(app, ["evaluate", "--synthetic", "50", "--model-id", "nope"])
     assert res.exit_code == 2 and "no model 'nope'" in res.output
