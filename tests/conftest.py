@@ -11,6 +11,9 @@ import pytest
 # Prefect's in-process API server gets 20 s to start by default; on a 2-core CI machine
 # running server tests beside it that is not always enough (a timeout, not a bug).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# One configured pseudonym secret for the suite, so pseudonyms (and the hash-based held-out
+# split they decide) are the same in every run; tests of the generated secret unset it.
+os.environ.setdefault("CLINFUSE_PSEUDONYM_SECRET", "clinfuse-test-suite-secret")
 
 from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart  # noqa: F401 - session leak check
 
