@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.evaluation import bootstrap_metrics  # noqa: E402
 from models.synthetic_features import synthetic_cohort  # noqa: E402
 from models.train import TrainConfig, train  # noqa: E402
+from benchmarks.markdown_section import write_section  # noqa: E402
 
 HEADING = "## Calibration (issue 13)"
 NOTES = """Reading the table:
@@ -55,25 +55,6 @@ NOTES = """Reading the table:
   training time by 1 + ensemble).
 - Abstention defaults (`abstain_width` 0.5, `abstain_band` 0.02, `abstain_share` 0.5) keep the worklist usable at
   20 % missingness per modality; the answered patients rank at least as well as all patients."""
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
-
-
-def write_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) this benchmark's section only, under the shared file lock."""
-    from filelock import FileLock
-
-    with FileLock(str(Path(tempfile.gettempdir()) / "clinfuse-benchmarks-md.lock")):
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        section = f"{heading}\n\n{body.strip()}\n\n"
-        start = text.find(heading + "\n")
-        if start < 0:
-            text = text.rstrip("\n") + "\n\n" + section
-        else:
-            nxt = text.find("\n## ", start + len(heading))
-            text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
-        path.write_text(text.rstrip("\n") + "\n")
-
-
 def reason_kind(reason: str) -> str:
     """The abstain rule behind a reason text (see models.uncertainty.abstain_decisions)."""
     for key, kind in (("no modality", "no modality measured"), ("class flips", "class flips without imputed"),
