@@ -20,7 +20,7 @@ from ingestion.modalities import MODALITIES
 from ingestion.phantom.signal_model import SignalModel, _missingness, oracle_risk
 from models.evaluation import bootstrap_metrics, paired_auroc_difference
 from models.feature_set import FeatureSet
-from models.imputation import build_imputer
+from models.imputation_registry import build_imputer
 from models.imputation_latent import LatentCrossProfileClassifier
 from models.train import TrainConfig, train
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -61,7 +60,7 @@ def imputable(features: FeatureSet, min_rows: int) -> np.ndarray:
                      for i, m in enumerate(features.modalities)])
 
 
-class _Imputer(BaseEstimator):
+class Imputer(BaseEstimator):
     """Shared plumbing: fit_transform and an array-only state for saving without pickle."""
 
     method = "none"
@@ -82,7 +81,7 @@ class _Imputer(BaseEstimator):
         return ImputedFeatures(fs, imputed, np.where(imputed, sd, np.nan), tuple(donors), self.method)
 
 
-class ZeroFillImputer(_Imputer):
+class ZeroFillImputer(Imputer):
     """Leaves missing modalities missing (zeros + mask): the model alone copes with absence."""
 
     method = "zero"
@@ -98,7 +97,7 @@ class ZeroFillImputer(_Imputer):
                             np.full(shape, np.nan), [{} for _ in range(len(features))])
 
 
-class MeanImputer(_Imputer):
+class MeanImputer(Imputer):
     """Fills a missing modality with its cohort mean; uncertainty is the cohort spread."""
 
     method = "mean"
@@ -122,7 +121,7 @@ class MeanImputer(_Imputer):
         return self._result(features, filled, imputed, sd, [{} for _ in range(len(features))])
 
 
-class CrossProfileImputer(_Imputer):
+class CrossProfileImputer(Imputer):
     """Translation + donor profiles, combined by inverse variance (see the module docstring).
 
     Parameters: ``k`` donors per imputed entry; ``alphas`` the ridge penalties
@@ -299,62 +298,3 @@ class CrossProfileImputer(_Imputer):
                 if p_donors[r]:
                     donors[row][m] = p_donors[r]
         return self._result(features, filled, imputed, sd, donors)
-
-
-IMPUTERS: dict[str, type[_Imputer]] = {"zero": ZeroFillImputer, "mean": MeanImputer,
-                                       "cross_profile": CrossProfileImputer}
-
-
-def _register_baselines() -> None:
-    """Add the imputers of other modules (they build on the classes above, so they import this one)."""
-    from models.imputation_baselines import CompleteCaseImputer
-
-    IMPUTERS["complete_case"] = CompleteCaseImputer
-
-
-_register_baselines()
-
-
-def build_imputer(name: str, **params) -> _Imputer:
-    if name not in IMPUTERS:
-        raise ValueError(f"unknown imputer {name!r}; choose one of {sorted(IMPUTERS)}")
-    return IMPUTERS[name](**params)
-
-
-def save_imputer(imputer: _Imputer, directory: Path) -> None:
-    """Write the fitted state as ``imputer.json`` (name, params) + ``imputer.npz`` (arrays only, no pickle)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    for attr, value in vars(imputer).items():
-        if not attr.endswith("_"):
-            continue
-        if isinstance(value, dict):
-            for key, arr in value.items():
-                arrays[f"{attr}|{key}"] = np.asarray(arr)
-        else:
-            arrays[attr] = np.asarray(value)
-    np.savez(directory / "imputer.npz", **arrays)
-    params = {k: list(v) if isinstance(v, tuple) else v for k, v in imputer.get_params().items()}
-    dict_attrs = [a for a, v in vars(imputer).items() if a.endswith("_") and isinstance(v, dict)]
-    meta = {"method": imputer.method, "params": params, "dict_attrs": dict_attrs}
-    (directory / "imputer.json").write_text(json.dumps(meta, indent=2))
-
-
-def load_imputer(directory: Path) -> _Imputer:
-    """Inverse of :func:`save_imputer`."""
-    meta = json.loads((directory / "imputer.json").read_text())
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
-    imputer = build_imputer(meta["method"], **params)
-    for attr in meta.get("dict_attrs", []):
-        setattr(imputer, attr, {})
-    with np.load(directory / "imputer.npz", allow_pickle=False) as data:
-        for key in data.files:
-            arr = data[key]
-            if "|" in key:
-                attr, sub = key.split("|", 1)
-                getattr(imputer, attr)[sub] = arr
-            elif key == "modalities_":
-                imputer.modalities_ = tuple(str(x) for x in arr)
-            else:
-                setattr(imputer, key, arr)
-    return imputer

@@ -2,7 +2,8 @@
 
 Why nested: the method is a hyper-parameter like any other, so choosing it on
 the held-out patients would make their AUROC optimistic. Each candidate is
-trained by the same :func:`models.train.train` recipe on ``folds - 1`` folds of
+trained by the same recipe (:func:`models.train.train`, passed in by its caller so that
+this module does not import it back) on ``folds - 1`` folds of
 the training patients and scored (AUROC) on the remaining fold; the held-out
 split is never passed in. The comparison table travels with the model (its
 ``metrics``) so MLflow and the model's page can show why a method was chosen.
@@ -11,7 +12,7 @@ split is never passed in. The comparison table travels with the model (its
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -22,15 +23,17 @@ from models.feature_set import FeatureSet
 
 if TYPE_CHECKING:
     from models.train_config import TrainConfig
+    from models.trained_model import TrainedModel
+
+    TrainFn = Callable[[FeatureSet, TrainConfig], TrainedModel]
 
 CANDIDATES: tuple[str, ...] = ("zero", "mean", "complete_case", "cross_profile")
 """Order breaks ties: the simpler method wins an exact tie."""
 FOLDS = 3
 
 
-def _fold_scores(features: FeatureSet, config: "TrainConfig", method: str, folds: int) -> list[float]:
-    from models.train import train
-
+def _fold_scores(features: FeatureSet, config: "TrainConfig", train: "TrainFn", method: str,
+                 folds: int) -> list[float]:
     y = np.asarray(features.labels).astype(int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     scores = []
@@ -41,18 +44,18 @@ def _fold_scores(features: FeatureSet, config: "TrainConfig", method: str, folds
     return scores
 
 
-def select_imputer(features: FeatureSet, config: "TrainConfig", candidates: tuple[str, ...] = CANDIDATES,
-                   folds: int = FOLDS) -> tuple[str, pd.DataFrame]:
+def select_imputer(features: FeatureSet, config: "TrainConfig", train: "TrainFn",
+                   candidates: tuple[str, ...] = CANDIDATES, folds: int = FOLDS) -> tuple[str, pd.DataFrame]:
     """The best candidate by mean inner-fold AUROC, and the table (method, per-fold AUROC, mean, sd).
 
-    ``features`` must hold training patients only. Folds shrink to what the
+    ``train`` fits one model (:func:`models.train.train`). ``features`` must hold training patients only. Folds shrink to what the
     smaller class allows (at least 2).
     """
     y = np.asarray(features.labels).astype(int)
     folds = int(max(2, min(folds, np.bincount(y, minlength=2).min())))
     rows = []
     for method in candidates:
-        scores = _fold_scores(features, config, method, folds)
+        scores = _fold_scores(features, config, train, method, folds)
         rows.append({"method": method, **{f"fold{i + 1}_auroc": s for i, s in enumerate(scores)},
                      "mean_auroc": float(np.mean(scores)), "sd_auroc": float(np.std(scores))})
     table = pd.DataFrame(rows)

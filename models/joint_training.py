@@ -46,7 +46,8 @@ from models.features import EncodeReport, encode_manifest, latest_items, load_fe
 from models.fusion import build_fusion
 from models.fusion.inputs import torch_threads
 from models.pretrain import recalibrate_batchnorm
-from models.train import TrainConfig, _fusion_config, _loss_fn, modality_dropout, patient_split, seed_everything, train
+from models.train import TrainConfig, bce_loss, modality_dropout, patient_split, seed_everything, train
+from models.train_config import fusion_config
 
 if TYPE_CHECKING:
     from models.trained_model import TrainedModel
@@ -207,7 +208,7 @@ def _fit_joint(batcher: _JointBatcher, fusion: torch.nn.Module, encoders: dict[s
     groups += [{"params": list(e.net.parameters()), "lr": encoder_lr} for e in encoders.values()]
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     dev = batcher.device
-    loss_fn, val_loss_fn = _loss_fn(batcher.labels[tr]), _loss_fn(batcher.labels[va])
+    loss_fn, val_loss_fn = bce_loss(batcher.labels[tr]), bce_loss(batcher.labels[va])
     modules = {"fusion": fusion, **{m: e.net for m, e in encoders.items()}}
     best, best_state, waited, history = float("inf"), copy.deepcopy({k: v.state_dict() for k, v in modules.items()}), 0, []
     for epoch in range(joint.epochs):
@@ -269,7 +270,7 @@ def _train_joint(features: FeatureSet, manifest: pd.DataFrame, cohort: pd.DataFr
                 a.set_random_state(seed=config.seed + i)
     dev = torch.device(config.device)
     batcher = _JointBatcher(features, encoders, items, augment, dev)
-    fusion = build_fusion(config.fusion, batcher.dims, _fusion_config(config, features)).to(dev)
+    fusion = build_fusion(config.fusion, batcher.dims, fusion_config(config, features.covariates.shape[1])).to(dev)
     encoder_lr = joint.encoder_lr or (config.lr if config.strategy == "joint" else config.lr / 10)
     tr, va = patient_split(features, config.val_fraction, config.seed)
     history = _fit_joint(batcher, fusion, encoders, tr, va, config, joint, encoder_lr, progress)

@@ -31,7 +31,8 @@ from models.covariates import CovariateScaler
 from models.feature_set import FeatureSet
 from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
-from models.imputation import build_imputer
+from models.imputation_registry import build_imputer
+from models.imputation_select import select_imputer, selection_record
 from models.train_config import STRATEGIES, TrainConfig, fusion_config
 from models.trained_model import TrainedModel
 
@@ -69,7 +70,7 @@ def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -
     return torch.where(emptied[:, None], mask, kept)
 
 
-def _loss_fn(labels: torch.Tensor, class_weighted: bool = False) -> torch.nn.BCEWithLogitsLoss:
+def bce_loss(labels: torch.Tensor, class_weighted: bool = False) -> torch.nn.BCEWithLogitsLoss:
     """Plain BCE; ``class_weighted`` adds ``pos_weight = neg/pos``, which shifts every logit by a constant."""
     if not class_weighted:
         return torch.nn.BCEWithLogitsLoss()
@@ -89,8 +90,8 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
     """
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = _loss_fn(train_in.labels, config.class_weighted)
-    val_loss_fn = _loss_fn(val_in.labels, config.class_weighted)
+    loss_fn = bce_loss(train_in.labels, config.class_weighted)
+    val_loss_fn = bce_loss(val_in.labels, config.class_weighted)
     best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(config.epochs):
         model.train()
@@ -133,9 +134,7 @@ def train(features: FeatureSet, config: TrainConfig,
     with torch_threads(config.threads):
         if config.impute != "auto":
             return _train(features, config, progress)
-        from models.imputation_select import select_imputer, selection_record
-
-        chosen, table = select_imputer(features, config)  # nested: training patients only
+        chosen, table = select_imputer(features, config, train)  # nested: training patients only
         trained = _train(features, replace(config, impute=chosen), progress)
         trained.metrics["impute_selection"] = selection_record(table, chosen)
         return trained
@@ -194,8 +193,3 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
                            members=members)
     trained.shapley_baseline = float(np.mean(trained.risk(train_in)))
     return trained
-
-
-def _fusion_config(config: TrainConfig, features: FeatureSet):
-    """Kept for callers that pass a FeatureSet (joint training)."""
-    return fusion_config(config, features.covariates.shape[1])

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from models.defaults import EPOCHS, HIDDEN, LAYERS, LR, MODALITY_DROPOUT, POOL
 from models.fusion import FUSIONS, FusionConfig, canonical_fusion
-from models.imputation import IMPUTERS
+from models.imputation_registry import IMPUTERS
 
 STRATEGIES = ("frozen", "joint", "finetune")
 

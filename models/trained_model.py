@@ -34,7 +34,8 @@ from models.covariates import CovariateScaler
 from models.feature_set import FeatureSet
 from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
-from models.imputation import ImputedFeatures, load_imputer, save_imputer
+from models.imputation import ImputedFeatures
+from models.imputation_registry import load_imputer, save_imputer
 from models.shapley import exact_modality_shapley
 from models.train_config import TrainConfig, fusion_config
 from models.uncertainty import abstain_decisions, imputation_draws, risk_interval

@@ -18,7 +18,8 @@ from models.feature_set import FeatureSet
 from models.fusion import FUSIONS
 from models.fusion.base import FusionConfig, FusionModule, indicator_width, masked
 from models.fusion.heads import ClassifierHead
-from models.imputation import IMPUTERS, MeanImputer
+from models.imputation import MeanImputer
+from models.imputation_registry import IMPUTERS
 from models.synthetic_features import synthetic_cohort
 from models.train import TrainConfig, train
 from models.trained_model import TrainedModel

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from models.imputation import (CrossProfileImputer, MeanImputer, ZeroFillImputer, load_imputer,
-                               save_imputer)
+from models.imputation import CrossProfileImputer, MeanImputer, ZeroFillImputer
+from models.imputation_registry import load_imputer, save_imputer
 from models.synthetic_features import apply_missingness, synthetic_cohort
 
 

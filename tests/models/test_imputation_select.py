@@ -54,6 +54,7 @@ def test_auto_picks_by_nested_validation_on_training_patients_only(cohort, monke
 
 
 def test_select_imputer_table_has_one_row_per_candidate(cohort) -> None:
-    chosen, table = select_imputer(cohort.subset(np.arange(90)), TrainConfig(**QUICK), ("zero", "mean"), folds=2)
+    chosen, table = select_imputer(cohort.subset(np.arange(90)), TrainConfig(**QUICK), train, ("zero", "mean"),
+                                  folds=2)
     assert list(table["method"]) == ["zero", "mean"] and chosen in ("zero", "mean")
     assert table["fold1_auroc"].between(0, 1).all() and table["chosen"].sum() == 1
