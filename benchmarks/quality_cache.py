@@ -6,7 +6,11 @@ the same full-data embeddings (missingness is simulated by hiding a patient's
 embedding afterwards). Each stage is the library call users run
 (``generate_cohort``, ``ingestion.ingest.ingest``, ``models.features.encode_manifest``,
 ``load_features``) with the default settings of ``flows.settings.Settings``;
-each is skipped when its output exists, so an interrupted build resumes.
+each is skipped when its output exists, so an interrupted build resumes: an
+interrupted generation keeps its finished patients and later writes the rest
+(each patient's files come from its own seeded generator, so the result is
+byte-identical to one uninterrupted run), ingest skips files its manifest holds
+(content hash) and encode skips what the embedding store holds.
 
 Layout of ``<cache>/n<N>-seed<S>-shared<R>/``: ``cohort/`` (the phantom export),
 ``home/`` (a clinfuse home), ``features.npz`` + ``answers.parquet`` (pseudonymous
@@ -112,6 +116,52 @@ def finalize_prefix(out: Path, patients: int, seed: int, shared: float) -> int:
     return len(cohort)
 
 
+def patients_on_disk(out: Path) -> int:
+    """Complete patients of a (possibly interrupted) cohort: the rows of its cohort table."""
+    path = out / "cohort" / "cohort.csv"
+    return len(pd.read_csv(path)) if path.exists() else 0
+
+
+def extend_generation(out: Path, patients: int, seed: int, shared: float, workers: int = 1,
+                      progress=None) -> int:  # noqa: ANN001 - progress: Callable[[int], None]
+    """Write patients ``k..patients-1`` of a cohort whose first ``k`` are on disk; return how many were written.
+
+    Why not ``generate_cohort`` again: it refuses a folder that holds a cohort
+    (it must never mix two), and starting over throws away hours on a small
+    machine. The latents are those of the full ``patients`` cohort (a patient's
+    draws depend on the cohort size), and each patient's files come from its
+    generator ``(seed, 1, index)``, so the files are those one uninterrupted run
+    writes. ``answers.parquet`` is removed first and rewritten (latents and
+    oracle risks, no file lists) only when every patient is on disk, so an
+    interruption here leaves a cohort table of complete patients, as
+    ``generate_cohort`` does.
+    """
+    from ingestion.phantom import SignalModel, sample_latents
+    from ingestion.phantom.cohort import _patient_job, _run_in_order
+    from ingestion.phantom.signal_model import lab_values
+
+    source = out / "cohort"
+    table = (source / "cohort.csv").read_bytes()
+    if not table.endswith(b"\n"):  # killed while writing a row: that patient is written again
+        (source / "cohort.csv").write_bytes(table[:table.rfind(b"\n") + 1])
+    start = finalize_prefix(out, patients, seed, shared)  # checks the table is this cohort's prefix
+    if start >= patients:
+        return 0
+    (source / "answers.parquet").unlink()
+    latents = sample_latents(patients, seed=seed, model=SignalModel(shared=shared))
+    labs = lab_values(latents)
+    jobs = ((source, seed, i, latents.iloc[i], EEG_SECONDS) for i in range(start, patients))
+    with (source / "cohort.csv").open("a", encoding="utf-8") as handle:
+        for i, (row, _items) in enumerate(_run_in_order(_patient_job, jobs, workers), start=start):
+            labs_i = ",".join(f"{labs.at[i, c]:.2f}" for c in ("crp", "wbc", "lactate"))
+            handle.write(f"{row['patient_id']},{int(row['label'])},{int(row['age'])},{row['sex']},{labs_i}\n")
+            handle.flush()  # a row appears only after all of the patient's files
+            if progress is not None:
+                progress(i + 1)
+    latents.to_parquet(source / "answers.parquet")
+    return patients - start
+
+
 def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1) -> Path:
     """Build (or finish) the cache for these parameters; return its folder."""
     from flows.settings import Settings
@@ -137,13 +187,22 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
                                 "peak_rss_mib": round(peak_rss_mib(), 1)}
         meta_path.write_text(json.dumps(meta, indent=1))
 
-    if not (source / "answers.parquet").exists() and (source / "cohort.csv").exists():
-        meta["patients_generated"] = finalize_prefix(out, patients, seed, shared)  # an interrupted generation
-        meta["stages"].setdefault("generate", {"note": "interrupted; first patients kept"})
+    def progress(i: int) -> None:
+        if i % 250 == 0:
+            print(f"  {i} patients", flush=True)
+
+    interrupted = not (source / "answers.parquet").exists() or patients_on_disk(out) < patients
+    if (source / "cohort.csv").exists() and interrupted:
+        # an interrupted generation: keep its patients, write the rest, and let ingest/encode catch up
+        for name in ("ingest", "encode"):
+            meta["stages"].pop(name, None)
+        (out / "features.npz").unlink(missing_ok=True)
+        stage("generate (resumed)", False,
+              lambda: extend_generation(out, patients, seed, shared, workers, progress))
     stage("generate", (source / "answers.parquet").exists(),
           lambda: generate_cohort(source, patients, seed=seed, eeg_seconds=EEG_SECONDS,
-                                  model=SignalModel(shared=shared), workers=workers,
-                                  progress=lambda i: print(f"  {i} patients", flush=True) if i % 250 == 0 else None))
+                                  model=SignalModel(shared=shared), workers=workers, progress=progress))
+    meta["patients_generated"] = patients_on_disk(out)
     stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings, workers))
 
     def encode() -> None:
