@@ -98,7 +98,7 @@ def test_each_role_in_chromium(access_server, browser) -> None:  # noqa: F811
     _sign_in(browser, url, "c.clinician")
     _wait_text(browser, "patients match")
     assert "Patient" in _nav(browser) and "Admin" not in _nav(browser) and "Model" not in _nav(browser)
-    browser.find_element(By.XPATH, "//button[.//p[text()='Export CSV']]").click()
+    _find(browser, By.XPATH, "//button[.//p[text()='Export CSV']]").click()
     _open_patient(browser, pid)
     _wait_text(browser, "Reveal MRN")
     assert mrn not in _body(browser)

@@ -79,13 +79,17 @@ def test_pipeline_on_postgres_servers_registers_a_champion_the_dashboard_reads(t
     assert champion.version == "1"
     # The model's files went through the server (served artifacts), not to a path this test can see.
     assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
-    before = mlflow.get_tracking_uri()
+    # Both URIs: an earlier test in this process may have left a registry URI set (mlflow keeps it globally),
+    # and models:/ resolves through the registry, not the tracking server.
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
         mlflow.set_tracking_uri(team["mlflow"])
+        mlflow.set_registry_uri(team["mlflow"])
         model = mlflow.pyfunc.load_model("models:/clinfuse@champion")
         assert model.metadata.run_id == champion.run_id
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
     # Both servers keep their state in PostgreSQL.
     pg = team["pg"]
     assert pg.sql("mlflow", "SELECT count(*) FROM model_versions WHERE name = 'clinfuse'") == "1"

@@ -109,17 +109,20 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestReport, pd
     cohort = root / "cohort.csv"
     cohort.write_text("patient_id,label\n" + "\n".join(f"MRN0000000{i},{i % 2}" for i in range(1, 8)) + "\n")
     locked = src / cases["permission"]
+    import ingestion.ingest_hashing as hashing
     import ingestion.ingest_sources as sources
 
-    real_sha = sources.sha256_file
+    real_sha = hashing.sha256_file
     patch = pytest.MonkeyPatch()
 
-    def deny(path: Path, chunk: int = sources.CHUNK) -> str:
+    def deny(path: Path, chunk: int = hashing.CHUNK) -> str:
         if Path(path) == locked:
             raise PermissionError(13, "Permission denied", str(path))
         return real_sha(path, chunk)
 
+    # Both routes to the bytes: the plain hash and the stat-keyed cache that ingest uses inside a home.
     patch.setattr(sources, "sha256_file", deny)
+    patch.setattr(hashing, "sha256_file", deny)
     try:
         report = ingest(src, cohort, home, SECRET, workers=2, config=ReaderConfig(**READER_ARGS))
     finally:
