@@ -17,9 +17,10 @@ from models.stages import EncodeConfig, EncodeResult
 
 
 def encode_options(settings: Settings, batch_size: int = 0) -> dict[str, Any]:
-    """The encoder options a home's settings imply (device resolved, seed, note encoder, batch size)."""
+    """The encoder options a home's settings imply (device resolved, seed, note encoder, batch size,
+    the machine's note model cache)."""
     return {"device": settings.resolved_device(), "batch_size": batch_size, "seed": settings.seed,
-            "note_encoder": settings.note_encoder}
+            "note_encoder": settings.note_encoder, "note_model_cache": settings.note_model_cache_dir}
 
 
 def encoder_keys(result: EncodeResult) -> dict[str, tuple[str, str, str] | None]:

@@ -67,7 +67,8 @@ def encode_pinned_task(home: str, keys: dict[str, Any], options: dict[str, Any])
     settings = settings_for(home)
     report = encode_pinned(read_manifest(settings.manifest_path), settings.home,
                            EmbeddingStore(settings.embeddings_dir), keys, settings.encoders_dir,
-                           device=options["device"], seed=options["seed"], quarantine_dir=settings.quarantine_dir)
+                           device=options["device"], seed=options["seed"], quarantine_dir=settings.quarantine_dir,
+                           note_model_cache=options.get("note_model_cache"))
     get_run_logger().info("pinned encode: %s encoded, %s store hits", report.encoded, report.hits)
     return {m: tuple(k) if k is not None else None for m, k in report.encoder_keys.items()}
 

@@ -133,7 +133,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
                     note_encoder: Literal["minilm", "tfidf"] = "minilm",
                     quarantine_dir: Path | None = None,
                     fit_patients: Sequence[str] | None = None,
-                    only: Collection[str] | None = None) -> EncodeReport:
+                    only: Collection[str] | None = None,
+                    note_model_cache: Path | None = None) -> EncodeReport:
     """Encode every usable manifest item whose embedding the store lacks; return what happened.
 
     ``batch_size`` 0 picks one for the device (16 on CPU, sized to free memory on CUDA).
@@ -146,7 +147,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
     held-out split or prediction batches. ``only``: encode just the items with
     these content hashes (one chunk of a fan-out), while an encoder that must be
     fitted is still fitted on every usable item; ``only=()`` fits and encodes
-    nothing, which prepares the encoders before chunks run in parallel.
+    nothing, which prepares the encoders before chunks run in parallel. ``note_model_cache``: the
+    machine-level folder of the derived int8 MiniLM (``models.encoders.note_onnx``).
     """
     home = Path(home)
     report = EncodeReport()
@@ -160,7 +162,8 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
             _report_all_stored(report, modality, known, len(wanted), time.perf_counter() - t0, quarantine_dir)
             continue
         encoder = (encoders or {}).get(modality) or build_encoder(
-            modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder)
+            modality, encoders_dir=encoders_dir, device=device, seed=seed, note_encoder=note_encoder,
+            note_model_cache=note_model_cache)
         if len(items):
             _fit_tfidf_if_needed(encoder, items, home, encoders_dir, fit_patients)
         if only is not None:
@@ -289,7 +292,7 @@ def load_features(manifest: pd.DataFrame, cohort: pd.DataFrame, store: Embedding
 
 
 def build_pinned_encoder(modality: str, key: Sequence[str], encoders_dir: Path | None, *, device: str = "cpu",
-                         seed: int = 0) -> Encoder:
+                         seed: int = 0, note_model_cache: Path | None = None) -> Encoder:
     """The encoder of ``modality`` at exactly ``key = (name, version, preprocessing_hash)``.
 
     Why: a model must score embeddings from the encoders it was trained on, not
@@ -301,7 +304,7 @@ def build_pinned_encoder(modality: str, key: Sequence[str], encoders_dir: Path |
     name, version = str(key[0]), str(key[1])
     backend = name.split("-", 1)[1] if modality == "note" and "-" in name else "minilm"
     encoder: Any = build_encoder(modality, encoders_dir=None, device=device, seed=seed,
-                                 note_encoder=backend)  # type: ignore[arg-type]
+                                 note_encoder=backend, note_model_cache=note_model_cache)  # type: ignore[arg-type]
     if getattr(encoder, "is_ready", True) and tuple(encoder.key()) == tuple(key):
         return encoder
     suffix = ".pkl" if modality == "note" else ".pt"
@@ -320,14 +323,14 @@ def build_pinned_encoder(modality: str, key: Sequence[str], encoders_dir: Path |
 
 def encode_pinned(manifest: pd.DataFrame, home: Path, store: EmbeddingStore, keys: Mapping[str, Sequence[str] | None],
                   encoders_dir: Path | None, *, device: str = "cpu", seed: int = 0, batch_size: int = 0,
-                  quarantine_dir: Path | None = None) -> EncodeReport:
+                  quarantine_dir: Path | None = None, note_model_cache: Path | None = None) -> EncodeReport:
     """Make sure the store holds every item's embedding under the model's pinned encoder ``keys``.
 
     Items already stored under those keys are lookups; the rest are encoded with
     :func:`build_pinned_encoder` (never the newest weights).
     """
     wanted = [m for m, k in keys.items() if k is not None]
-    encoders = {m: build_pinned_encoder(m, keys[m], encoders_dir, device=device, seed=seed)  # type: ignore[arg-type]
-                for m in wanted}
+    encoders = {m: build_pinned_encoder(m, keys[m], encoders_dir, device=device, seed=seed,  # type: ignore[arg-type]
+                                        note_model_cache=note_model_cache) for m in wanted}
     return encode_manifest(manifest, home, store, wanted, device=device, batch_size=batch_size,
                            encoders=encoders, encoders_dir=encoders_dir, seed=seed, quarantine_dir=quarantine_dir)

@@ -53,6 +53,8 @@ class EncodeConfig:
     only: tuple[str, ...] | None = None
     """Content hashes of one fan-out chunk to encode (None: every usable item; ``()``: only build and fit
     the encoders, which the flow does once before its chunks run in parallel)."""
+    note_model_cache: Path | None = None
+    """Machine-level folder of the int8 MiniLM derived from the packaged weights (None: the home's encoders)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | Non
                              device=config.device, batch_size=config.batch_size, progress=progress,
                              encoders_dir=layout.encoders_dir, seed=config.seed, note_encoder=config.note_encoder,
                              quarantine_dir=layout.quarantine_dir if config.only is None else None,
-                             only=config.only)
+                             only=config.only, note_model_cache=config.note_model_cache)
     keys = {m: (tuple(k) if k is not None else None) for m, k in report.encoder_keys.items()}
     return EncodeResult(keys, dict(report.dims), dict(report.encoded), dict(report.hits), dict(report.seconds),
                         tuple(report.failures))

@@ -21,6 +21,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("CLINFUSE_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def note_model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One machine-level note model cache per test session: the suite exports the int8 MiniLM once
+    (~14 s), never into the user's cache; child ``clinfuse`` processes inherit it."""
+    before = os.environ.get("CLINFUSE_NOTE_MODEL_CACHE")
+    path = tmp_path_factory.mktemp("note-model-cache")
+    os.environ["CLINFUSE_NOTE_MODEL_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("CLINFUSE_NOTE_MODEL_CACHE", None)
+    else:
+        os.environ["CLINFUSE_NOTE_MODEL_CACHE"] = before
+
+
 @pytest.fixture
 def settings(tmp_path: Path):
     """Settings rooted in a fresh temporary home; never the user's."""

@@ -32,8 +32,11 @@ def __getattr__(name: str) -> Any:
 
 
 def build_encoder(modality: str, *, encoders_dir: Path | None = None, device: str = "cpu", seed: int = 0,
-                  note_encoder: Literal["minilm", "tfidf"] = "minilm") -> Encoder:
-    """The default encoder of a modality, with the latest saved weights in ``encoders_dir`` if any."""
+                  note_encoder: Literal["minilm", "tfidf"] = "minilm", note_model_cache: Path | None = None) -> Encoder:
+    """The default encoder of a modality, with the latest saved weights in ``encoders_dir`` if any.
+
+    ``note_model_cache``: the machine-level folder of the derived int8 MiniLM (see ``NoteEncoder``).
+    """
     if modality == "ct":
         from models.encoders.ct import CTEncoder
         return CTEncoder(seed=seed, encoders_dir=encoders_dir, device=device)
@@ -45,7 +48,8 @@ def build_encoder(modality: str, *, encoders_dir: Path | None = None, device: st
         return EEGEncoder(seed=seed, encoders_dir=encoders_dir, device=device)
     if modality == "note":
         from models.encoders.note import NoteConfig, NoteEncoder
-        return NoteEncoder(NoteConfig(backend=note_encoder), seed=seed, encoders_dir=encoders_dir, device=device)
+        return NoteEncoder(NoteConfig(backend=note_encoder), seed=seed, encoders_dir=encoders_dir, device=device,
+                           model_cache=note_model_cache)
     raise ValueError(f"unknown modality {modality!r}; expected one of ct, xray, eeg, note")
 
 

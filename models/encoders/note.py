@@ -71,8 +71,7 @@ def _minilm_onnx(max_seq_length: int, cache_dir: str, threads: int) -> Any:
     from models.encoders.note_onnx import OnnxMiniLM, build_int8_model, int8_model_path
 
     path = int8_model_path(Path(cache_dir), _minilm_weights_sha())
-    if not path.exists():
-        build_int8_model(_minilm("cpu")[0].auto_model, path)
+    build_int8_model(lambda: _minilm("cpu")[0].auto_model, path)
     return OnnxMiniLM(path, Path(get_model_path()) / "tokenizer.json", max_seq_length, threads)
 
 
@@ -109,12 +108,16 @@ class NoteEncoder:
     modality = "note"
 
     def __init__(self, config: NoteConfig | None = None, *, seed: int = 0,
-                 encoders_dir: Path | None = None, device: str = "cpu") -> None:
+                 encoders_dir: Path | None = None, device: str = "cpu", model_cache: Path | None = None) -> None:
+        """``model_cache``: folder of the int8 MiniLM derived from the packaged weights, shared by every
+        home on the machine (the flows pass ``Settings.note_model_cache``); unset, ``encoders_dir``
+        (else a temporary folder) holds it, and each such folder pays the ~14 s export once."""
         self.config = config or NoteConfig()
         self.seed = seed
         self.device = resolve_device(device).type
         self.name = f"note-{self.config.backend}"
-        self.onnx_dir = Path(encoders_dir) if encoders_dir else Path(tempfile.gettempdir()) / "clinfuse-note-onnx"
+        fallback = Path(encoders_dir) if encoders_dir else Path(tempfile.gettempdir()) / "clinfuse-note-onnx"
+        self.onnx_dir = Path(model_cache) if model_cache else fallback
         self.tfidf_: Any = None
         self._tfidf_version: str | None = None
         self.weights_path: Path | None = None

@@ -41,3 +41,12 @@ def test_get_settings_is_read_once(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CLINFUSE_HOME", str(tmp_path / "b"))
     assert get_settings() is first
     get_settings.cache_clear()
+
+
+def test_note_model_cache_is_per_machine_not_per_home(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CLINFUSE_NOTE_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    a, b = Settings(home=tmp_path / "a"), Settings(home=tmp_path / "b")
+    assert a.note_model_cache_dir == b.note_model_cache_dir == tmp_path / "xdg" / "clinfuse" / "note-model"
+    monkeypatch.setenv("CLINFUSE_NOTE_MODEL_CACHE", str(tmp_path / "shared"))
+    assert Settings(home=tmp_path / "a").note_model_cache_dir == (tmp_path / "shared").resolve()
