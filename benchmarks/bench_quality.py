@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import tempfile
 import time
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality_cache import build, cache_dir, load_cached_features, peak_rss_mib  # noqa: E402
+from quality_cache import build, cache_dir, load_cached_features, patients_on_disk, peak_rss_mib  # noqa: E402
 from quality_scenarios import METHODS, SCENARIOS, imputation_quality, run_cell  # noqa: E402
 
 from ingestion.phantom import SignalModel  # noqa: E402
@@ -70,7 +71,7 @@ def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
     from models.held_out import held_out_mask
 
     model = SignalModel(shared=rho)
-    if source == "files":
+    if source.startswith("files"):
         out = cache_dir(args.cache, args.patients, args.seed, rho)
         fs = load_cached_features(out / "features.npz")
         answers = pd.read_parquet(out / "answers.parquet").set_index("patient_id").loc[list(fs.patient_ids)]
@@ -99,9 +100,12 @@ def run(args) -> None:  # noqa: ANN001
     (results / "risks").mkdir(parents=True, exist_ok=True)
     done_path = results / "cells.parquet"
     done = pd.read_parquet(done_path) if done_path.exists() else pd.DataFrame()
-    files = (cache_dir(args.cache, args.patients, args.seed, args.shared) / "features.npz").exists()
+    out = cache_dir(args.cache, args.patients, args.seed, args.shared)
+    files = (out / "features.npz").exists()
+    n_files = patients_on_disk(out) if files else 0
     data: dict = {}
     for source, rho, sc, method, fusion in plan(files, args.shared, args.shared_range):
+        source = f"files-n{n_files}" if source == "files" else source  # a cohort finished later is another run
         key = f"{source}|{rho:g}|{sc}|{method}|{fusion}"
         if len(done) and key in set(done["key"]):
             continue
@@ -121,7 +125,8 @@ def run(args) -> None:  # noqa: ANN001
         if method not in (ZERO, "cohort mean") and mean is not None:  # paired difference to the cohort mean too
             d = paired_auroc_difference(np.asarray(fs.labels)[held], risk, mean, args.n_boot, args.seed)
             row.update({"minus_mean": d.value, "minus_mean_low": d.low, "minus_mean_high": d.high})
-        row.update({"key": key, "source": source, "shared": rho, "peak_rss_mib": peak_rss_mib()})
+        row.update({"key": key, "source": source, "shared": rho, "peak_rss_mib": peak_rss_mib(),
+                    "load1": os.getloadavg()[0]})
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         done.to_parquet(done_path)
         print(f"[{time.strftime('%H:%M:%S')}] {key}: AUROC {row['auroc']:.3f} ({row['seconds']:.0f} s)", flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quality_cache import cache_dir
+from quality_cache import cache_dir, patients_on_disk
 
 REPO = Path(__file__).resolve().parents[1]
 HEADING = "## Quality on files at scale"
@@ -118,33 +118,47 @@ def oracle_table(shared_range: tuple[float, ...], n: int = 100_000) -> str:
     return "\n".join(lines)
 
 
+def _per_patient(meta: dict, n: int) -> tuple[list[str], float]:
+    """Stage rows (with wall s per patient) and the summed ingest + encode wall s per patient."""
+    lines = ["| build stage | wall s | wall s / patient | CPU s (parent) | peak RSS MiB |", "|---|---|---|---|---|"]
+    rate = 0.0
+    for k, v in meta.get("stages", {}).items():
+        wall = v.get("wall_s")
+        per = f"{wall / n:.2f}" if wall is not None and n else "-"
+        if k in ("ingest", "encode") and wall is not None and n:
+            rate += wall / n
+        lines.append(f"| {k} | {wall if wall is not None else '-'} | {per} | {v.get('cpu_s_parent', '-')} | "
+                     f"{v.get('peak_rss_mib', '-')} |")
+    return lines, rate
+
+
 def build_lines(args) -> list[str]:  # noqa: ANN001
+    """What the files cohort holds, how long each build stage took, and what is missing -- from the cache itself."""
     out = cache_dir(args.cache, args.patients, args.seed, args.shared)
     meta = json.loads((out / "build.json").read_text()) if (out / "build.json").exists() else {}
-    lines = []
-    if meta:
-        n = meta.get("patients_generated", meta.get("patients"))
-        lines.append(f"Files cohort: phantom seed {meta['seed']}, shared = {meta['shared']}, EEG "
-                     f"{meta['eeg_seconds'][0]}-{meta['eeg_seconds'][1]} s, **{n} patients on files** "
-                     f"(target ≥ 2,000{'' if n and n >= 2000 else ': generation was stopped to leave time for ingest and encode'}).")
-        lines += ["", "| build stage | wall s | CPU s (parent) | peak RSS MiB |", "|---|---|---|---|"]
-        for k, v in meta["stages"].items():
-            lines.append(f"| {k} | {v.get('wall_s', '-')} | {v.get('cpu_s_parent', '-')} | {v.get('peak_rss_mib', '-')} |")
-    elif (out / "cohort" / "cohort.csv").exists():
-        n = len(pd.read_csv(out / "cohort" / "cohort.csv"))
-        lines.append(f"Files cohort: phantom seed {args.seed}, shared = {args.shared:g}: **{n} patients generated on "
-                     f"files** of the {args.patients} targeted, then generation was stopped to leave time for ingest; "
-                     "the build was interrupted again during ingest (its DICOM index pass), before any stage "
-                     "recorded its timing.")
-        meta = {"stages": {"generate (interrupted)": {}}}
-    else:
-        lines.append("Files cohort: **not built in this run**; every table is the simulator's.")
-    if meta and not (out / "features.npz").exists():
-        done = ", ".join(meta["stages"])
-        lines += ["", f"**The files cohort did not reach the tables**: stages finished when this section was written: "
-                  f"{done}; ingest and encode of the generated patients had not completed (2 cores shared with "
-                  "other jobs at load average 20-30). `bench_quality.py --build --run --write` resumes it; until then "
-                  "every table below is the feature-level simulator's (same signal model, no files)."]
+    n = patients_on_disk(out)
+    if not n:
+        return ["Files cohort: **not built in this run**; every table is the simulator's."]
+    short = n < args.patients
+    lines = [f"Files cohort: phantom seed {args.seed}, shared = {args.shared:g}, EEG 30-40 s: **{n} of the "
+             f"{args.patients} patients targeted are on files**"
+             + (" (an interrupted generation; `bench_quality.py --build` writes the rest, byte-identical to one "
+                "run, and ingest/encode resume on top)." if short else ".")
+             + " Each stage is the library call users run (`generate_cohort`, `ingestion.ingest.ingest`, "
+               "`models.features.encode_manifest`, `load_features`, default settings)."]
+    if meta.get("stages"):
+        rows, rate = _per_patient(meta, n)
+        lines += ["", *rows]
+        if short and rate:
+            rest = args.patients - n
+            lines += ["", f"At this build's rate (ingest + encode {rate:.2f} wall s per patient on 2 shared cores), "
+                      f"the other {rest} patients need about {rest * rate / 3600:.1f} h of ingest + encode after "
+                      "their generation, so the files tables below are for the patients on files, **below the "
+                      f"issue's ≥ {args.patients:,} patients / ≥ 500 held out**."]
+    if not (out / "features.npz").exists():
+        lines += ["", "**The files cohort did not reach the tables**: stages finished when this section was written: "
+                  f"{', '.join(meta.get('stages', {})) or 'none'}. `bench_quality.py --build --run --write` resumes "
+                  "it; until then every table below is the feature-level simulator's (same signal model, no files)."]
     return lines
 
 
@@ -155,7 +169,7 @@ def _get(cells: pd.DataFrame, **where) -> pd.DataFrame:
     return sel
 
 
-def targets(cells: pd.DataFrame, results: Path | None = None) -> str:
+def targets(cells: pd.DataFrame, results: Path | None = None, source: str = "simulated") -> str:
     """The issue's targets, each measured, unmet or not measured -- from the cells, never typed in."""
     rows = []
     full = cells[cells["scenario"] == "full data"]
@@ -192,7 +206,7 @@ def targets(cells: pd.DataFrame, results: Path | None = None) -> str:
              if not pd.isna(r.get(f"{col}_high", np.nan)) and r[f"{col}_high"] < 0]
     rows.append(("cross-profiling never worse than a baseline beyond the paired CI (every cell run)",
                  "; ".join(worse) or "none worse", not worse))
-    for path in sorted(results.glob("imputation_*.parquet")) if results is not None else []:
+    for path in sorted(results.glob(f"imputation_{source}_*.parquet")) if results is not None else []:
         q = pd.read_parquet(path)
         q = q[q["method"] == "cross_profile"]
         rows.append((f"imputation R² > 0 for every pair ({path.stem.split('_', 1)[1].replace('_', ', shared ')})",
@@ -202,16 +216,24 @@ def targets(cells: pd.DataFrame, results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def _title(source: str, group: pd.DataFrame) -> str:
+    if source.startswith("files"):
+        n = source.split("-n")[-1] if "-n" in source else "?"
+        return f"files, {n} patients (phantom files -> ingest -> encode)"
+    return "feature-level simulator (held-out by keyed hash of the pseudonym)"
+
+
 def write_report(args) -> None:  # noqa: ANN001
     from filelock import FileLock
 
     results = Path(args.cache) / "results"
     cells = pd.concat([pd.read_parquet(p) for p in sorted(results.glob("cells*.parquet"))], ignore_index=True)
+    cells = cells.iloc[np.argsort(~cells["source"].str.startswith("files").to_numpy(), kind="stable")]  # files first
     parts = [*build_lines(args), "",
              "The shared-information parameter (`SignalModel.shared`, `ingestion/phantom/sharing.py`) and the Bayes "
              "oracle (100,000 latent patients, seed 1):", "", oracle_table(args.shared_range), ""]
     for (source, rho), group in cells.groupby(["source", "shared"], sort=False):
-        title = "files" if source == "files" else "feature-level simulator (held-out by keyed hash of the pseudonym)"
+        title = _title(source, group)
         n_held = int(group["n_held_out"].iloc[0])
         parts += [f"### {title}, shared = {rho:g} (held-out {n_held}, train {int(group['n_train'].max())})", ""]
         fus = group[group["scenario"] == "full data"]
@@ -227,11 +249,15 @@ def write_report(args) -> None:  # noqa: ANN001
         if qpath.exists():
             parts += ["Imputation quality on held-out patients who have both modalities (imputer fitted on training "
                       "patients with 50 % MCAR missingness):", "", quality_table(pd.read_parquet(qpath)), ""]
-    parts += ["Targets:", "", targets(cells, results), "", RECIPE, ""]
-    wall = cells["seconds"].sum()
-    parts += [f"Training + scoring time over all {len(cells)} cells: {wall:.0f} s; peak RSS of the run "
-              f"{cells['peak_rss_mib'].max():.0f} MiB (2 shared cores, load average 15-20 from other jobs).", "",
-              PEERS, ""]
+    for source, group in cells.groupby("source", sort=False):
+        parts += [f"Targets ({_title(source, group)}):", "", targets(group, results, source), ""]
+    parts += [RECIPE, ""]
+    for source, group in cells.groupby("source", sort=False):
+        load = group["load1"].dropna() if "load1" in group else pd.Series(dtype=float)
+        seen = f", load average {load.min():.0f}-{load.max():.0f} (other jobs on the 2 cores)" if len(load) else ""
+        parts += [f"Training + scoring time over the {len(group)} {_title(source, group)} cells: "
+                  f"{group['seconds'].sum():.0f} s; peak RSS {group['peak_rss_mib'].max():.0f} MiB{seen}.", ""]
+    parts += [PEERS, ""]
     parts += list(getattr(args, "notes", []))
     body = "\n".join(parts)
     path = REPO / "docs" / "BENCHMARKS.md"
