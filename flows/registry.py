@@ -99,6 +99,23 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME):
         return None
 
 
+def _new_version(client: MlflowClient, name: str, model_uri: str):
+    """A new version of ``name`` from the logged model at ``model_uri`` (``models:/<model id>``), in the active run.
+
+    Through the client rather than ``mlflow.register_model``, which prints to stderr between the
+    pipeline's progress lines; the version is the same (source, run, logged model).
+    """
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    run = mlflow.active_run()
+    return client.create_model_version(name, source=model_uri, run_id=run.info.run_id if run else None,
+                                       model_id=model_id)
+
+
 def register_with_gate(
     model_uri: str,
     candidate_auroc: float | None,
@@ -127,7 +144,7 @@ def register_with_gate(
     alias, reason = decide(candidate_auroc, champ_auroc, min_gain)
     if current is not None and champ_auroc is None:
         alias, reason = CANDIDATE, f"champion v{current.version} could not be re-scored; kept, new version is candidate"
-    version = mlflow.register_model(model_uri, name)
+    version = _new_version(client, name, model_uri)
     client.set_registered_model_alias(name, alias, version.version)
     client.set_model_version_tag(name, version.version, "gate_decision", alias)
     client.set_model_version_tag(name, version.version, "held_out_auroc", f"{candidate_auroc:.6f}")

