@@ -162,8 +162,12 @@ def extend_generation(out: Path, patients: int, seed: int, shared: float, worker
     return patients - start
 
 
-def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1) -> Path:
-    """Build (or finish) the cache for these parameters; return its folder."""
+def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1, extend: bool = True) -> Path:
+    """Build (or finish) the cache for these parameters; return its folder.
+
+    ``extend=False`` ingests and encodes only the patients an interrupted generation left on disk (a prefix
+    of the cohort; a later build with ``extend=True`` writes the rest and the other stages catch up).
+    """
     from flows.settings import Settings
     from ingestion.phantom import SignalModel, generate_cohort
     from ingestion.pseudonym import pseudonymise
@@ -192,7 +196,9 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
             print(f"  {i} patients", flush=True)
 
     interrupted = not (source / "answers.parquet").exists() or patients_on_disk(out) < patients
-    if (source / "cohort.csv").exists() and interrupted:
+    if not extend and interrupted and (source / "cohort.csv").exists():
+        finalize_prefix(out, patients, seed, shared)  # the answers of the patients on disk, nothing generated
+    elif (source / "cohort.csv").exists() and interrupted:
         # an interrupted generation: keep its patients, write the rest, and let ingest/encode catch up
         for name in ("ingest", "encode"):
             meta["stages"].pop(name, None)
@@ -225,8 +231,10 @@ def main() -> None:
     ap.add_argument("--shared", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=2, help="processes generating and ingesting the phantom")
     ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--prefix-only", action="store_true",
+                    help="ingest and encode the patients already on disk; do not generate the rest")
     args = ap.parse_args()
-    out = build(args.cache, args.patients, args.seed, args.shared, args.workers)
+    out = build(args.cache, args.patients, args.seed, args.shared, args.workers, extend=not args.prefix_only)
     print(json.dumps(json.loads((out / "build.json").read_text()), indent=1))
 
 

@@ -77,9 +77,9 @@ def dicom_units(root: Path, candidates: Sequence[SourceFile], readers: Readers) 
             continue  # an EDF or text file the driver reads itself
         seen.add(rel)
         units.append(WorkUnit("unknown", rel, (rel,), sha(rel) or unreadable_id(rel), quarantine=reason))
+    containers = {_container(s) for s in seen}  # one pass: a scan of `seen` per file was quadratic in the files
     for rel in sorted(wanted):
-        members = [s for s in seen if _container(s) == rel]
-        if rel not in seen and not members:
+        if rel not in seen and rel not in containers:
             units.append(WorkUnit("unknown", rel, (rel,), sha_of[rel] or unreadable_id(rel),
                                   quarantine=f"{rel}: the DICOM index found no DICOM file in it; check the file"))
     return units
