@@ -211,16 +211,22 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
     meta["patients_generated"] = patients_on_disk(out)
     stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings, workers))
 
-    def encode() -> None:
-        fs = _encode_and_load(settings)
-        save_features(fs, out / "features.npz")
+    def write_answers() -> None:
+        """Answers for the patients on disk, keyed like the features (pseudonyms); evaluation only."""
         answers = pd.read_parquet(source / "answers.parquet")
         secret = settings.pseudonym_secret.get_secret_value()
         answers["patient_id"] = [pseudonymise(str(p), secret) for p in answers["patient_id"]]
         keep = [c for c in answers.columns if not c.startswith("files_") and c != "planted_phi"]
         answers[keep].to_parquet(out / "answers.parquet")
 
+    def encode() -> None:
+        save_features(_encode_and_load(settings), out / "features.npz")
+        write_answers()
+
     stage("encode", (out / "features.npz").exists(), encode)
+    if (out / "answers.parquet").exists() and len(pd.read_parquet(out / "answers.parquet")) != meta["patients_generated"]:
+        finalize_prefix(out, patients, seed, shared)  # the cohort table grew after its answers were cut
+        write_answers()
     return out
 
 
