@@ -55,6 +55,7 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
     out += [(src, shared, "full data", "cross-profiling", f) for f in FUSIONS]
     for sc in ("(b) complete training, 50 % missing at deployment", "(a) MCAR 50 %"):
         out += [(src, shared, sc, m, "early") for m in METHODS]
+    out += [(src, shared, "(a) MCAR 50 %", m, f) for f in FUSIONS[1:] for m in CORE[:3]]
     for rho in shared_range:
         if rho != shared or files:
             for sc in ("(b) complete training, 50 % missing at deployment", "(a) MCAR 50 %"):
@@ -62,7 +63,6 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
     for sc in ("(a) MNAR 50 %", "(c) no EEG at one site (a third of patients)", "(a) MCAR 25 %", "(a) MCAR 70 %",
                "(a) MNAR 25 %", "(a) MNAR 70 %"):
         out += [(src, shared, sc, m, "early") for m in CORE[:3]]
-    out += [(src, shared, "(a) MCAR 50 %", m, f) for f in FUSIONS[1:] for m in CORE[:3]]
     return out
 
 
