@@ -91,10 +91,14 @@ def _home_key(config: Any) -> tuple[str, str]:
     """The manifest's content hash and the encoder weights': what every model stage reads from a home."""
     layout = HomeLayout.at(config.home)
     enc = layout.encoders_dir
-    # The int8 MiniLM (minilm-*.onnx) is derived from the packaged weights on first use: writing it
-    # changes no encoder's output, so it must not change the key (else every warm run recomputes).
-    derived = tuple(enc.glob("minilm-*.onnx")) if enc.is_dir() else ()
-    return file_sha256(layout.manifest_path), tree_sha256(enc, derived) if enc.is_dir() else "none"
+    if not enc.is_dir():
+        return file_sha256(layout.manifest_path), "none"
+    # The int8 MiniLM is derived from the packaged weights (models.encoders.note_onnx; homes made before
+    # the machine-level note model cache built it here): its file, checksum, lock file and a build in
+    # progress (.build-*) change no encoder's output, so they must not change the key. The lock file,
+    # which stays after the first note chunk built the model, made the first warm run recompute.
+    derived = (*enc.glob("minilm-*"), *(p for d in enc.glob(".build-*") for p in d.rglob("*")))
+    return file_sha256(layout.manifest_path), tree_sha256(enc, tuple(derived))
 
 
 def _stage_key(context: TaskRunContext, p: dict[str, Any]) -> str:

@@ -43,3 +43,25 @@ def test_held_out_split_is_stable_per_patient(synthetic_features):
     bigger = held_out_mask(ids[:50] + ("Pffffffffffff",) + ids[50:], 0.2, seed=7)
     np.testing.assert_array_equal(np.delete(bigger, 50), mask)
     assert not np.array_equal(held_out_mask(ids, 0.2, seed=8), mask)
+
+
+def test_model_stage_key_ignores_files_derived_from_packaged_note_weights(tmp_path):
+    """The int8 MiniLM's file, its checksum, its lock and a build in progress change no encoder's output:
+    a home whose encoders folder holds them (older homes built it there) keeps its encode key, so a
+    warm re-run's encode tasks are Cached. The lock file, left behind after the first note chunk
+    built the model, used to change the key between the cold run and the first warm one."""
+    from flows.tasks import _home_key
+
+    config = TrainStageConfig(home=tmp_path / "home")
+    encoders = tmp_path / "home" / "encoders"
+    encoders.mkdir(parents=True)
+    (encoders / "ct-resnet3d-abc.pt").write_bytes(b"weights")
+    before = _home_key(config)
+    for name in ("minilm-onnx-int8-v1-0123.onnx", "minilm-onnx-int8-v1-0123.onnx.lock",
+                 "minilm-onnx-int8-v1-0123.onnx.sha256"):
+        (encoders / name).write_bytes(b"derived")
+    (encoders / ".build-x1").mkdir()
+    (encoders / ".build-x1" / "fp32.onnx").write_bytes(b"in progress")
+    assert _home_key(config) == before
+    (encoders / "ct-resnet3d-abd.pt").write_bytes(b"new weights")  # trained weights still change it
+    assert _home_key(config) != before
