@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
-from ingestion.manifest import atomic_path
+from ingestion.atomic_files import atomic_path
 from ingestion.pseudonym import PSEUDONYM_PATTERN, pseudonymise
 from ingestion.records import QuarantineError
 

@@ -56,7 +56,8 @@ from ingestion.ingest_worker import (
     ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
     write_quarantine_pointer,
 )
-from ingestion.manifest import atomic_path, read_manifest, update_manifest, upsert_manifest
+from ingestion.atomic_files import atomic_path
+from ingestion.manifest import read_manifest, update_manifest, upsert_manifest
 from ingestion.records import QuarantineError
 
 log = logging.getLogger(__name__)

@@ -117,14 +117,8 @@ class HashCache:
         if self.path is None or not self._dirty:
             return
         import json
-        import tempfile
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self._entries, fh, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        from ingestion.atomic_files import atomic_write_text
+
+        atomic_write_text(self.path, json.dumps(self._entries, separators=(",", ":")))
         self._dirty = False

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import ingestion
-from ingestion.manifest import atomic_path
+from ingestion.atomic_files import atomic_path
 from ingestion.pseudonym import date_shift_days, pseudonymise
 from ingestion.records import NormalisedItem, QuarantineError
 
@@ -136,6 +136,7 @@ def now_utc() -> dt.datetime:
 
 
 def _atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(fh)`` into a temporary file that then becomes ``path`` (numpy writes to a handle)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         write(fh)
 

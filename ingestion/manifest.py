@@ -14,10 +14,7 @@ new row; the old row is kept. :func:`latest_per_source` picks, per
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from ingestion.atomic_files import atomic_path
 from ingestion.modalities import MODALITIES
 from ingestion.pseudonym import PSEUDONYM_PATTERN
 
@@ -135,25 +133,6 @@ def read_manifest(path: Path) -> pd.DataFrame:
     if not path.exists():
         return empty_manifest()
     return validate_manifest(_from_arrow(pq.read_table(path, schema=ARROW_SCHEMA)))
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one ``os.replace``.
-
-    Readers of ``path`` see the old file or the new one, never a partial one;
-    on error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_manifest(df: pd.DataFrame, path: Path) -> None:

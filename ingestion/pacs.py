@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 import pydicom
 import requests
 from requests.adapters import HTTPAdapter
+
+from ingestion.atomic_files import atomic_write_bytes
 
 from ingestion.pacs_cursor import PacsCursor, load_cursor, redact_url, save_cursor, uid_token
 
@@ -219,14 +219,7 @@ def _stage_series(client: Any, ref: SeriesRef, staging: Path, tmp_dir: Path) -> 
         target = folder / f"{name}.dcm"
         if _same_file(target, data):
             continue
-        fd, tmp = tempfile.mkstemp(suffix=".part", dir=tmp_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_bytes(target, data)
         written += 1
         nbytes += len(data)
     return n, written, nbytes

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from ingestion.atomic_files import atomic_write_text
 
 CURSOR_VERSION = 1
 
@@ -96,11 +96,4 @@ def save_cursor(cursor: PacsCursor, path: Path) -> None:
     cursor.updated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     payload = {"version": CURSOR_VERSION, "url": cursor.url, "last_study_date": cursor.last_study_date,
                "pending_ingest": cursor.pending_ingest, "updated_at": cursor.updated_at, "series": cursor.series}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True))

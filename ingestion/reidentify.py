@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from filelock import FileLock
 
 from ingestion.cohort import read_cohort
-from ingestion.manifest import atomic_path
+from ingestion.atomic_files import atomic_path
 
 MAP_VERSION = 1
 

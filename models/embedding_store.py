@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +28,8 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 from filelock import FileLock
+
+from ingestion.atomic_files import atomic_write_bytes
 
 
 log = logging.getLogger(__name__)
@@ -45,21 +45,6 @@ class EmbeddingKey(NamedTuple):
     encoder_name: str
     encoder_version: str
     preprocessing_hash: str
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _row_sha(row: np.ndarray) -> str:

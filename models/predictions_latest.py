@@ -24,8 +24,6 @@ files, so the table can speed reads up but never change their answer.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
+
+from ingestion.atomic_files import atomic_path
 
 LATEST_DIR = "_latest"
 STATE_KEY = b"clinfuse.latest_state"
@@ -144,12 +144,8 @@ def refresh_latest(root: Path, schema: pa.Schema) -> dict[str, Any]:
         state = {"version": STATE_VERSION, "covers": covers, "batches": batches,
                  "latest_batch": latest_batch_of(batches)}
         meta = {**(table.schema.metadata or {}), STATE_KEY: json.dumps(state, sort_keys=True).encode()}
-        tmp = out.with_name(f".latest.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with atomic_path(out) as tmp:
             pq.write_table(table.replace_schema_metadata(meta), tmp)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
         return state
 
 

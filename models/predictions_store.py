@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -24,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ingestion.atomic_files import atomic_path
 
 from ingestion.modalities import MODALITIES
 from ingestion.pseudonym import PSEUDONYM_RE
@@ -125,14 +126,8 @@ def append_batch(
     table = pa.Table.from_pandas(frame.loc[:, list(PREDICTION_COLUMNS)], schema=PREDICTIONS_SCHEMA,
                                  preserve_index=False)
     final = root / f"{batch_id}.parquet"
-    tmp = root / f".{batch_id}.{uuid.uuid4().hex[:6]}.tmp"
-    try:
+    with atomic_path(final) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
     try:
         predictions_latest.refresh_latest(root, PREDICTIONS_SCHEMA)
     except Exception as exc:  # noqa: BLE001 - the batch is stored; readers fall back to scanning the batch files

@@ -23,6 +23,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from ingestion.atomic_files import atomic_write_text
+
 GENESIS = "0" * 64
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "session_expired", "view_patient", "reveal_mrn",
            "export_csv", "batch_trigger", "review", "denied", "user_add", "user_disable", "user_reset",
@@ -84,9 +86,7 @@ class AuditLog:
                 fh.write(json.dumps(entry, sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            tmp = self.head_path.with_suffix(".head.tmp")
-            tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}), encoding="utf-8")
-            os.replace(tmp, self.head_path)
+            atomic_write_text(self.head_path, json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
         return entry
 
     def entries(self) -> list[dict]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.embedding_store import atomic_write_bytes  # noqa: F401 - re-exported for encoders
+from ingestion.atomic_files import atomic_write_bytes
 from models.encoders.identity import EncoderKey  # noqa: F401 - defined torch-free, re-exported here
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def auto_batch_size(encoder: object, cpu_default: int = 16, cap: int = 1024) -> int:
     """A batch that fits: ``cpu_default`` on CPU, half the free GPU memory over per-item need on CUDA."""
     device = getattr(encoder, "device", None)
+    if isinstance(device, str):  # the note encoder keeps its device as a string ("cuda")
+        device = torch.device(device)
     if not isinstance(device, torch.device) or device.type != "cuda":
         return cpu_default
     free, _ = torch.cuda.mem_get_info(device)

@@ -28,7 +28,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from models.encoders.base import EncoderKey, atomic_write_bytes, latest_weights, resolve_device, stable_hash
+from ingestion.atomic_files import atomic_write_bytes
+from models.encoders.base import EncoderKey, latest_weights, resolve_device, stable_hash
 
 FINDING_TERMS: tuple[str, ...] = (
     "lesion", "mass", "opacity", "consolidation", "effusion", "pneumothorax", "seizure", "slowing", "spike",

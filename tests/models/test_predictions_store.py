@@ -79,7 +79,9 @@ def test_contract_violations_are_refused_and_nothing_written(tmp_path, breakage,
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(ps.os, "replace", boom)
+    import ingestion.atomic_files as atomic_files
+
+    monkeypatch.setattr(atomic_files.os, "replace", boom)
     with pytest.raises(OSError):
         ps.append_batch(tmp_path, model_output(2), model_name="m", model_version="1", run_id="r")
     assert ps.batch_files(tmp_path) == [] and not list(tmp_path.glob(".*"))
