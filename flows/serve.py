@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.dashboard_process import APP, streamlit_command
 from flows.prefect_env import prefect_env
 from flows.process_group import ProcessGroup
 from flows.settings import Settings
@@ -120,8 +121,7 @@ def team_problems(settings: Settings) -> list[str]:
 
 
 def dashboard(settings: Settings, port: int, mlflow_url: str | None, api_url: str | None) -> Service | None:
-    app = REPO_ROOT / "dashboard" / "app.py"
-    if not app.is_file():
+    if not APP.is_file():
         return None
     host = settings.bind_host
     env = {"CLINFUSE_HOME": str(settings.home)}
@@ -129,10 +129,7 @@ def dashboard(settings: Settings, port: int, mlflow_url: str | None, api_url: st
         env["CLINFUSE_MLFLOW_TRACKING_URI"] = mlflow_url
     if api_url:
         env["CLINFUSE_PREFECT_API_URL"] = api_url
-    return Service("dashboard", [str(BIN / "streamlit"), "run", str(app), "--server.address", host,
-                                 "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"],
-                   env=env, health_url=f"http://{host}:{port}/_stcore/health", url=f"http://{host}:{port}")
+    return Service("dashboard", streamlit_command(host, port), env=env, health_url=f"http://{host}:{port}/_stcore/health", url=f"http://{host}:{port}")
 
 
 class Services:

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import typer
 
+from flows.dashboard_process import streamlit_command
 from flows.names import DASHBOARD_PORT
-
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-
-
-def streamlit_command(host: str, port: int, app: Path = APP) -> list[str]:
-    """The `streamlit run` command line: headless, no usage statistics, on ``host:port``."""
-    return [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
 
 
 def dashboard(

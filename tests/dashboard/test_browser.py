@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.commands.dashboard import streamlit_command
+from flows.dashboard_process import streamlit_command
 from tests.conftest import REPO_ROOT, free_port
 from tests.dashboard.fixtures import build_home
 
