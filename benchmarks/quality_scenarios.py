@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ingestion.modalities import MODALITIES
-from ingestion.phantom.signal_model import SignalModel, _missingness, oracle_risk
+from ingestion.phantom.signal_model import SignalModel, draw_missingness, oracle_risk
 from models.evaluation import bootstrap_metrics, paired_auroc_difference
 from models.feature_set import FeatureSet
 from models.imputation_registry import build_imputer
@@ -71,7 +71,7 @@ def scenario_mask(fs: FeatureSet, answers: pd.DataFrame, model: SignalModel, rat
     mask = fs.mask.copy()
     if rate > 0:
         rng = np.random.default_rng([seed, 31])
-        mask &= _missingness(rng, answers["z"].to_numpy(float), model, rate, mechanism)
+        mask &= draw_missingness(rng, answers["z"].to_numpy(float), model, rate, mechanism)
     if site_missing:
         mask[site_of(fs.patient_ids) == 0, list(fs.modalities).index(site_missing)] = False
         mask[~mask.any(1), list(fs.modalities).index("note")] = fs.mask[~mask.any(1), -1]

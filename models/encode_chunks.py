@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.modalities import MODALITIES
-from models.features import _write_failures, usable_items
+from models.features import write_failures, usable_items
 from models.stages import EncodeResult
 
 
@@ -54,7 +54,7 @@ def merge_results(prepared: EncodeResult, parts: Sequence[EncodeResult], modalit
     failures = tuple(f for p in parts for f in p.failures)
     if quarantine_dir is not None:
         for m in modalities:
-            _write_failures(Path(quarantine_dir) / f"encode_failures_{m}.parquet", [f for f in failures if f.modality == m])
+            write_failures(Path(quarantine_dir) / f"encode_failures_{m}.parquet", [f for f in failures if f.modality == m])
     return EncodeResult(
         encoder_keys={m: prepared.encoder_keys.get(m) for m in modalities},
         dims={m: prepared.dims[m] for m in modalities if m in prepared.dims},

@@ -195,7 +195,7 @@ def encode_manifest(manifest: pd.DataFrame, home: Path, store: EmbeddingStore,
                 progress(modality, min(start + batch, len(todo)), len(todo))
         report.failures.extend(failures)
         if quarantine_dir is not None:
-            _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", failures)
+            write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", failures)
         report.seconds[modality] = time.perf_counter() - t0
     return report
 
@@ -207,10 +207,10 @@ def _report_all_stored(report: EncodeReport, modality: str, known: identity.Know
     report.hits[modality], report.encoded[modality] = n, 0
     report.setup_seconds[modality], report.seconds[modality] = 0.0, seconds
     if quarantine_dir is not None:  # nothing failed this run: as after an encode that found no failure
-        _write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", [])
+        write_failures(Path(quarantine_dir) / f"encode_failures_{modality}.parquet", [])
 
 
-def _write_failures(path: Path, failures: list[EncodeFailure]) -> None:
+def write_failures(path: Path, failures: list[EncodeFailure]) -> None:
     if not failures:
         path.unlink(missing_ok=True)
         return

@@ -163,7 +163,7 @@ def oracle_risk(model: SignalModel, frame: pd.DataFrame, channels: Iterable[str]
                      present, model.missing_offset(missing_rate, slope), slope)
 
 
-def _missingness(rng: np.random.Generator, z: np.ndarray, model: SignalModel, missing_rate: float,
+def draw_missingness(rng: np.random.Generator, z: np.ndarray, model: SignalModel, missing_rate: float,
                  mechanism: Mechanism) -> np.ndarray:
     """Bool ``(n, 4)`` present mask; every patient keeps at least one modality."""
     n = len(z)
@@ -223,7 +223,7 @@ def sample_latents(n_patients: int, seed: int = 7, missing_rate: float = 0.0, me
     frame["interaction"] = frame["label"].to_numpy(bool) != (base > 0)
     frame["age"] = np.clip(np.round(rng.normal(58, 16, n_patients)), 18, 95).astype(np.int64)
     frame["sex"] = np.where(rng.random(n_patients) < 0.5, "F", "M")
-    present = _missingness(rng, z, model, missing_rate, mechanism)
+    present = draw_missingness(rng, z, model, missing_rate, mechanism)
     for i, m in enumerate(MODALITIES):
         frame[f"present_{m}"] = present[:, i]
     frame["oracle_risk"] = oracle_risk(model, frame)
