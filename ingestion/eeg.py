@@ -16,6 +16,7 @@ returned as ``original_patient_id`` for the driver to pseudonymise.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,12 +87,7 @@ def read_eeg(
     channel_map = map_channels(raw.ch_names, dict(zip(raw.ch_names, raw.get_channel_types())))
     _check_channels(path, channel_map, cfg.min_channels)
 
-    owner = _header_patient_id(raw) or (patient_id.strip() if patient_id else "")
-    if not owner:
-        raise QuarantineError(
-            f"EEG file {path.name} has no patient code in its header and none was supplied; "
-            "add the patient id to the header (EDF patient field) or pass it explicitly."
-        )
+    owner = _owner(path, raw, patient_id)
 
     duration_s = raw.n_times / orig_sfreq
     n_total = int(duration_s // cfg.window_s)
@@ -109,38 +105,16 @@ def read_eeg(
     starts = _window_starts(n_total, cfg.window_s, cfg.max_windows)
     windows, bad = _extract_windows(path, raw, starts, cfg)
 
-    present = channel_map.present
-    usable = [name for name in present if name not in bad]
-    if len(usable) < cfg.min_channels:
-        raise QuarantineError(
-            f"EEG file {path.name} has only {len(usable)} usable 10-20 channels (bad: {', '.join(bad) or 'none'}), "
-            f"fewer than {cfg.min_channels}; check the electrodes or amplifier range of this recording."
-        )
-    out = np.zeros((len(starts), len(STANDARD_1020), windows.shape[-1]), dtype=np.float32)
-    for row, name in enumerate(raw.ch_names):
-        if name not in bad:
-            out[:, STANDARD_1020.index(name), :] = windows[:, row, :]
+    out = _place_channels(path, raw, windows, channel_map.present, bad, cfg.min_channels)
 
     meas_date = _meas_date(raw)
     metadata: dict[str, Any] = {
-        "format": path.suffix.lower().lstrip("."),
-        "sfreq": float(cfg.sfreq),
-        "original_sfreq": orig_sfreq,
-        "window_s": float(cfg.window_s),
-        "window_samples": int(out.shape[-1]),
-        "n_windows": int(out.shape[0]),
-        "n_windows_total": n_total,
-        "duration_s": round(duration_s, 3),
-        "channels": list(STANDARD_1020),
-        "missing_channels": list(channel_map.missing),
-        "bad_channels": list(bad),
-        "non_eeg_channels": list(channel_map.non_eeg),
-        "dropped_channels": list(channel_map.unmapped),
-        "channel_map": dict(channel_map.mapping),
-        "band_hz": list(BAND_HZ),
-        "line_freq": float(cfg.line_freq),
-        "notch_applied": cfg.line_freq < orig_sfreq / 2,
-        "units": "uV",
+        "format": path.suffix.lower().lstrip("."), "sfreq": float(cfg.sfreq), "original_sfreq": orig_sfreq,
+        "window_s": float(cfg.window_s), "window_samples": int(out.shape[-1]), "n_windows": int(out.shape[0]),
+        "n_windows_total": n_total, "duration_s": round(duration_s, 3),
+        **_channel_metadata(channel_map, bad),
+        "band_hz": list(BAND_HZ), "line_freq": float(cfg.line_freq),
+        "notch_applied": cfg.line_freq < orig_sfreq / 2, "units": "uV",
     }
     if secret is not None and meas_date is not None:
         shifted = meas_date - dt.timedelta(days=date_shift_days(owner, secret))
@@ -152,6 +126,40 @@ def read_eeg(
         metadata=metadata,
         event_date=meas_date.isoformat() if meas_date else None,
     )
+
+
+def _owner(path: Path, raw: mne.io.BaseRaw, patient_id: str | None) -> str:
+    """The header's patient code, else the one supplied: a recording nobody can be attributed to is refused."""
+    owner = _header_patient_id(raw) or (patient_id.strip() if patient_id else "")
+    if not owner:
+        raise QuarantineError(
+            f"EEG file {path.name} has no patient code in its header and none was supplied; "
+            "add the patient id to the header (EDF patient field) or pass it explicitly."
+        )
+    return owner
+
+
+def _place_channels(path: Path, raw: mne.io.BaseRaw, windows: np.ndarray, present: Sequence[str],
+                    bad: Sequence[str], min_channels: int) -> np.ndarray:
+    """Windows on the standard 10-20 montage (absent and bad channels stay zero), if enough channels are usable."""
+    usable = [name for name in present if name not in bad]
+    if len(usable) < min_channels:
+        raise QuarantineError(
+            f"EEG file {path.name} has only {len(usable)} usable 10-20 channels (bad: {', '.join(bad) or 'none'}), "
+            f"fewer than {min_channels}; check the electrodes or amplifier range of this recording."
+        )
+    out = np.zeros((len(windows), len(STANDARD_1020), windows.shape[-1]), dtype=np.float32)
+    for row, name in enumerate(raw.ch_names):
+        if name not in bad:
+            out[:, STANDARD_1020.index(name), :] = windows[:, row, :]
+    return out
+
+
+def _channel_metadata(channel_map: ChannelMap, bad: Sequence[str]) -> dict[str, Any]:
+    """What happened to each channel, so a reviewer can see why a recording looks the way it does."""
+    return {"channels": list(STANDARD_1020), "missing_channels": list(channel_map.missing),
+            "bad_channels": list(bad), "non_eeg_channels": list(channel_map.non_eeg),
+            "dropped_channels": list(channel_map.unmapped), "channel_map": dict(channel_map.mapping)}
 
 
 def _open_raw(path: Path) -> mne.io.BaseRaw:
