@@ -21,13 +21,11 @@ the workers nor the fresh pools that replace a crashed one pay those imports
 again. What fork demands of the caller: each worker runs torch on one thread
 (a parent whose OpenMP pool already ran would otherwise deadlock the child),
 and the caller must not hold other threads' locks at fork time. A Prefect flow
-run does (its event loop and log threads), so ``flows.tasks.ingest_task`` calls
-``ingest`` from a freshly spawned, single-threaded process; a daemonic process
-(a Dask worker *process*) may not start children at all, so Dask clusters run
-ingest tasks in threads (``flows.prefect_env.task_runner``). The pool starts
-only when something is left to read. (The ``forkserver`` method was tried:
-Python 3.11's fork server cannot be reused from a forked child, which the
-concurrency tests do.)
+run does (its event loop and log threads), so ``flows.tasks`` calls ``ingest``
+(and, on a Dask cluster, ``ingestion.ingest_chunks.read_chunk``) from a freshly
+spawned, single-threaded process. The pool starts only when something is left
+to read. (Python 3.11's ``forkserver`` cannot be reused from a forked child,
+which the concurrency tests do.)
 """
 
 from __future__ import annotations
@@ -85,13 +83,9 @@ class QuarantinedItem:
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ingest run found and did.
-
-    ``counts[modality][status]`` covers every item of the source in this run
-    (new and skipped); ``new`` items were read now, ``skipped`` were already in
-    the manifest; ``duplicate_files`` are byte-identical copies recorded on
-    their original's row.
-    """
+    """What one ingest run found and did: ``counts[modality][status]`` covers every item of the source
+    (``new`` ones read now, ``skipped`` ones already in the manifest); ``duplicate_files`` are
+    byte-identical copies recorded on their original's row."""
 
     source: str
     manifest_path: str
@@ -121,7 +115,7 @@ PRELOAD: dict[str, tuple[str, tuple[str, ...]]] = {
 """Per kind: the reader, and the heavy modules it imports on first use."""
 
 
-def _preload(kinds: set[str], readers: Readers) -> None:
+def preload_readers(kinds: set[str], readers: Readers) -> None:
     """Import the real readers' heavy modules once in the parent before forking workers.
 
     Forked workers inherit them, so no worker (nor a fresh pool after a crash)
@@ -258,7 +252,7 @@ def _add_source_files(additions: dict[int, list[tuple[str, str]]], manifest_at_s
     return change
 
 
-def _ingest_cohort(cohort_csv: Path, layout: HomeLayout, secret: str):
+def ingest_cohort(cohort_csv: Path, layout: HomeLayout, secret: str):
     """Read, pseudonymise and write the cohort; report join problems instead of failing the run."""
     try:
         table = read_cohort(cohort_csv, secret)
@@ -277,7 +271,7 @@ def _ingest_cohort(cohort_csv: Path, layout: HomeLayout, secret: str):
 
 
 @dataclass
-class _Plan:
+class IngestPlan:
     """What an ingest run found before reading: units to read, and the tallies of those it may skip."""
 
     units: list[WorkUnit]
@@ -287,8 +281,8 @@ class _Plan:
     additions: dict[int, list[tuple[str, str]]]
 
 
-def _plan(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: str, readers: Readers,
-          exclude: Sequence[Path]) -> _Plan:
+def plan_ingest(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: str, readers: Readers,
+                exclude: Sequence[Path]) -> IngestPlan:
     """Walk the source; split its units into those the manifest already has (tallied) and those to read."""
     existing = read_manifest(layout.manifest_path)
     done = _done_sources(existing, version)
@@ -298,7 +292,7 @@ def _plan(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: st
     skip = [layout.root, *([Path(cohort_csv)] if cohort_csv else []), *map(Path, exclude)]
     units = discover_units(source, readers, exclude=skip, known=known,
                            hash_cache=layout.root / SOURCE_HASHES)  # warm runs open no unchanged file
-    plan = _Plan(units, [], Counter(), [], {})
+    plan = IngestPlan(units, [], Counter(), [], {})
     for unit in plan.units:
         if unit.item_sha not in done:
             plan.todo.append(unit)
@@ -317,7 +311,20 @@ def _plan(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: st
     return plan
 
 
-def _read_new(plan: _Plan, layout: HomeLayout, config: ReaderConfig, secret: str, readers: Readers,
+def record_results(plan: IngestPlan, layout: HomeLayout, version: str, results: Sequence[ItemResult]) -> list[dict]:
+    """Tally ``results`` into the plan, write each quarantined one's pointer; returns their manifest rows."""
+    rows: list[dict] = []
+    for result in results:
+        plan.counts[(result.modality, result.status)] += 1
+        if result.status == "quarantined":
+            write_quarantine_pointer(layout.root, result, version)
+            plan.quarantined.append(QuarantinedItem(result.source_uri, result.modality, result.reason))
+            log.info("quarantined %s: %s", result.source_uri, result.reason)
+        rows.append(result.manifest_row(version))
+    return rows
+
+
+def _read_new(plan: IngestPlan, layout: HomeLayout, config: ReaderConfig, secret: str, readers: Readers,
               workers: int, progress: ProgressCallback | None) -> int:
     """Read the plan's new units in the pool, flushing rows to the manifest as they come; returns items read."""
     version = config.pipeline_version()
@@ -325,16 +332,10 @@ def _read_new(plan: _Plan, layout: HomeLayout, config: ReaderConfig, secret: str
     if progress:
         progress(skipped, total)
     new_items, batch, finished, flushed_at = 0, [], skipped, time.monotonic()
-    _preload({unit.kind for unit in plan.todo}, readers)
+    preload_readers({unit.kind for unit in plan.todo}, readers)
     for unit, results in run_units(plan.todo, (config, layout.root, secret, readers), workers):
-        for result in results:
-            plan.counts[(result.modality, result.status)] += 1
-            new_items += 1
-            if result.status == "quarantined":
-                write_quarantine_pointer(layout.root, result, version)
-                plan.quarantined.append(QuarantinedItem(result.source_uri, result.modality, result.reason))
-                log.info("quarantined %s: %s", result.source_uri, result.reason)
-            batch.append(result.manifest_row(version))
+        batch += record_results(plan, layout, version, results)
+        new_items += len(results)
         finished += 1
         if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
             upsert_manifest(layout.manifest_path, batch)
@@ -345,39 +346,12 @@ def _read_new(plan: _Plan, layout: HomeLayout, config: ReaderConfig, secret: str
     return new_items
 
 
-def ingest(
-    source: Path,
-    cohort_csv: Path | None,
-    home: Path,
-    secret: str,
-    config: ReaderConfig,
-    *,
-    workers: int = 2,
-    progress: ProgressCallback | None = None,
-    readers: Readers | None = None,
-    exclude: Sequence[Path] = (),
-) -> IngestReport:
-    """Ingest every file under ``source`` into ``home`` (manifest, arrays, quarantine, cohort).
-
-    ``config`` (the reader settings) shapes the arrays and versions them. Raises
-    ``FileNotFoundError`` only when ``source`` is not a folder; every bad file
-    becomes a quarantined manifest row instead. ``readers`` replaces the
-    modality readers (tests); by default the real ones are used. ``exclude``
-    names files or folders under ``source`` that are not clinical input (e.g.
-    the phantom's evaluation-only ``answers.parquet``).
-    """
-    started = time.perf_counter()
-    source, layout = Path(source).resolve(), HomeLayout.at(home)
-    if not source.is_dir():
-        raise FileNotFoundError(f"source folder {source} does not exist or is not a folder")
-    layout.root.mkdir(parents=True, exist_ok=True)
-    readers = readers or default_readers()
-    version = config.pipeline_version()
-    plan = _plan(source, cohort_csv, layout, version, readers, exclude)
-    new_items = _read_new(plan, layout, config, secret, readers, workers, progress)
+def finish_ingest(plan: IngestPlan, source: Path, cohort_csv: Path | None, layout: HomeLayout, secret: str,
+                  version: str, new_items: int, started: float) -> IngestReport:
+    """After the new items are in the manifest: the cohort table, then the run's report."""
     join, cohort_bad, dropped = (None, (), ())
     if cohort_csv is not None:
-        join, cohort_bad, dropped = _ingest_cohort(Path(cohort_csv), layout, secret)
+        join, cohort_bad, dropped = ingest_cohort(Path(cohort_csv), layout, secret)
     by_modality: dict[str, dict[str, int]] = {}
     for (modality, status), n in sorted(plan.counts.items()):
         by_modality.setdefault(modality, {})[status] = n
@@ -394,3 +368,32 @@ def ingest(
     log.info("ingest of %s: %d new item(s), %d skipped, %d quarantined in %.1f s",
              source, report.new, report.skipped, report.n_quarantined, report.elapsed_s)
     return report
+
+
+def open_home(source: Path, home: Path) -> tuple[Path, HomeLayout]:
+    """The resolved source folder and the home's layout (created); ``FileNotFoundError`` if no such folder."""
+    source, layout = Path(source).resolve(), HomeLayout.at(home)
+    if not source.is_dir():
+        raise FileNotFoundError(f"source folder {source} does not exist or is not a folder")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    return source, layout
+
+
+def ingest(source: Path, cohort_csv: Path | None, home: Path, secret: str, config: ReaderConfig, *,
+           workers: int = 2, progress: ProgressCallback | None = None, readers: Readers | None = None,
+           exclude: Sequence[Path] = ()) -> IngestReport:
+    """Ingest every file under ``source`` into ``home`` (manifest, arrays, quarantine, cohort).
+
+    ``config`` (the reader settings) shapes the arrays and versions them. Raises
+    ``FileNotFoundError`` only when ``source`` is not a folder; every bad file
+    becomes a quarantined manifest row instead. ``readers`` replaces the
+    modality readers (tests). ``exclude`` names files or folders under ``source``
+    that are not clinical input (e.g. the phantom's ``answers.parquet``).
+    """
+    started = time.perf_counter()
+    source, layout = open_home(source, home)
+    readers = readers or default_readers()
+    version = config.pipeline_version()
+    plan = plan_ingest(source, cohort_csv, layout, version, readers, exclude)
+    new_items = _read_new(plan, layout, config, secret, readers, workers, progress)
+    return finish_ingest(plan, source, cohort_csv, layout, secret, version, new_items, started)

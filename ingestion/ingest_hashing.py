@@ -112,6 +112,17 @@ class HashCache:
                 self._dirty = True
         return sha
 
+    def remembered(self) -> dict[str, list]:
+        """The entries (absolute path -> [size, mtime_ns, inode, sha256]), to merge into another cache."""
+        with self._lock:
+            return dict(self._entries)
+
+    def remember(self, entries: dict[str, list]) -> None:
+        """Take entries hashed elsewhere (a cluster worker): a later lookup still checks each file's stat."""
+        with self._lock:
+            self._entries.update(entries)
+            self._dirty = self._dirty or bool(entries)
+
     def save(self) -> None:
         """Write the remembered hashes atomically (no-op when nothing changed or no path was given)."""
         if self.path is None or not self._dirty:
