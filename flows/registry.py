@@ -24,10 +24,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import roc_auc_score
 
-from flows.pyfunc_model import ARTIFACT_KEY, ClinfusePyfunc, features_to_frame, model_signature
+from flows.pyfunc_model import ARTIFACT_KEY, features_to_frame, model_signature
 from flows.names import CANDIDATE, CHAMPION, MODEL_NAME
 from models.feature_set import FeatureSet
 
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+"""Models-from-code script logged with each model (no pickled Python object in the artifacts)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def log_pyfunc(model_dir: Path, features: FeatureSet, n_example: int = 2) -> mlf
         staged = Path(tmp) / ARTIFACT_KEY
         shutil.copytree(model_dir, staged)
         return mlflow.pyfunc.log_model(
-            name="model", python_model=ClinfusePyfunc(), artifacts={ARTIFACT_KEY: str(staged)},
+            name="model", python_model=str(PYFUNC_ENTRY), artifacts={ARTIFACT_KEY: str(staged)},
             signature=model_signature(tuple(features.modalities), tuple(features.covariate_names)),
             input_example=example,
             pip_requirements=_requirements(),
