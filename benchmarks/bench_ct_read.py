@@ -215,20 +215,11 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def write_section(markdown: str, path: Path = REPO / "docs" / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's section only; other sections belong to others."""
-    from filelock import FileLock
+def write_section(markdown: str) -> None:
+    """This benchmark's section of docs/BENCHMARKS.md (the shared writer keeps every other section)."""
+    from benchmarks.markdown_section import write_section as replace_section
 
-    with FileLock(str(Path(tempfile.gettempdir()) / "clinfuse-benchmarks-md.lock")):
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        section = f"{HEADING}\n\nProduced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}\n{NOTES}"
-        start = text.find(HEADING + "\n")
-        if start < 0:
-            text = text.rstrip("\n") + "\n\n" + section
-        else:
-            nxt = text.find("\n## ", start + len(HEADING))
-            text = text[:start] + section + ("\n" + text[nxt + 1 :] if nxt >= 0 else "")
-        path.write_text(text)
+    replace_section(HEADING, f"Produced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}\n{NOTES}")
 
 
 def main() -> None:
