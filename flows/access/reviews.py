@@ -8,13 +8,11 @@ counts; ``positive``/``negative`` become training labels
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flows.access.access_db import AccessDb
 from flows.access.audit import PSEUDONYM_RE
 
 OUTCOMES: tuple[str, ...] = ("positive", "negative", "uncertain")
@@ -53,19 +51,11 @@ class Review:
     prediction: PredictionRef
 
 
-class ReviewStore:
+class ReviewStore(AccessDb):
     """Reviews of one clinfuse home (``<access_dir>/access.db``)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as con:
-            con.executescript(_SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as con, con:
-            yield con
+        super().__init__(path, _SCHEMA)
 
     def add(self, patient_id: str, outcome: str, comment: str, username: str, role: str,
             prediction: PredictionRef = PredictionRef()) -> Review:

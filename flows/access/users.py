@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from flows.access.access_db import AccessDb
 from flows.access.roles import check_role
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -65,21 +65,13 @@ def check_password_strength(password: str) -> None:
         raise ValueError("the password must mix letters with digits or symbols")
 
 
-class UserStore:
+class UserStore(AccessDb):
     """Users of one clinfuse home (``<access_dir>/access.db``)."""
 
     def __init__(self, path: Path, *, max_failures: int = 5, lockout_s: float = 300.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
         self.max_failures, self.lockout_s, self.clock = max_failures, lockout_s, clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as con:
-            con.executescript(_SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as con, con:
-            yield con
+        super().__init__(path, _SCHEMA)
 
     def add(self, username: str, role: str, password: str) -> User:
         """Create a user; ValueError for a bad name, an unknown role, a weak password or a taken name."""
