@@ -10,9 +10,14 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from flows.access.users import UserStore
 
 users_app = typer.Typer(help="Named dashboard users and roles (clinician, analyst, admin).", no_args_is_help=True)
 
@@ -45,32 +50,31 @@ def _operator() -> str:
         return "cli"
 
 
+def _change(action: str, detail: str, done: str, change: Callable[[UserStore], None]) -> None:
+    """Apply one change to the user store, audit it as the operator, say what was done (exit 2 with the reason if refused)."""
+    _, store, audit = _stores()
+    try:
+        change(store)
+    except (KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    audit.append(_operator(), "admin", action, detail=detail)
+    typer.echo(done)
+
+
 @users_app.command("add")
 def add(username: str = typer.Argument(..., help="Lower-case user name, e.g. a.smith."),
         role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Create a user; the password is asked for twice (hidden) and stored only as an argon2id hash."""
-    _, store, audit = _stores()
-    try:
-        store.add(username, role, _password(password_stdin))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    audit.append(_operator(), "admin", "user_add", detail=f"added {username} as {role}")
-    typer.echo(f"added {username} ({role})")
+    _change("user_add", f"added {username} as {role}", f"added {username} ({role})",
+            lambda store: store.add(username, role, _password(password_stdin)))
 
 
 @users_app.command("disable")
 def disable(username: str = typer.Argument(..., help="The user to lock out.")) -> None:
     """Refuse every future sign-in of a user (their audit entries and reviews stay)."""
-    _, store, audit = _stores()
-    try:
-        store.disable(username)
-    except KeyError as exc:
-        typer.echo(f"error: {exc.args[0]}", err=True)
-        raise typer.Exit(2) from None
-    audit.append(_operator(), "admin", "user_disable", detail=f"disabled {username}")
-    typer.echo(f"disabled {username}")
+    _change("user_disable", f"disabled {username}", f"disabled {username}", lambda store: store.disable(username))
 
 
 @users_app.command("reset")
@@ -78,14 +82,8 @@ def reset(username: str = typer.Argument(...),
           role: str | None = typer.Option(None, "--role", "-r", help="Also change the role: " + ROLE_HELP),
           password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Set a new password (and optionally role); re-enables the user and clears their failed sign-ins."""
-    _, store, audit = _stores()
-    try:
-        store.reset(username, _password(password_stdin), role)
-    except (KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc.args[0]}", err=True)
-        raise typer.Exit(2) from None
-    audit.append(_operator(), "admin", "user_reset", detail=f"reset {username}" + (f" as {role}" if role else ""))
-    typer.echo(f"reset {username}")
+    _change("user_reset", f"reset {username}" + (f" as {role}" if role else ""), f"reset {username}",
+            lambda store: store.reset(username, _password(password_stdin), role))
 
 
 @users_app.command("list")
