@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 from flows import tracking
 from flows.names import CHAMPION, MODEL_NAME
 from flows.prefect_env import settings_for
-from flows.registry import champion_version
+from flows.registry import require_champion
 from flows.settings import Settings
 from flows.tasks import evaluate_task
 from flows.train_flow import current_encoder_keys
@@ -23,10 +23,7 @@ from models.stages import EvaluateConfig, EvaluationResult
 def champion_dir(settings: Settings) -> tuple[Path, str]:
     """The champion's model folder (downloaded from the registry) and its version."""
     tracking.configure_mlflow(settings)
-    current = champion_version(mlflow.MlflowClient())
-    if current is None:
-        raise LookupError(f"no {CHAMPION} version of {MODEL_NAME} in {settings.tracking_uri}: "
-                          "train a model first, or pass a model id")
+    current = require_champion()
     bundle = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@{CHAMPION}")) / "artifacts"
     return next(p.parent for p in bundle.rglob("model.json")), str(current.version)
 

@@ -24,7 +24,7 @@ from flows import tracking
 from flows.encode_flow import encode_flow, encode_options, encoder_keys
 from flows.ingest_flow import ingest_flow
 from flows.prefect_env import settings_for
-from flows.registry import CHAMPION, MODEL_NAME, champion_version
+from flows.registry import CHAMPION, MODEL_NAME, require_champion
 from flows.settings import Settings
 from flows.tasks import load_features_task, predict_task
 
@@ -49,10 +49,7 @@ def keep_training_cohort(previous: pd.DataFrame | None, batch: pd.DataFrame, set
 def champion_encoder_keys(settings: Settings) -> dict[str, Any]:
     """The encoder keys recorded in the champion's bundle; {} for a model that recorded none."""
     tracking.configure_mlflow(settings)
-    current = champion_version(mlflow.MlflowClient())
-    if current is None:
-        raise LookupError(f"no '{CHAMPION}' version of '{MODEL_NAME}' in {settings.tracking_uri}: "
-                          "run `clinfuse pipeline` (or the train flow) before predicting")
+    require_champion()
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").unwrap_python_model().model
     return {m: (tuple(k) if k is not None else None) for m, k in model.encoder_keys.items()}
 
@@ -76,10 +73,7 @@ def encode_pinned_task(home: str, keys: dict[str, Any], options: dict[str, Any])
 def predict_features(features_task_args: tuple, cohort: pd.DataFrame, settings: Settings, n_mc: int) -> dict:
     """Score ``cohort`` with the champion and append the batch."""
     tracking.configure_mlflow(settings)
-    current = champion_version(mlflow.MlflowClient())
-    if current is None:
-        raise LookupError(f"no '{CHAMPION}' version of '{MODEL_NAME}' in {settings.tracking_uri}: "
-                          "run `clinfuse pipeline` (or the train flow) before predicting")
+    current = require_champion()
     features = load_features_task(*features_task_args, cohort=cohort)
     refresh = not any(settings.predictions_dir.glob("*.parquet"))
     return predict_task.with_options(refresh_cache=refresh)(

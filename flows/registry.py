@@ -161,13 +161,18 @@ def register_with_gate(
                         str(current.version) if current else None, champ_auroc, reason)
 
 
-def load_champion(name: str = MODEL_NAME) -> tuple[mlflow.pyfunc.PyFuncModel, str, str]:
-    """``(model, version, run_id)`` of ``models:/<name>@champion``; a clear error when there is none."""
-    client = MlflowClient()
-    current = champion_version(client, name)
+def require_champion(name: str = MODEL_NAME):
+    """The ``champion`` version of ``name``; LookupError saying how to make one when there is none."""
+    current = champion_version(MlflowClient(), name)
     if current is None:
         raise LookupError(f"no '{CHAMPION}' version of model '{name}' in the registry at "
                           f"{mlflow.get_registry_uri()}: run `clinfuse pipeline` (or the train flow) first")
+    return current
+
+
+def load_champion(name: str = MODEL_NAME) -> tuple[mlflow.pyfunc.PyFuncModel, str, str]:
+    """``(model, version, run_id)`` of ``models:/<name>@champion``; a clear error when there is none."""
+    current = require_champion(name)
     return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}"), str(current.version), str(current.run_id)
 
 
