@@ -48,3 +48,14 @@ def mlflow_local(settings):
     yield settings
     mlflow.set_tracking_uri(before)
     mlflow.set_registry_uri(before)
+
+
+@pytest.fixture
+def cli_home(tmp_path, monkeypatch):
+    """A fresh CLINFUSE_HOME for CLI tests (settings re-read before and after)."""
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("CLINFUSE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()

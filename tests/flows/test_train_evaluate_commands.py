@@ -11,13 +11,8 @@ from flows.cli import app
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from flows.settings import get_settings
-
-    monkeypatch.setenv("CLINFUSE_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
+def home(cli_home: Path) -> Path:
+    return cli_home
 
 
 @pytest.mark.slow
