@@ -28,7 +28,7 @@ def evaluate(
     epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Study only: maximum epochs per model."),
 ) -> None:
     """Write an evaluation report (metrics with bootstrap CIs, calibration, Shapley, sweeps) with PNG plots."""
-    from flows.commands.flow_runner import prepare, run_flow
+    from flows.commands.flow_runner import auroc_text, prepare, run_flow
 
     console = Console()
     prepare(console)
@@ -47,7 +47,6 @@ def evaluate(
         model_id=model_id or None, held_out_fraction=held_out_fraction, answers=answers_path, n_boot=n_boot,
         synthetic=synthetic))
     m = result.metrics
-    console.print(f"{result.n_held_out} held-out patients: AUROC {m['auroc']:.3f} [{m['auroc_low']:.3f}, "
-                  f"{m['auroc_high']:.3f}]  AUPRC {m['auprc']:.3f}  Brier {m['brier']:.3f}  ECE {m['ece']:.3f}  "
+    console.print(f"{result.n_held_out} held-out patients: AUROC {auroc_text(m)}  AUPRC {m['auprc']:.3f}  Brier {m['brier']:.3f}  ECE {m['ece']:.3f}  "
                   f"abstain {m['abstain_rate']:.0%}")
     console.print(f"report: [bold]{result.report}[/bold]")

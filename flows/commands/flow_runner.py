@@ -82,3 +82,12 @@ def run_flow(console: Console, title: str, call: Callable[[], Any], epochs: int 
             raise typer.Exit(2) from exc
         bar.update(overall, total=1, completed=1, note="[green]done")
     return result
+
+
+def auroc_text(metrics: dict[str, float]) -> str:
+    """``0.812 [0.760, 0.861]``, or why there is no AUROC (a held-out set of one class ranks nothing)."""
+    import math
+
+    if not math.isfinite(metrics.get("auroc", float("nan"))):
+        return "undefined (the held-out patients are all of one class)"
+    return f"{metrics['auroc']:.3f} [{metrics['auroc_low']:.3f}, {metrics['auroc_high']:.3f}]"

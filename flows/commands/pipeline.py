@@ -45,7 +45,7 @@ def pipeline(
     With no Prefect server configured the flows run in this process; a re-run on
     unchanged data is all cache hits.
     """
-    from flows.commands.flow_runner import prepare, run_flow
+    from flows.commands.flow_runner import auroc_text, prepare, run_flow
 
     console = Console()
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
@@ -61,9 +61,10 @@ def pipeline(
     console.print(f"[green]Done.[/green] Ingest: {ing.new} new, {ing.skipped} unchanged, {ing.n_quarantined} "
                   f"quarantined. Model {train.trained.model_id} is clinfuse v{train.version} "
                   f"[bold]{train.alias}[/bold] ({train.reason}).")
-    oracle = f", {m['auroc_over_oracle']:.0%} of the oracle's" if "auroc_over_oracle" in m else ""
-    console.print(f"Champion on {result.evaluation.n_held_out} held-out patients: AUROC {m['auroc']:.3f} "
-                  f"[{m['auroc_low']:.3f}, {m['auroc_high']:.3f}]{oracle}; report {result.evaluation.report}")
+    ratio = m.get("auroc_over_oracle", float("nan"))
+    oracle = f", {ratio:.0%} of the oracle's" if ratio == ratio else ""  # NaN: no AUROC to compare
+    console.print(f"Champion on {result.evaluation.n_held_out} held-out patients: AUROC {auroc_text(m)}"
+                  f"{oracle}; report {result.evaluation.report}")
     console.print(f"Latest batch: {result.predict['path']} ({result.predict['n']} patients)")
     for line in _where_to_look(settings):
         console.print(line, soft_wrap=True)  # whole lines, so the commands can be copied
