@@ -1,7 +1,8 @@
 """Headless Chromium drives the real Streamlit server: worklist -> patient -> CT slider, with screenshots.
 
 Screenshots land in test-artifacts/ (gitignored); the last two are copied to
-docs/img/worklist.png and docs/img/patient.png for the README.
+docs/img/worklist.png and docs/img/patient.png for the README (copied there only with
+CLINFUSE_WRITE_SCREENSHOTS=1, so a test run leaves the working tree clean).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def test_worklist_to_patient_in_chromium(server, browser) -> None:
     assert "Window" in body and "soft tissue" in body
     patient_png = _shot(browser, "02-patient.png", 1500)
 
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(worklist_png, DOCS_IMG / "worklist.png")
-    shutil.copyfile(patient_png, DOCS_IMG / "patient.png")
+    if os.environ.get("CLINFUSE_WRITE_SCREENSHOTS") == "1":  # refresh the README's pictures only when asked
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(worklist_png, DOCS_IMG / "worklist.png")
+        shutil.copyfile(patient_png, DOCS_IMG / "patient.png")
