@@ -61,10 +61,15 @@ def patient_split(features: FeatureSet, val_fraction: float, seed: int) -> tuple
 
 
 def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Hide each available modality with probability ``p``, keeping at least one per patient."""
+    """Hide each available modality with probability ``p``, keeping at least one per patient.
+
+    The draws come from ``generator`` on its own device (the training loops seed a CPU one) and then move
+    to the mask's: asking a CPU generator for CUDA numbers raises, and drawing on the CPU keeps the
+    hidden modalities the same on every device for one seed.
+    """
     if p <= 0:
         return mask
-    drop = torch.rand(mask.shape, generator=generator, device=mask.device) < p
+    drop = torch.rand(mask.shape, generator=generator, device=generator.device).to(mask.device) < p
     kept = mask & ~drop
     emptied = ~kept.any(-1) & mask.any(-1)
     return torch.where(emptied[:, None], mask, kept)
@@ -91,7 +96,7 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = bce_loss(train_in.labels, config.class_weighted)
-    val_loss_fn = bce_loss(val_in.labels, config.class_weighted)
+    val_loss_fn = bce_loss(val_in.labels.cpu(), config.class_weighted)  # scores validation logits on the CPU
     best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(config.epochs):
         model.train()

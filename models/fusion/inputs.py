@@ -32,7 +32,11 @@ class FusionInputs:
                             None if self.labels is None else self.labels[idx])
 
     def with_mask(self, mask: torch.Tensor) -> "FusionInputs":
-        """Same patients seen through a narrower mask (Shapley coalitions, modality dropout)."""
+        """Same patients seen through a narrower mask (Shapley coalitions, modality dropout).
+
+        The mask may come from numpy (Shapley coalitions); it moves to these tensors' device (CUDA).
+        """
+        mask = torch.as_tensor(mask, device=self.mask.device)
         return replace(self, mask=mask, imputed=self.imputed & mask)
 
 
