@@ -31,9 +31,21 @@ BEGIN = re.compile(r"Beginning (?:sub)?flow run '([^']+)' for flow '([^']+)'")
 END = re.compile(r"Flow run '([^']+)' - Finished in state (\w+)")
 
 
-def run_demo(patients: int, work: Path) -> tuple[float, list[tuple[str, float, float]], dict[str, float]]:
+def note_cache_state(env: dict[str, str]) -> str:
+    """Whether the machine's int8 note model cache already holds a complete model (a first demo builds it)."""
+    from flows.settings import Settings
+    from models.encoders.note_onnx import is_complete
+
+    folder = Settings(_env_file=None, **({"note_model_cache": env["CLINFUSE_NOTE_MODEL_CACHE"]}
+                                         if env.get("CLINFUSE_NOTE_MODEL_CACHE") else {})).note_model_cache_dir
+    built = [p for p in folder.glob("minilm-*.onnx") if is_complete(p)] if folder.is_dir() else []
+    return "present (not rebuilt)" if built else "absent: this run exports it (~14 s)"
+
+
+def run_demo(patients: int, work: Path, env_extra: dict[str, str]) -> tuple[float, list[tuple[str, float, float]],
+                                                                          dict[str, float]]:
     """(total seconds, [(stage, start s, end s)], flow seconds by flow name) of one demo run."""
-    env = {**os.environ, "CLINFUSE_HOME": str(work / "home"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    env = {**os.environ, "CLINFUSE_HOME": str(work / "home"), "PREFECT_LOGGING_LEVEL": "INFO", **env_extra}
     cmd = ["bash", "scripts/demo.sh", str(work / "demo-cohort"), str(patients)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -74,17 +86,19 @@ def make_install() -> float | None:
     return time.perf_counter() - t0
 
 
-def table(patients: int, install: float | None, total: float, stages, flows, load: float, cpu: float) -> str:
+def table(patients: int, install: float | None, total: float, stages, flows, loads: tuple[float, float],
+          cpu: float, note_cache: str) -> str:
     lines = [f"`benchmarks/bench_demo.py --patients {patients}`: `scripts/demo.sh` (what `make demo` runs after "
              "installing) as one process in a fresh folder and home; stage times from its output lines as they "
-             f"arrived. Load average when it started: {load:.1f} on 2 cores"
-             + (" (other jobs shared the machine: wall times are inflated, the idle-machine target cannot be judged "
-                "from this run)." if load > 1.5 else "."), "",
+             f"arrived. Load average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores"
+             + (" shared with other engineers' jobs: wall times are inflated, and the idle-machine target cannot be "
+                "judged from this run." if max(loads) > 1.5 else "."), "",
              "| step | wall s | note |", "|---|---|---|",
              (f"| `make install` | {install:.1f} | venv stamp current: a no-op; a fresh install is not redone here |"
               if install is not None else
               "| `make install` | not measured | the venv stamp is not current, so it would reinstall into the shared "
               "venv; not run by this benchmark |")]
+    lines.append(f"| machine's note model cache before the run | - | {note_cache} |")
     for stage, a, b in stages:
         lines.append(f"| {stage} | {b - a:.1f} | |")
     for name, seconds in sorted(flows.items(), key=lambda kv: -kv[1]):
@@ -98,16 +112,20 @@ def table(patients: int, install: float | None, total: float, stages, flows, loa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--cold-note-cache", action="store_true",
+                        help="an empty note model cache, as on a machine that never ran clinfuse")
     parser.add_argument("--write", action="store_true", help="write the table into docs/BENCHMARKS.md")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     install = make_install()
     work = Path(tempfile.mkdtemp(prefix="bench_demo_"))
+    env_extra = {"CLINFUSE_NOTE_MODEL_CACHE": str(work / "note-model")} if args.cold_note_cache else {}
+    note_cache = note_cache_state({**os.environ, **env_extra})
     before = os.times()
-    total, stages, flows = run_demo(args.patients, work)
+    total, stages, flows = run_demo(args.patients, work, env_extra)
     after = os.times()
     cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
-    markdown = table(args.patients, install, total, stages, flows, load, cpu)
+    markdown = table(args.patients, install, total, stages, flows, (load, os.getloadavg()[0]), cpu, note_cache)
     print(markdown)
     if args.write:
         from benchmarks.markdown_section import write_section
