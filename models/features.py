@@ -84,6 +84,9 @@ def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders
         return
     if fit_patients is not None:
         items = items[items["patient_id"].astype(str).isin(set(map(str, fit_patients)))]
+    # Fit in content-hash order, not manifest row order (the order readers happened to finish in):
+    # the SVD's float sums follow the row order, so the same notes must always come in the same order.
+    items = items.sort_values("content_sha256", kind="stable")
     texts = []
     for uri in items["array_uri"]:
         try:
