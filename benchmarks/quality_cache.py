@@ -209,6 +209,7 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
           lambda: generate_cohort(source, patients, seed=seed, eeg_seconds=EEG_SECONDS,
                                   model=SignalModel(shared=shared), workers=workers, progress=progress))
     meta["patients_generated"] = patients_on_disk(out)
+    meta_path.write_text(json.dumps(meta, indent=1))
     stage("ingest", "ingest" in meta["stages"], lambda: _ingest(source, settings, workers))
 
     def write_answers() -> None:
