@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.prefect_env import settings_for
 from flows.tasks import pretrain_task
-from models.pretrain import PretrainConfig
+from models.pretrain_config import PretrainConfig
 from models.stages import PretrainResult, PretrainStageConfig
 
 

@@ -30,9 +30,9 @@ from ingestion.modalities import MODALITIES
 from models.defaults import JOINT_EPOCHS, N_BOOT
 from models.feature_set import FeatureSet
 from models.held_out import HELD_OUT_FRACTION, labelled, split_held_out
-from models.pretrain import PretrainConfig
+from models.pretrain_config import PretrainConfig
 from models.stage_inputs import EncoderKeys, features_sha256, home_features, read_answers, synthetic_features
-from models.train import TrainConfig
+from models.train_config import TrainConfig
 
 EpochProgress = Callable[[int, dict], None]
 """``progress(epoch, history_row)`` after each training epoch (``row["stage"]`` is "joint" or "fusion")."""
