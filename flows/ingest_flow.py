@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.ingest_tasks import hash_chunk_task, ingest_chunk_task, merge_ingest_task, plan_ingest_task
 from flows.prefect_env import settings_for
+from flows.settings import Settings
 from flows.tasks import ingest_task, summary_rows
 
 
@@ -30,17 +33,64 @@ def publish_ingest(report: Any) -> None:
                           key="ingest-quarantine", description="Items set aside, with the reason")
 
 
+def _on_dask() -> bool:
+    """True when this flow run's task runner is a DaskTaskRunner (then ingest fans out per chunk)."""
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and isinstance(context.task_runner, DaskTaskRunner)
+
+
+def fan_out_ingest(source: str, cohort_csv: str | None, settings: Settings, exclude: tuple[str, ...],
+                   workers: int) -> Any:
+    """Hash chunks of files and read chunks of items on the task runner's workers; merge here, once.
+
+    Everything the workers need is resolved from this process's settings and
+    passed (the secret as a ``SecretStr``). A chunk that still fails after its
+    retries fails the run, after the other chunks' rows are recorded: a re-run
+    reads only what is missing.
+    """
+    from ingestion.ingest_chunks import file_chunks
+
+    home, secret, reader = str(settings.home), settings.pseudonym_secret, settings.reader_config()
+    cohort = Path(cohort_csv) if cohort_csv else None
+    files = file_chunks(Path(source), settings.home, cohort, tuple(map(Path, exclude)))
+    hashed = [f.result() for f in [hash_chunk_task.submit(chunk) for chunk in files]]
+    run = plan_ingest_task(source, cohort_csv, home, reader, settings.chunk_items, exclude, hashed)
+    futures = [ingest_chunk_task.submit(chunk, reader, home, secret, workers, os.getpid()) for chunk in run.chunks]
+    parts, failed = [], []
+    for future in futures:
+        try:
+            parts.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - record the others first, then fail the run
+            failed.append(exc)
+    report = merge_ingest_task(run, parts, secret)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(futures)} ingest chunk(s) failed on the cluster (first: "
+                           f"{type(failed[0]).__name__}: {failed[0]}); the rest is in the manifest, re-run to "
+                           "read the missing items")
+    return report
+
+
 @flow(name="ingest", log_prints=True)
 def ingest_flow(source: str, cohort_csv: str | None = None, home: str | None = None,
                 exclude: list[str] | None = None, workers: int | None = None) -> Any:
     """Ingest ``source`` (and the cohort table) into ``home``; re-running on unchanged input is a cache hit.
 
-    Returns the library's ``IngestReport``. ``workers`` defaults to ``settings.workers``.
+    With the default runner one task ingests (reader processes on this machine);
+    with a DaskTaskRunner the work fans out per chunk of ``settings.chunk_items``
+    items (:func:`fan_out_ingest`), with the same manifest as a result. Returns the
+    library's ``IngestReport``. ``workers`` (reader processes per task) defaults to
+    ``settings.workers``.
     """
     settings = settings_for(home)
-    run = ingest_task.with_options(refresh_cache=not settings.manifest_path.exists())
-    report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
-                 settings.reader_config(), workers or settings.workers, tuple(exclude or ()))
+    if _on_dask():
+        report = fan_out_ingest(source, cohort_csv, settings, tuple(exclude or ()), workers or settings.workers)
+    else:
+        run = ingest_task.with_options(refresh_cache=not settings.manifest_path.exists())
+        report = run(source, cohort_csv, str(settings.home), settings.pseudonym_secret.get_secret_value(),
+                     settings.reader_config(), workers or settings.workers, tuple(exclude or ()))
     publish_ingest(report)
     if cohort_csv and settings.reid_key_bytes() is not None:
         reidentify_task(cohort_csv, str(settings.home))

@@ -18,8 +18,8 @@ default 30 s TCP timeouts then drop the client and cancel every task. Applied to
 workers and, via :func:`start_cluster`, this process's clients (DaskTaskRunner's included)."""
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+def _start(args: list[str], log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
            **{"DASK_" + key.upper().replace(".", "__").replace("-", "_"): value for key, value in PATIENT_COMMS.items()}}
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([DASK, *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env,
@@ -39,8 +39,13 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def start_cluster(root: Path, n_workers: int) -> tuple[str, list[subprocess.Popen]]:
-    """``dask scheduler`` + ``n_workers`` × ``dask worker`` (one thread, no nanny: readers may fork) on loopback."""
+def start_cluster(root: Path, n_workers: int,
+                  worker_env: dict[str, str] | None = None) -> tuple[str, list[subprocess.Popen]]:
+    """``dask scheduler`` + ``n_workers`` × ``dask worker`` (one thread, no nanny) on loopback.
+
+    ``worker_env`` is added to the workers' environment (tests start them with other
+    ``CLINFUSE_*`` values than the flow's, which must change nothing).
+    """
     import dask
     from distributed import Client
 
@@ -51,7 +56,7 @@ def start_cluster(root: Path, n_workers: int) -> tuple[str, list[subprocess.Pope
     try:
         for i in range(n_workers):
             procs.append(_start(["worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
-                                 "--no-dashboard", "--name", f"w{i}"], root / f"worker{i}.log"))
+                                 "--no-dashboard", "--name", f"w{i}"], root / f"worker{i}.log", worker_env))
         with Client(address, timeout=60) as client:
             client.wait_for_workers(n_workers, timeout=120)
     except Exception:
