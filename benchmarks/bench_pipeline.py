@@ -108,9 +108,10 @@ def main() -> None:
         f"| Prefect ephemeral API start + a no-op flow (once per process) | — | {t_server:.1f} | "
         f"{100 * t_server / t_plain:.1f} % of plain |",
         f"| `pipeline_flow` cold (Prefect ephemeral API) | {args.patients} | {t_cold:.1f} | "
-        f"overhead {100 * (t_cold - t_plain) / t_plain:+.1f} % vs plain |",
+        f"overhead {100 * (t_cold - t_plain) / t_plain:+.1f} % vs plain (target < 10 %: "
+        f"{'met' if t_cold - t_plain < 0.1 * t_plain else '**missed**'}) |",
         f"| `pipeline_flow` warm (unchanged data, all cache hits) | {args.patients} | {t_warm:.1f} | "
-        f"{100 * t_warm / t_cold:.1f} % of cold |",
+        f"{100 * t_warm / t_cold:.1f} % of cold (target ≤ 5 %: {'met' if t_warm <= 0.05 * t_cold else '**missed**'}) |",
     ]
     if args.cli:
         env = {**os.environ, "CLINFUSE_HOME": str(work / "cli")}
@@ -131,7 +132,9 @@ def main() -> None:
             "encode, features, train, held-out evaluation, MLflow run + gate, predict + store) vs `pipeline_flow` "
             "(Prefect 3 ephemeral API, fresh home), then `pipeline_flow` again on unchanged data. Targets: flow "
             f"overhead < 10 % of plain, warm re-run ≤ 5 % of cold. {os.cpu_count()} cores, load average "
-            f"{load:.1f} at the end of the run (other jobs share the machine: wall times are ±20 %).\n\n{table}\n"))
+            f"{load:.1f} at the end of the run (other jobs share the machine: wall times are ±20 %). The plain "
+            "script runs first, so it alone pays the process's first imports of the readers and encoders; the "
+            f"flows reuse them, which favours the cold flow row.\n\n{table}\n"))
 
 
 if __name__ == "__main__":
