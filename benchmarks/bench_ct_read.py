@@ -215,11 +215,11 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def write_section(markdown: str) -> None:
+def write_section(markdown: str, path: Path | None = None) -> None:
     """This benchmark's section of docs/BENCHMARKS.md (the shared writer keeps every other section)."""
-    from benchmarks.markdown_section import write_section as replace_section
+    from benchmarks.markdown_section import BENCHMARKS_MD, write_section as replace_section
 
-    replace_section(HEADING, f"Produced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}\n{NOTES}")
+    replace_section(HEADING, f"Produced by `benchmarks/bench_ct_read.py --write`.\n\n{markdown}\n{NOTES}", path or BENCHMARKS_MD)
 
 
 def main() -> None:

@@ -135,11 +135,11 @@ def speed_table(speed: list[tuple[str, dict, float, float]], n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: str) -> None:
+def write_section(markdown: str, path: Path | None = None) -> None:
     """This benchmark's section of docs/BENCHMARKS.md (the shared writer keeps every other section)."""
-    from benchmarks.markdown_section import write_section as replace_section
+    from benchmarks.markdown_section import BENCHMARKS_MD, write_section as replace_section
 
-    replace_section(HEADING, f"Produced by `benchmarks/bench_realdata_notes.py --write`.\n\n{markdown}")
+    replace_section(HEADING, f"Produced by `benchmarks/bench_realdata_notes.py --write`.\n\n{markdown}", path or BENCHMARKS_MD)
 
 
 if __name__ == "__main__":
