@@ -33,11 +33,32 @@ WORKER_ENV = {"CLINFUSE_PSEUDONYM_SECRET": "a-worker-secret-that-must-not-be-use
 
 
 @pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Prefect server for the flows and every Dask worker.
+
+    Without it each worker process starts a temporary server of its own on the
+    flow's SQLite file: a minute of start-up per worker on a loaded machine, and
+    a race on creating the schema.
+    """
+    from flows.prefect_env import settings_for
+    from flows.serve import Services, prefect_server
+    from tests.conftest import free_port
+
+    settings = settings_for(str(tmp_path_factory.mktemp("prefect-server")))
+    services = Services(settings.home / "logs", startup_timeout_s=300)
+    try:
+        yield services.start(prefect_server(settings, free_port())).url + "/api"
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[str]:
     if not Path(DASK).exists():
         pytest.skip("the dask CLI is not installed (pip install 'dask[distributed]')")
     root = tmp_path_factory.mktemp("dask")
-    env = {**WORKER_ENV, "CLINFUSE_HOME": str(root / "a-worker-home-that-must-not-be-used")}
+    env = {**WORKER_ENV, "CLINFUSE_HOME": str(root / "a-worker-home-that-must-not-be-used"),
+           "PREFECT_API_URL": prefect_api}
     address, procs = start_cluster(root, 2, worker_env=env)
     try:
         yield address
@@ -110,9 +131,10 @@ def manifest_items(home: Path) -> pd.DataFrame:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Iterator[None]:
     from flows.settings import get_settings
 
+    monkeypatch.setenv("CLINFUSE_PREFECT_API_URL", prefect_api)
     monkeypatch.setenv("CLINFUSE_PSEUDONYM_SECRET", SECRET)
     monkeypatch.setenv("CLINFUSE_CHUNK_ITEMS", "2")
     monkeypatch.setenv("CLINFUSE_NOTE_ENCODER", "tfidf")  # the fitted encoder: prepared once, never per chunk
