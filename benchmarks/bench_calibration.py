@@ -7,7 +7,7 @@ bias) fitted on validation patients only. Both train on the same training
 patients (validation split inside them) and are scored on the same held-out
 patients, which nothing fitted ever sees.
 
-Data: the phantom's fast path, ``models.synthetic_features.synthetic_cohort``
+Data: the phantom's fast path, ``models.features.synthetic.synthetic_cohort``
 (the phantom's latent signal model and missingness, embedded directly instead of
 rendering DICOM/EDF/notes and running the encoders), because rendering and
 encoding >= 500 held-out patients is too slow on the shared 2-core machine. Its
@@ -30,9 +30,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.evaluation import bootstrap_metrics  # noqa: E402
-from models.synthetic_features import synthetic_cohort  # noqa: E402
-from models.train import TrainConfig, train  # noqa: E402
+from models.evaluation.metrics import bootstrap_metrics  # noqa: E402
+from models.features.synthetic import synthetic_cohort  # noqa: E402
+from models.training.train import TrainConfig, train  # noqa: E402
 from benchmarks.markdown_section import write_section  # noqa: E402
 
 HEADING = "## Calibration (issue 13)"
@@ -56,7 +56,7 @@ NOTES = """Reading the table:
 - Abstention defaults (`abstain_width` 0.5, `abstain_band` 0.02, `abstain_share` 0.5) keep the worklist usable at
   20 % missingness per modality; the answered patients rank at least as well as all patients."""
 def reason_kind(reason: str) -> str:
-    """The abstain rule behind a reason text (see models.uncertainty.abstain_decisions)."""
+    """The abstain rule behind a reason text (see models.training.uncertainty.abstain_decisions)."""
     for key, kind in (("no modality", "no modality measured"), ("class flips", "class flips without imputed"),
                       ("carry", "imputed modalities dominate"), ("wider than", "interval too wide"),
                       ("decision threshold", "risk near threshold")):
@@ -152,7 +152,7 @@ def main() -> None:
     body = (f"`python benchmarks/bench_calibration.py --train {args.train} --held-out {args.held_out} "
             f"--ensemble {args.ensemble} --write` "
             f"({time.perf_counter() - t0:.0f} s on {platform.machine()}, shared 2-core machine). Synthetic fast path "
-            f"of the phantom (`models.synthetic_features`, {args.missing:.0%} MCAR missingness per modality), "
+            f"of the phantom (`models.features.synthetic`, {args.missing:.0%} MCAR missingness per modality), "
             f"{args.train} training patients (20 % of them the validation split that fits the calibrator), "
             f"**{args.held_out} held-out patients** (prevalence {prevalence:.0%}), the same for both rows. ECE: 10 "
             "equal-width bins, patient bootstrap 95 % interval. Coverage: share of held-out patients whose "

@@ -58,7 +58,7 @@ def _reader(method: str, spacing: tuple[float, float, float], shape: tuple[int, 
     if method == "raw_bytes":
         return lambda folder: [f.read_bytes() for f in sorted(folder.iterdir())]
     if method.startswith("clinfuse"):
-        from ingestion.ct_volume import read_ct_series
+        from ingestion.readers.ct_volume import read_ct_series
 
         resample = method == "clinfuse_resampled"
         return lambda folder: read_ct_series(

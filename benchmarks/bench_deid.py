@@ -11,7 +11,7 @@ Sets measured, one run:
   and by the rules alone. Named alternative, same notes: replacing only the known
   identifiers (the header MRN) verbatim, the floor every scrubber must beat.
 * phantom: a ``--patients`` phantom cohort's notes (``generate_cohort``; its
-  answers.parquet lists each patient's planted PHI) read by ``ingestion.notes.read_notes``,
+  answers.parquet lists each patient's planted PHI) read by ``ingestion.readers.notes.read_notes``,
   the ingest path (header id and name are known identifiers); recall over the planted
   strings that occur in the note body.
 * real: the Indiana chest X-ray reports and MTSamples transcriptions in ``DIR/notes``
@@ -37,7 +37,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingestion.deid_notes import scrub_note, scrub_precision, scrub_recall  # noqa: E402
+from ingestion.deid.notes import scrub_note, scrub_precision, scrub_recall  # noqa: E402
 from tests.ingestion.test_deid_notes import planted_notes  # noqa: E402
 
 HEADING = "## Note de-identification"
@@ -81,7 +81,7 @@ def planted_rows(n: int) -> list[str]:
 
 
 def phantom_row(patients: int, tmp: Path) -> str:
-    from ingestion.notes import read_notes
+    from ingestion.readers.notes import read_notes
     from ingestion.phantom import generate_cohort
 
     generate_cohort(tmp / "cohort", patients, seed=11, eeg_seconds=(20, 30))
@@ -132,7 +132,7 @@ def real_rows(realdata: Path) -> list[str]:
 
 def negex_line(realdata: Path) -> str:
     """Findings with NegEx on the Indiana reports: normal reports should have none, abnormal ones some."""
-    from ingestion.notes import extract_findings
+    from ingestion.readers.notes import extract_findings
 
     path = realdata / "notes" / "indiana_reports_subset.csv"
     if not path.exists():
@@ -146,7 +146,7 @@ def negex_line(realdata: Path) -> str:
     ms = 1000 * (time.process_time() - t0) / len(frame)
     normal = frame["Problems"].astype(str).str.lower().eq("normal").to_numpy()
     pos = pd.Series(positive).to_numpy()
-    return (f"Findings with NegEx (`ingestion.notes.extract_findings`) on the {len(frame):,} Indiana reports, same "
+    return (f"Findings with NegEx (`ingestion.readers.notes.extract_findings`) on the {len(frame):,} Indiana reports, same "
             f"run: {100 * (~pos[normal]).mean():.1f} % of the {normal.sum():,} `normal` reports have no non-negated "
             f"finding; {100 * pos[~normal].mean():.1f} % of the {(~normal).sum():,} abnormal ones have at least one "
             f"(the term list is short: many abnormal labels are outside it). {ms:.1f} ms CPU/note.")
@@ -168,7 +168,7 @@ def main() -> None:
     negex = negex_line(args.realdata)
     text = "\n".join([
         f"Produced by `benchmarks/bench_deid.py --notes {args.notes} --patients {args.patients} --write`: "
-        "`ingestion.deid_notes.scrub_note` (rules + `phonenumbers`; no model). A planted string counts as caught "
+        "`ingestion.deid.notes.scrub_note` (rules + `phonenumbers`; no model). A planted string counts as caught "
         "only if no word of 4+ characters of it survives. Target (tests/ingestion/test_deid_notes.py): recall "
         "≥ 0.95 on planted PHI. Caveat: the rules were written against the planted templates, so that recall is "
         "an upper bound; the phantom's notes are written by a different generator. The alternative (known "

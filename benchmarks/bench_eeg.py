@@ -1,4 +1,4 @@
-"""EEG ingestion: ``ingestion.eeg.read_eeg`` vs the plain MNE whole-recording pipeline, wall/CPU time and memory.
+"""EEG ingestion: ``ingestion.readers.eeg.read_eeg`` vs the plain MNE whole-recording pipeline, wall/CPU time and memory.
 
     .venv/bin/python benchmarks/bench_eeg.py --minutes 1,60 [--realdata DIR] [--write]
 
@@ -37,9 +37,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingestion.eeg import read_eeg  # noqa: E402
-from ingestion.eeg_channels import map_channels  # noqa: E402
 from ingestion.modalities import STANDARD_1020  # noqa: E402
+from ingestion.readers.eeg import read_eeg  # noqa: E402
+from ingestion.readers.eeg_channels import map_channels  # noqa: E402
 
 HEADING = "## EEG ingestion"
 DEFAULT_REALDATA = REPO.parent / "shared" / "realdata"
@@ -107,7 +107,7 @@ def inputs(minutes: list[float], realdata: Path, tmp: Path) -> list[tuple[str, P
 
 
 def markdown(rows: list[dict], repeat: int, loads: tuple[float, float], args: str) -> str:
-    lines = [f"Produced by `benchmarks/bench_eeg.py {args} --write`: `ingestion.eeg.read_eeg` (defaults: 128 Hz, "
+    lines = [f"Produced by `benchmarks/bench_eeg.py {args} --write`: `ingestion.readers.eeg.read_eeg` (defaults: 128 Hz, "
              "4 s windows, 0.5–45 Hz + 50 Hz notch, at most 64 evenly spaced windows, reading only the kept "
              "stretches) against the plain MNE pipeline on the same file (`read_raw_edf(preload=True)`, same 10-20 "
              "channels, notch, band-pass, resample to 128 Hz, fixed 4 s epochs, 64 kept). Median of "

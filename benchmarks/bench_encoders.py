@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_encoders.py --source phantom --patients 120 --epochs 6 --threads 1
 
 ``--source phantom`` generates a phantom cohort (``ingestion.phantom.generate_cohort``)
-and ingests it with ``ingestion.ingest.ingest``; ``--source synthetic`` writes
+and ingests it with ``ingestion.driver.ingest.ingest``; ``--source synthetic`` writes
 normalised arrays directly (tests/models/synthetic_arrays.py). Prints the Markdown section;
 ``--write`` puts it in docs/BENCHMARKS.md ("## Encoders").
 """
@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingestion.modalities import MODALITIES  # noqa: E402
-from models.embedding_store import EmbeddingStore  # noqa: E402
-from models.features import encode_manifest, load_features  # noqa: E402
-from models.pretrain import PretrainConfig, pretrain  # noqa: E402
+from models.features.assemble import encode_manifest, load_features  # noqa: E402
+from models.stores.embeddings import EmbeddingStore  # noqa: E402
+from models.training.pretrain import PretrainConfig, pretrain  # noqa: E402
 
 
 def build_home(source: str, n: int, root: Path, seed: int) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
@@ -43,7 +43,7 @@ def build_home(source: str, n: int, root: Path, seed: int) -> tuple[Path, pd.Dat
         manifest, cohort = write_synthetic_home(home, n_patients=n, seed=seed, strength=0.75)
         return home, manifest, cohort
     from flows.settings import Settings
-    from ingestion.ingest import ingest
+    from ingestion.driver.ingest import ingest
     from ingestion.manifest import read_manifest
     from ingestion.phantom import generate_cohort
 
@@ -149,7 +149,7 @@ def section(args, cold, warm, before, after, pre_s, peak_mb, n_patients, loads) 
              + (" --fixed-features-out-of-loss" if args.fixed_features_out_of_loss else ""))
     lines = [f"Produced by `benchmarks/bench_encoders.py {flags} --write` (CPU, batch 16, {args.threads} torch "
              f"thread(s)). Cohort: {n_patients}-patient "
-             + ("phantom (`generate_cohort`, 15 % MCAR, 30–40 s EEG) ingested with `ingestion.ingest.ingest`"
+             + ("phantom (`generate_cohort`, 15 % MCAR, 30–40 s EEG) ingested with `ingestion.driver.ingest.ingest`"
                 if args.source == "phantom" else "synthetic set of normalised arrays (tests/models/synthetic_arrays.py)")
              + ". items/s = cold `encode_manifest` (empty store; encoder construction excluded). warm/cold = the "
              "second run, all store hits (target ≤ 2 %); \"incl. setup\" adds building the encoder (network init + "

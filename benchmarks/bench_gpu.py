@@ -6,7 +6,7 @@
         --fill-from benchmarks/results/gpu-h200-first-call.json --old-paths benchmarks/results/gpu-h200-old-paths.log
 
 A phantom cohort (``ingestion.phantom.generate_cohort``) is ingested with
-``ingestion.ingest.ingest`` into a temporary home; then, for each device in turn
+``ingestion.driver.ingest.ingest`` into a temporary home; then, for each device in turn
 (``--devices cpu,cuda``; cuda is left out, and the fact recorded, where torch sees no GPU),
 the home's encoders, embeddings and models are wiped and the model stages run
 exactly as the CLI runs them (``models.stages``): ``encode`` twice (the first warms
@@ -40,8 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ingestion.driver.worker import ReaderConfig  # noqa: E402
 from ingestion.home_layout import HomeLayout  # noqa: E402
-from ingestion.ingest_worker import ReaderConfig  # noqa: E402
 from ingestion.modalities import MODALITIES  # noqa: E402
 
 READER = ReaderConfig((4.0, 2.0, 2.0), (32, 64, 64), (128, 128), 128.0, 4.0, 50.0)
@@ -57,7 +57,7 @@ def build_home(root: Path, n: int, seed: int, workers: int) -> Path:
     if (home / "manifest.parquet").exists():
         print(f"reusing the ingested home {home}", flush=True)
         return home
-    from ingestion.ingest import ingest
+    from ingestion.driver.ingest import ingest
     from ingestion.phantom import generate_cohort
 
     generate_cohort(root / "src", n, seed=seed, missing_rate=0.15, eeg_seconds=(30, 40), workers=workers)
@@ -71,7 +71,7 @@ def describe_home(home: Path) -> dict[str, Any]:
     import pandas as pd
 
     from ingestion.manifest import read_manifest
-    from models.features import usable_items
+    from models.features.assemble import usable_items
 
     layout = HomeLayout.at(home)
     manifest = read_manifest(layout.manifest_path)
@@ -117,8 +117,8 @@ def stage(out: dict, name: str, device: str, fn: Callable[[], Any]) -> Any:
 def stored_vectors(home: Path, keys: dict) -> dict[str, dict[str, np.ndarray]]:
     """Per modality, content hash -> stored embedding under the encode run's key."""
     from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingKey, EmbeddingStore
-    from models.features import usable_items
+    from models.stores.embeddings import EmbeddingKey, EmbeddingStore
+    from models.features.assemble import usable_items
 
     layout = HomeLayout.at(home)
     manifest, store, out = read_manifest(layout.manifest_path), EmbeddingStore(layout.embeddings_dir), {}
@@ -174,7 +174,7 @@ def run_encode(home: Path, device: str, args: argparse.Namespace, out: dict) -> 
 
 def run_training(home: Path, device: str, keys: dict, args: argparse.Namespace, out: dict) -> None:
     """Pretrain, frozen training (home and synthetic), joint training and evaluation on ``device``."""
-    from models.pretrain import PretrainConfig
+    from models.training.pretrain import PretrainConfig
     from models.stages import (EvaluateConfig, PretrainStageConfig, TrainStageConfig, evaluate, pretrain, train)
 
     marks: list = []

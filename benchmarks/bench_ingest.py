@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingestion.ingest import IngestReport, ingest
-from ingestion.ingest_worker import ReaderConfig
+from ingestion.driver.ingest import IngestReport, ingest
+from ingestion.driver.worker import ReaderConfig
 from ingestion.phantom import generate_cohort
 
 READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(32, 64, 64), xray_shape=(128, 128),
@@ -75,7 +75,7 @@ def main() -> None:
 
     n = args.patients
     lines = [f"Produced by `benchmarks/bench_ingest.py --patients {n} --workers {args.workers} --write`: "
-             "`ingestion.ingest.ingest` (CLI `clinfuse ingest`) on a phantom cohort (`generate_cohort(seed="
+             "`ingestion.driver.ingest.ingest` (CLI `clinfuse ingest`) on a phantom cohort (`generate_cohort(seed="
              f"{args.seed}, missing_rate=0.2)`: {len(files):,} files, {size_mb:.0f} MB, `answers.parquet` included "
              "and quarantined as an unrecognised type), default reader settings. Cold = fresh home; warm = the "
              "same run again (every file hashed, every item found in the manifest, nothing read). The alternative "

@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO))
 PREDICT_CHILD = """
 import json, resource, sys, time
 import numpy as np
-from models.synthetic_features import synthetic_cohort
-from models.trained_model import TrainedModel
+from models.features.synthetic import synthetic_cohort
+from models.training.trained_model import TrainedModel
 model = TrainedModel.load(sys.argv[1])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 fs = synthetic_cohort(n=int(sys.argv[2]), dim=32, missing_rate=0.3, seed=5).features
@@ -83,7 +83,7 @@ def worklist_load(home: Path, port: int, mode: str, sessions: int, queries: int)
     """One phase: ``sessions`` threads at once, each ``queries`` rounds of two worklist queries and a page GET."""
     from dashboard.store_queries import (WorklistFilters, WorklistScope, prediction_files, query_worklist,
                                          worklist_by_scan)
-    from models.predictions_latest import read_state
+    from models.stores.predictions_latest import read_state
 
     pred = home / "predictions"
     filters = WorklistFilters(risk_bands=("high",), require_present=("ct",), sort_by="risk")
@@ -193,8 +193,8 @@ def load_table(phases: dict[str, dict], patients: int, sessions: int, queries: i
 
 
 def predict_memory(sizes: list[int]) -> list[dict[str, float]]:
-    from models.synthetic_features import synthetic_cohort
-    from models.train import TrainConfig, train
+    from models.features.synthetic import synthetic_cohort
+    from models.training.train import TrainConfig, train
 
     model_dir = Path(tempfile.mkdtemp(prefix="bench_load_model_")) / "model"
     fs = synthetic_cohort(n=300, dim=32, missing_rate=0.3, seed=4).features

@@ -28,14 +28,14 @@ sys.path.insert(0, str(REPO))
 
 def plain_script(source: Path, home: Path, epochs: int) -> dict:
     """Every stage's library function in order, without Prefect (MLflow logging included, as in the flows)."""
-    from flows.registry import MODEL_NAME, load_champion, score
+    from flows.tracking.registry import MODEL_NAME, load_champion, score
     from flows.settings import Settings
-    from flows.train_tracking import log_training_run
+    from flows.tracking.train_run import log_training_run
     from ingestion.cohort import load_cohort
-    from ingestion.ingest import ingest
+    from ingestion.driver.ingest import ingest
     from models.held_out import HELD_OUT_FRACTION, split_held_out
-    from models.predictions_store import append_batch
-    from models.stage_inputs import as_encoder_keys, home_features
+    from models.stores.predictions import append_batch
+    from models.features.stage_inputs import as_encoder_keys, home_features
     from models.stages import EncodeConfig, EvaluateConfig, TrainStageConfig, encode, evaluate, stage_features, train
 
     s = Settings(home=home)
@@ -82,10 +82,10 @@ def main() -> None:
 
     import mlflow
 
-    from flows.pipeline_flow import pipeline_flow
+    from flows.flows.pipeline import pipeline_flow
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings
-    from flows.tracking import configure_mlflow
+    from flows.tracking.runs import configure_mlflow
 
     configure_mlflow(Settings(home=work / "plain"))
     t_plain, _ = timed(plain_script, source, work / "plain", args.epochs)

@@ -5,7 +5,7 @@
 Data: (1) **files** -- the phantom cohort of ``--patients`` at ``--shared``,
 generated, ingested and encoded once into ``--cache`` by
 ``benchmarks/quality_cache.py`` (the library calls users run); (2) the
-**feature-level simulator** (``models.synthetic_features``, drawn from the same
+**feature-level simulator** (``models.features.synthetic``, drawn from the same
 signal model) for the range of the shared-information parameter, where
 generating files at every value would take hours. Every scenario trains on
 training patients with the scenario's training missingness and scores the
@@ -41,7 +41,7 @@ from quality_cache import build, cache_dir, load_cached_features, patients_on_di
 from quality_scenarios import METHODS, SCENARIOS, imputation_quality, run_cell  # noqa: E402
 
 from ingestion.phantom import SignalModel  # noqa: E402
-from models.evaluation import paired_auroc_difference  # noqa: E402
+from models.evaluation.metrics import paired_auroc_difference  # noqa: E402
 
 ZERO = "zero-fill + mask"
 CORE = (ZERO, "cohort mean", "cross-profiling", "latent cross-profiling (M3Care-style)")
@@ -77,7 +77,7 @@ def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
         answers = pd.read_parquet(out / "answers.parquet").set_index("patient_id").loc[list(fs.patient_ids)]
         fraction = args.held_out_fraction_files
     else:
-        from models.synthetic_features import synthetic_cohort
+        from models.features.synthetic import synthetic_cohort
 
         cohort = synthetic_cohort(args.sim_patients, dim=32, shared=rho, seed=args.seed)
         fs, answers = cohort.features, cohort.answers.set_index("patient_id")

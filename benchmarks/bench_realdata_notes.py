@@ -37,7 +37,7 @@ from sklearn.model_selection import train_test_split
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.evaluation import bootstrap_metrics  # noqa: E402
+from models.evaluation.metrics import bootstrap_metrics  # noqa: E402
 
 DEFAULT = REPO.parent / "shared" / "realdata"
 HEADING = "## Note encoding"

@@ -5,7 +5,7 @@ The home is modified (new encoder weights, new embeddings): pass a copy. Steps, 
 that keeps the strategies independent: frozen on the home's seeded-init embeddings;
 ``pretrain`` then frozen on the pretrained embeddings; finetune from the pretrained
 weights; joint from the seeded init. The held-out patients are the train flow's keyed
-hash (``flows.train_flow.held_out_mask``), never trained on by any step (pretraining
+hash (``flows.flows.train.held_out_mask``), never trained on by any step (pretraining
 included: it only sees the training patients' items).
 """
 
@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.held_out import labelled, split_held_out
-from models.stage_inputs import read_answers
-from models.stages import EncodeConfig, encode
 from ingestion.cohort import load_cohort
 from ingestion.manifest import read_manifest
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest, load_features
-from models.joint_training import JointConfig, train_joint
-from models.pretrain import PretrainConfig, pretrain
-from models.train import TrainConfig, train
+from models.features.assemble import encode_manifest, load_features
+from models.features.stage_inputs import read_answers
+from models.held_out import labelled, split_held_out
+from models.stages import EncodeConfig, encode
+from models.stores.embeddings import EmbeddingStore
+from models.training.joint import JointConfig, train_joint
+from models.training.pretrain import PretrainConfig, pretrain
+from models.training.train import TrainConfig, train
 
 
 def held_out_auroc(model, features, held_ids) -> float:

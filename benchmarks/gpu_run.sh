@@ -6,7 +6,7 @@
 #
 # The GPU image has torch but not this project's other dependencies, and a call carries at most 64 MiB:
 # - .whl/*.whl (py3.12 wheels of pandera, pydantic, pydantic-core, annotated-types, typing-inspection, typeguard,
-#   monai, mne, decorator, and pydicom, which models.synthetic_features needs through ingestion.phantom) go into
+#   monai, mne, decorator, and pydicom, which models.features.synthetic needs through ingestion.phantom) go into
 #   /tmp/site when an import shows they are missing;
 # - the packaged MiniLM (87 MiB of float32) travels as .whl/minilm-int8 (row-wise int8 + scales, 22 MiB) and
 #   is widened back to float32 there: cosine >= 0.999 to the packaged model's embeddings, same network and cost;
@@ -49,7 +49,7 @@ if [ -f .whl/home.tar.gz ]; then
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$OUT/machine.txt" 2>&1
 $PY - > "$OUT/old_paths.log" 2>&1 <<'PYEOF'
-# The two operations the code did before the CUDA fixes (models.train.modality_dropout, FusionInputs.with_mask).
+# The two operations the code did before the CUDA fixes (models.training.train.modality_dropout, FusionInputs.with_mask).
 import numpy as np
 import torch
 if torch.cuda.is_available():

@@ -4,7 +4,7 @@ Why a cache: generating, ingesting and encoding thousands of patients takes a
 long time on a small machine, and every scenario of ``bench_quality.py`` needs
 the same full-data embeddings (missingness is simulated by hiding a patient's
 embedding afterwards). Each stage is the library call users run
-(``generate_cohort``, ``ingestion.ingest.ingest``, ``models.features.encode_manifest``,
+(``generate_cohort``, ``ingestion.driver.ingest.ingest``, ``models.features.assemble.encode_manifest``,
 ``load_features``) with the default settings of ``flows.settings.Settings``;
 each is skipped when its output exists, so an interrupted build resumes: an
 interrupted generation keeps its finished patients and later writes the rest
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ingestion.modalities import MODALITIES  # noqa: E402
-from models.feature_set import FeatureSet  # noqa: E402
+from models.features.feature_set import FeatureSet  # noqa: E402
 
 EEG_SECONDS = (30, 40)
 """Shorter than a clinical EEG (the encoder reads fixed windows), to keep the build within an evening."""
@@ -69,7 +69,7 @@ def load_cached_features(path: Path) -> FeatureSet:
 
 
 def _ingest(source: Path, settings, workers: int) -> None:  # noqa: ANN001 - flows.settings.Settings
-    from ingestion.ingest import ingest
+    from ingestion.driver.ingest import ingest
 
     ingest(source, source / "cohort.csv", settings.home, settings.pseudonym_secret.get_secret_value(),
            settings.reader_config(), workers=workers,
@@ -77,12 +77,12 @@ def _ingest(source: Path, settings, workers: int) -> None:  # noqa: ANN001 - flo
 
 
 def _encode_and_load(settings) -> FeatureSet:  # noqa: ANN001
-    from flows.encode_flow import encode_options
+    from flows.flows.encode import encode_options
     from models.held_out import labelled
     from ingestion.cohort import load_cohort
     from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.features import encode_manifest, load_features
+    from models.stores.embeddings import EmbeddingStore
+    from models.features.assemble import encode_manifest, load_features
 
     manifest = read_manifest(settings.manifest_path)
     store = EmbeddingStore(settings.embeddings_dir)
@@ -170,7 +170,7 @@ def build(cache: Path, patients: int, seed: int, shared: float, workers: int = 1
     """
     from flows.settings import Settings
     from ingestion.phantom import SignalModel, generate_cohort
-    from ingestion.pseudonym import pseudonymise
+    from ingestion.deid.pseudonym import pseudonymise
 
     out = cache_dir(cache, patients, seed, shared)
     source, home = out / "cohort", out / "home"

@@ -26,7 +26,7 @@ PEERS = (
     "exist`). So neither peer can run here. In their place: **latent cross-profiling (M3Care-style)**, a compact "
     "reimplementation of M3Care's core (Zhang et al., KDD 2022: per-modality latent projections, task-guided "
     "patient similarity over shared modalities with a learned similarity floor, missing latents imputed from "
-    "similar patients, trained end to end; `models/imputation_latent.py`). A MUSE reimplementation (bipartite "
+    "similar patients, trained end to end; `models/imputation/latent.py`). A MUSE reimplementation (bipartite "
     "patient-modality graph, contrastive training) was not built in this round.")
 
 
@@ -35,12 +35,12 @@ LABELS = {"(b)": "(b) complete training, 50 % MCAR at deployment",
 
 
 RECIPE = (
-    "Recipe (same for every method, `benchmarks/quality_scenarios.py`): `models.train.train` with 40 epochs, "
+    "Recipe (same for every method, `benchmarks/quality_scenarios.py`): `models.training.train.train` with 40 epochs, "
     "patience 10, hidden 32, early stopping on validation AUROC, Platt calibration on the validation patients; "
     "\"zero-fill + mask\" and \"complete-case\" train without modality dropout, \"modality dropout\" is zero-fill "
     "with dropout 0.3, cohort mean and cross-profiling keep the default dropout 0.2 (so in scenario (b) only the "
     "dropout-trained methods ever saw an absent modality while learning). Latent cross-profiling trains its own "
-    "network (`models/imputation_latent.py`, same epochs and patience). Paired differences: the same held-out "
+    "network (`models/imputation/latent.py`, same epochs and patience). Paired differences: the same held-out "
     "patients, bootstrap over patients; **bold** = the interval excludes 0. One training seed (7) per cell: "
     "seed-to-seed variation is not in these intervals. Oracle = Bayes risk given exactly the modalities each "
     "held-out patient has in that scenario. `--impute auto` itself was not run inside the grid (it would repeat "
@@ -144,8 +144,8 @@ def build_lines(args) -> list[str]:  # noqa: ANN001
              f"{args.patients} patients targeted are on files**"
              + (" (an interrupted generation; `bench_quality.py --build` writes the rest, byte-identical to one "
                 "run, and ingest/encode resume on top)." if short else ".")
-             + " Each stage is the library call users run (`generate_cohort`, `ingestion.ingest.ingest`, "
-               "`models.features.encode_manifest`, `load_features`, default settings)."]
+             + " Each stage is the library call users run (`generate_cohort`, `ingestion.driver.ingest.ingest`, "
+               "`models.features.assemble.encode_manifest`, `load_features`, default settings)."]
     if meta.get("stages"):
         rows, rate = _per_patient(meta, n)
         lines += ["", *rows]

@@ -18,11 +18,11 @@ from sklearn.metrics import roc_auc_score
 
 from ingestion.modalities import MODALITIES
 from ingestion.phantom.signal_model import SignalModel, draw_missingness, oracle_risk
-from models.evaluation import bootstrap_metrics, paired_auroc_difference
-from models.feature_set import FeatureSet
-from models.imputation_registry import build_imputer
-from models.imputation_latent import LatentCrossProfileClassifier
-from models.train import TrainConfig, train
+from models.evaluation.metrics import bootstrap_metrics, paired_auroc_difference
+from models.features.feature_set import FeatureSet
+from models.imputation.latent import LatentCrossProfileClassifier
+from models.imputation.registry import build_imputer
+from models.training.train import TrainConfig, train
 
 BASE = TrainConfig(epochs=40, patience=10, hidden=32, n_calibrators=0, threads=1)
 """One recipe for every method (shorter than the CLI default: dozens of fits on two shared cores)."""

@@ -4,7 +4,7 @@ The dashboard's pages call these through the cached wrappers in
 :mod:`dashboard.data_access`; the benchmark and the tests call them directly.
 Every query only reads: the predictions and the manifest are written by flows.
 
-``models.predictions_store`` appends batches and answers the plain reads
+``models.stores.predictions`` appends batches and answers the plain reads
 (batch files, batch list, one patient's rows); the worklist needs filtered,
 sorted, per-patient-latest slices, so that query lives here, in SQL.
 """
@@ -24,13 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ingestion.deid.pseudonym import PSEUDONYM_RE
 from ingestion.modalities import MODALITIES
-from ingestion.pseudonym import PSEUDONYM_RE
-from models import predictions_latest, predictions_store
+from models.stores import predictions_latest, predictions as predictions_store
 
 log = logging.getLogger(__name__)
 
-#: Pseudonyms as ``ingestion.pseudonym.pseudonymise`` writes them; anything else is never shown.
+#: Pseudonyms as ``ingestion.deid.pseudonym.pseudonymise`` writes them; anything else is never shown.
 
 #: Risk bands shown in the worklist: (name, lower bound inclusive, upper bound exclusive).
 RISK_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -165,7 +165,7 @@ def query_worklist(predictions_dir: Path, scope: WorklistScope = WorklistScope()
     """The worklist rows for ``scope`` after ``filters``.
 
     Reads one small file when the store's maintained latest-per-patient table
-    (:mod:`models.predictions_latest`) covers every batch: the scoped batch file,
+    (:mod:`models.stores.predictions_latest`) covers every batch: the scoped batch file,
     or that table for a model-version scope. Otherwise (a store written by
     other tools, a write in progress) one DuckDB query scans every batch file;
     both give the same rows. Rows whose ``patient_id`` is not a pseudonym are

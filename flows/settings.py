@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingestion.driver.worker import ReaderConfig
 from ingestion.home_layout import HomeLayout
-from ingestion.ingest_worker import ReaderConfig
 
 
 class Settings(BaseSettings):
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         """
         if self.pseudonym_secret_configured is not None:
             return self.pseudonym_secret_configured
-        from ingestion.pseudonym import load_or_create_secret
+        from ingestion.deid.pseudonym import load_or_create_secret
 
         return SecretStr(load_or_create_secret(self.pseudonym_secret_path))
 

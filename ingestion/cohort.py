@@ -20,8 +20,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ingestion.atomic_files import atomic_path
-from ingestion.pseudonym import PSEUDONYM_PATTERN, pseudonymise
-from ingestion.records import QuarantineError
+from ingestion.deid.pseudonym import PSEUDONYM_PATTERN, pseudonymise
+from ingestion.readers.records import QuarantineError
 
 COHORT_SCHEMA = pa.DataFrameSchema(
     {
@@ -55,7 +55,7 @@ class CohortTable:
     problems: tuple[CohortRowProblem, ...]
     dropped_columns: tuple[str, ...]
     originals: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
-    """(pseudonym, original id) per kept row: only for the encrypted re-identification map (ingestion.reidentify)."""
+    """(pseudonym, original id) per kept row: only for the encrypted re-identification map (ingestion.deid.reidentify)."""
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from ingestion.atomic_files import atomic_path
+from ingestion.deid.pseudonym import PSEUDONYM_PATTERN
 from ingestion.modalities import MODALITIES
-from ingestion.pseudonym import PSEUDONYM_PATTERN
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "item_id", "patient_id", "modality", "source_uri", "source_files", "content_sha256",

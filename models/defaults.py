@@ -1,6 +1,6 @@
 """Training defaults, named once and importable without torch (the CLI builds its ``--help`` from them).
 
-``models.train_config.TrainConfig`` and ``models.pretrain_config.PretrainConfig`` take
+``models.training.config.TrainConfig`` and ``models.training.pretrain_config.PretrainConfig`` take
 their defaults from here, and so do the flows' parameters and the commands'
 options; the held-out fraction is :data:`models.held_out.HELD_OUT_FRACTION`.
 """

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.modalities import MODALITIES
-from models.features import write_failures, usable_items
+from models.features.assemble import write_failures, usable_items
 from models.stages import EncodeResult
 
 

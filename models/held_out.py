@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.feature_set import FeatureSet
+from models.features.feature_set import FeatureSet
 
 HELD_OUT_FRACTION = 0.2
 """Share of labelled patients kept out of every training run by default."""

@@ -1,10 +1,10 @@
 """The model-side stages as library calls: one function per stage, a frozen config in, a frozen result out.
 
 ``encode``, ``pretrain``, ``train`` (every strategy) and ``evaluate`` are what
-the Prefect tasks in ``flows/tasks.py`` wrap, and so what the CLI, the flows,
+the Prefect tasks in ``flows/flows/tasks.py`` wrap, and so what the CLI, the flows,
 the dashboard (through a deployment or a child ``clinfuse`` process) and the
 benchmarks run; nothing else calls the encoders, the training loop or the
-evaluation for a home. Ingestion's stage is :func:`ingestion.ingest.ingest`.
+evaluation for a home. Ingestion's stage is :func:`ingestion.driver.ingest.ingest`.
 
 Every config names its home as a :class:`~ingestion.home_layout.HomeLayout`
 root and carries everything that decides the result (so a flow can use it as a
@@ -28,11 +28,11 @@ import numpy as np
 from ingestion.home_layout import HomeLayout
 from ingestion.modalities import MODALITIES
 from models.defaults import JOINT_EPOCHS, N_BOOT
-from models.feature_set import FeatureSet
+from models.features.feature_set import FeatureSet
+from models.features.stage_inputs import EncoderKeys, features_sha256, home_features, read_answers, synthetic_features
 from models.held_out import HELD_OUT_FRACTION, labelled, split_held_out
-from models.pretrain_config import PretrainConfig
-from models.stage_inputs import EncoderKeys, features_sha256, home_features, read_answers, synthetic_features
-from models.train_config import TrainConfig
+from models.training.config import TrainConfig
+from models.training.pretrain_config import PretrainConfig
 
 EpochProgress = Callable[[int, dict], None]
 """``progress(epoch, history_row)`` after each training epoch (``row["stage"]`` is "joint" or "fusion")."""
@@ -75,8 +75,8 @@ class EncodeResult:
 def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | None = None) -> EncodeResult:
     """Embed every usable manifest item the store lacks (store hits are skipped); raise without a manifest."""
     from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.features import encode_manifest
+    from models.stores.embeddings import EmbeddingStore
+    from models.features.assemble import encode_manifest
 
     layout = HomeLayout.at(config.home)
     manifest = read_manifest(layout.manifest_path)
@@ -119,7 +119,7 @@ def pretrain(config: PretrainStageConfig, progress: Callable[[int, int, float], 
              ) -> PretrainResult:
     """Train the encoders on every ingested patient; save new weight versions under the home's encoders."""
     from ingestion.manifest import read_manifest
-    from models.pretrain import pretrain as run_pretrain
+    from models.training.pretrain import pretrain as run_pretrain
 
     layout = HomeLayout.at(config.home)
     manifest = read_manifest(layout.manifest_path)
@@ -157,7 +157,7 @@ class TrainStageConfig:
     seed: int = 7
     device: str = "cpu"
     review_labels: tuple[tuple[str, int], ...] = ()
-    """``((pseudonym, 0|1), ...)``: clinician-confirmed outcomes overriding cohort labels (models.review_labels)."""
+    """``((pseudonym, 0|1), ...)``: clinician-confirmed outcomes overriding cohort labels (models.features.review_labels)."""
 
     def train_config(self) -> TrainConfig:
         """The training loop's config (validated: unknown fusion/imputation/strategy raise ValueError)."""
@@ -204,7 +204,7 @@ def stage_features(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: 
     ``review_labels`` override the cohort's labels), or a synthetic cohort."""
     if synthetic > 0:
         return synthetic_features(synthetic, seed)[0]
-    from models.review_labels import merge_review_labels
+    from models.features.review_labels import merge_review_labels
 
     features, _ = merge_review_labels(home_features(HomeLayout.at(home), dict(encoder_keys)), dict(review_labels))
     return labelled(features)
@@ -223,13 +223,13 @@ def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> Tr
     model_id = model_id_for(train_fs, config)
     out = layout.models_dir / model_id
     if (out / "model.json").exists():
-        from models.trained_model import TrainedModel
+        from models.training.trained_model import TrainedModel
 
         return _result(model_id, out, train_fs, TrainedModel.load(out), config.encoder_keys, (), reused=True)
     notes: tuple[str, ...] = ()
     keys = config.encoder_keys
     if config.strategy == "frozen":
-        from models.train import train as fit
+        from models.training.train import train as fit
 
         model = fit(train_fs, fit_config, progress=progress)
     else:
@@ -243,8 +243,8 @@ def _train_with_encoders(layout: HomeLayout, train_fs: FeatureSet, fit_config: T
     """joint/finetune: encoders + fusion from the home's arrays; (model, new encoder keys, notes)."""
     from ingestion.cohort import load_cohort
     from ingestion.manifest import read_manifest
-    from models.embedding_store import EmbeddingStore
-    from models.joint_training import JointConfig, train_joint
+    from models.stores.embeddings import EmbeddingStore
+    from models.training.joint import JointConfig, train_joint
 
     result = train_joint(train_fs, read_manifest(layout.manifest_path), load_cohort(layout.cohort_path),
                          layout.root, EmbeddingStore(layout.embeddings_dir), layout.encoders_dir, fit_config,
@@ -313,8 +313,8 @@ class EvaluationResult:
 
 def evaluate(config: EvaluateConfig) -> EvaluationResult:
     """Write ``report.md`` with plots under ``<reports_dir>/<held-out hash>-<model id>``; return the metrics."""
-    from models.evaluation import evaluate_model
-    from models.trained_model import TrainedModel
+    from models.evaluation.metrics import evaluate_model
+    from models.training.trained_model import TrainedModel
 
     layout = HomeLayout.at(config.home).ensure()
     features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed, config.review_labels)
@@ -358,11 +358,11 @@ class StudyOutcome:
 
 
 def study(config: StudyConfig, progress: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run ``models.evaluation_study`` and write its report under ``<reports_dir>/study-<hash>``."""
+    """Run ``models.evaluation.study`` and write its report under ``<reports_dir>/study-<hash>``."""
     from dataclasses import replace
 
-    from models.evaluation_study import StudyConfig as Study
-    from models.evaluation_study import run_study, write_study_report
+    from models.evaluation.study import StudyConfig as Study
+    from models.evaluation.study import run_study, write_study_report
 
     features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed)
     answers = read_answers(config.answers, config.secret) if config.answers is not None else (

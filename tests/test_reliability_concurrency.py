@@ -18,9 +18,9 @@ import pytest
 
 from ingestion.manifest import read_manifest
 from ingestion.modalities import MODALITIES
-from models.embedding_store import KEY_COLUMNS, EmbeddingStore
-from models.features import usable_items
-from models.predictions_store import append_batch, batch_files, read_predictions
+from models.features.assemble import usable_items
+from models.stores.embeddings import KEY_COLUMNS, EmbeddingStore
+from models.stores.predictions import append_batch, batch_files, read_predictions
 from tests.test_reliability_corpus import REPO, clean_env
 from tests.test_reliability_crash import ENCODE_SCRIPT
 from tests.conftest import forked_processes

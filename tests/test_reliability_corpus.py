@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 
 from ingestion.cohort import read_cohort
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.deid.reidentify import ReidKeyError, generate_key, read_map, reveal
 from ingestion.manifest import read_manifest
-from ingestion.pseudonym import pseudonymise
-from ingestion.reidentify import ReidKeyError, generate_key, read_map, reveal
-from models.predictions_store import read_latest_batch
+from models.stores.predictions import read_latest_batch
 from tests.corpus.build import CorpusCase, bad_cohort_rows, build_corpus, reason_matches
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

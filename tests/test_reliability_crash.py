@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from flows.settings import Settings
-from ingestion.ingest import ingest
+from ingestion.driver.ingest import ingest
 from ingestion.manifest import read_manifest
-from models.embedding_store import KEY_COLUMNS, EmbeddingStore
-from models.features import encode_manifest, usable_items
+from models.features.assemble import encode_manifest, usable_items
+from models.stores.embeddings import KEY_COLUMNS, EmbeddingStore
 from tests.test_reliability_corpus import REPO, clean_env, phantom_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -32,8 +32,8 @@ ENCODE_SCRIPT = """
 import sys
 from pathlib import Path
 from ingestion.manifest import read_manifest
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest
+from models.features.assemble import encode_manifest
+from models.stores.embeddings import EmbeddingStore
 home = Path(sys.argv[1])
 encode_manifest(read_manifest(home / "manifest.parquet"), home, EmbeddingStore(home / "embeddings"),
                 batch_size=int(sys.argv[2]), encoders_dir=home / "encoders", seed=7, note_encoder="tfidf")
@@ -83,7 +83,7 @@ def crashed_ingest(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path
     manifest_path = home / "manifest.parquet"
     # Flush the manifest after every item (production flushes every 200 items or 5 s), so that a small
     # cohort is certain to have a partial manifest to kill on, however fast the machine is.
-    cmd = [sys.executable, "-c", "import ingestion.ingest as i; i.FLUSH_EVERY = 1; from flows.cli import main; main()",
+    cmd = [sys.executable, "-c", "import ingestion.driver.ingest as i; i.FLUSH_EVERY = 1; from flows.cli import main; main()",
            "ingest", "--source", str(src), "--workers", "1"]
     killed_at, _ = kill_when(cmd, env, lambda: _manifest_rows(manifest_path))
     before = read_manifest(manifest_path)  # must still validate: never half a table

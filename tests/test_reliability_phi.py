@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingestion.deid_notes import scrub_precision, scrub_recall
+from ingestion.deid.notes import scrub_precision, scrub_recall
 
 
 def planted_notes(phantom: Path) -> tuple[list[str], list[list[str]]]:
@@ -43,8 +43,8 @@ def test_audit_trail_and_key_file_hold_no_planted_phi(small_phantom: Path, tmp_p
     import pytest
 
     from flows.access.audit import AuditLog
-    from ingestion.pseudonym import pseudonymise
-    from ingestion.reidentify import ReidKeyError, generate_key, read_map, record_cohort, reveal
+    from ingestion.deid.pseudonym import pseudonymise
+    from ingestion.deid.reidentify import ReidKeyError, generate_key, read_map, record_cohort, reveal
 
     secret, key = "phi-test-secret", generate_key()
     map_path, trail = tmp_path / "home" / "reidentify.fernet", AuditLog(tmp_path / "home" / "access" / "audit.jsonl")

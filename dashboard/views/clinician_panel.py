@@ -30,7 +30,7 @@ def render_reveal(settings: Settings, patient_id: str) -> None:
     """The reveal-MRN button for clinicians; one audit entry per reveal."""
     if not auth.can("reveal_mrn"):
         return
-    from ingestion.reidentify import ReidKeyError, reveal
+    from ingestion.deid.reidentify import ReidKeyError, reveal
 
     key = _key(settings)
     if key is None:

@@ -1,5 +1,5 @@
-"""Re-export of :mod:`models.review_labels` (the merge lives in ``models`` so the training stages can call it)."""
+"""Re-export of :mod:`models.features.review_labels` (the merge lives in ``models`` so the training stages can call it)."""
 
-from models.review_labels import LabelProvenance, merge_review_labels
+from models.features.review_labels import LabelProvenance, merge_review_labels
 
 __all__ = ["LabelProvenance", "merge_review_labels"]

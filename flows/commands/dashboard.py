@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from flows.dashboard_process import streamlit_command
 from flows.names import DASHBOARD_PORT
+from flows.serve.dashboard_process import streamlit_command
 
 
 def dashboard(
@@ -25,7 +25,7 @@ def dashboard(
         console.print("[yellow]Serving beyond loopback without CLINFUSE_DASHBOARD_PASSWORD: anyone who can "
                       "reach this port sees the predictions.[/yellow]")
     console.print(f"clinfuse dashboard on http://{bind}:{port}  (data: {settings.home})")
-    from flows.process_group import run_child
+    from flows.serve.process_group import run_child
 
     raise typer.Exit(run_child(streamlit_command(bind, port)))
 

@@ -31,7 +31,7 @@ def _answers(url: str, timeout: float = 3.0) -> str:
 
 def _secret_origin(settings) -> str:  # noqa: ANN001 - flows.settings.Settings (imported lazily)
     """Where the pseudonym secret comes from and, for a generated file, whether only its owner can read it."""
-    from ingestion.pseudonym import file_mode
+    from ingestion.deid.pseudonym import file_mode
 
     origin = settings.pseudonym_secret_source
     path = settings.pseudonym_secret_path

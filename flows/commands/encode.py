@@ -47,7 +47,7 @@ def encode(
 
     console = Console()
     settings = prepare(console)
-    from flows.encode_flow import encode_flow
+    from flows.flows.encode import encode_flow
 
     modalities = None if modality == ModalityChoice.all else [modality.value]
     result = run_flow(console, "encode", lambda: encode_flow(modalities=modalities, device=device_name(device),

@@ -13,8 +13,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from models.held_out import HELD_OUT_FRACTION
 from models import defaults as d
+from models.held_out import HELD_OUT_FRACTION
 
 
 def evaluate(
@@ -34,14 +34,14 @@ def evaluate(
     prepare(console)
     answers_path = str(answers.resolve()) if answers else None
     if study:
-        from flows.study_flow import study_flow
+        from flows.flows.study import study_flow
 
         outcome = run_flow(console, "study", lambda: study_flow(synthetic=synthetic, answers=answers_path,
                                                                 epochs=epochs, n_boot=n_boot))
         console.print(outcome.fusion_table.round(3).to_string(index=False))
         console.print(f"report: [bold]{outcome.report}[/bold]")
         return
-    from flows.evaluate_flow import evaluate_flow
+    from flows.flows.evaluate import evaluate_flow
 
     result = run_flow(console, f"evaluate {model_id or 'champion'}", lambda: evaluate_flow(
         model_id=model_id or None, held_out_fraction=held_out_fraction, answers=answers_path, n_boot=n_boot,

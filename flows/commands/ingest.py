@@ -46,7 +46,7 @@ def ingest(
         console.print(f"[red]source folder {source} does not exist or is not a folder; pass --source DIR[/red]")
         raise typer.Exit(2)
     prepare(console)
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.ingest import ingest_flow
 
     report = run_flow(console, "ingest", lambda: ingest_flow(
         source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
@@ -66,7 +66,7 @@ def _ingest_pacs(console: Console, url: str, cohort: Path | None) -> None:
                       "CLINFUSE_PACS_USERNAME), never in the URL, which shells and logs keep[/red]")
         raise typer.Exit(2)
     prepare(console)
-    from flows.pacs_flow import pacs_ingest_flow
+    from flows.flows.pacs import pacs_ingest_flow
 
     try:
         result = run_flow(console, "PACS pull + ingest", lambda: pacs_ingest_flow(
@@ -83,7 +83,7 @@ def _ingest_pacs(console: Console, url: str, cohort: Path | None) -> None:
 
 
 def print_report(console: Console, report: Any) -> None:
-    """The run summary of an ``ingestion.ingest.IngestReport``: counts per modality, quarantined items with
+    """The run summary of an ``ingestion.driver.ingest.IngestReport``: counts per modality, quarantined items with
     reasons, cohort join problems."""
     counts = Table(title=f"Ingest of {report.source}", show_lines=False)
     for column in ("modality", "ok", "quarantined"):

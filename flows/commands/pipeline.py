@@ -22,7 +22,7 @@ def _check_source(source: Path, cohort: Path | None) -> None:
 def _where_to_look(settings) -> list[str]:
     return [
         f"Predictions: {settings.predictions_dir} (Parquet, one file per batch; "
-        f"query with DuckDB or models.predictions_store.read_latest_batch)",
+        f"query with DuckDB or models.stores.predictions.read_latest_batch)",
         f"MLflow UI:   mlflow ui --backend-store-uri {settings.tracking_uri}"
         + ("" if settings.tracking_uri.startswith("http") else f" --default-artifact-root {settings.artifact_root}"),
         "Dashboard:   clinfuse dashboard",
@@ -52,7 +52,7 @@ def pipeline(
     answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
     settings = prepare(console)
-    from flows.pipeline_flow import pipeline_flow
+    from flows.flows.pipeline import pipeline_flow
 
     result = run_flow(console, "pipeline: ingest, encode, train, evaluate, predict", lambda: pipeline_flow(
         source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, fusion=fusion,
@@ -81,7 +81,7 @@ def predict(
     console = Console()
     _check_source(source, cohort)
     settings = prepare(console)
-    from flows.predict_flow import predict_flow
+    from flows.flows.predict import predict_flow
 
     result = run_flow(console, "predict: ingest, encode, score", lambda: predict_flow(
         source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, n_mc=n_mc))

@@ -21,7 +21,7 @@ def pretrain(
 
     console = Console()
     prepare(console)
-    from flows.pretrain_flow import pretrain_flow
+    from flows.flows.pretrain import pretrain_flow
 
     result = run_flow(console, "pretrain", lambda: pretrain_flow(epochs=epochs, batch_size=batch_size, lr=lr,
                                                                  device=device_name(device)))

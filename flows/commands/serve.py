@@ -17,7 +17,7 @@ def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy
     """Prefect server, MLflow server, pools (+ deployments), a worker per pool, the dashboard, in that order."""
     from rich.console import Console
 
-    from flows.serve import dashboard, mlflow_server, prefect_server, worker
+    from flows.serve.team import dashboard, mlflow_server, prefect_server, worker
 
     console = Console()
     with console.status("[bold]starting Prefect server…"):
@@ -25,7 +25,7 @@ def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy
     os.environ["PREFECT_API_URL"] = api
     with console.status("[bold]starting MLflow server…"):
         mlflow_url = services.start(mlflow_server(settings, ports[1])).url
-    from flows.deployments import deploy_all, ensure_automations, ensure_pools
+    from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools
 
     limits = ensure_pools()
     ensure_automations()
@@ -73,8 +73,8 @@ def serve(
     from rich.table import Table
 
     from flows.prefect_env import apply_prefect_env
-    from flows.process_group import Stop, stop_on_signals
-    from flows.serve import Services, team_problems
+    from flows.serve.process_group import Stop, stop_on_signals
+    from flows.serve.team import Services, team_problems
     from flows.settings import get_settings
 
     console = Console()
@@ -128,7 +128,7 @@ def deploy(
         console.print("[red]no Prefect server configured: start one with `clinfuse serve` (or `prefect server "
                       "start`) and set CLINFUSE_PREFECT_API_URL=http://HOST:4200/api[/red]")
         raise typer.Exit(2)
-    from flows.deployments import deploy_all, ensure_automations, ensure_pools
+    from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools
 
     with console.status("[bold]creating pools and deployments…"):
         limits = ensure_pools()

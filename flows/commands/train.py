@@ -1,6 +1,6 @@
 """`clinfuse train`: the train flow (fit, held-out evaluation, MLflow run, champion gate) with its options.
 
-Every option is a parameter of ``flows.train_flow.train_flow`` with the same
+Every option is a parameter of ``flows.flows.train.train_flow`` with the same
 name and default, so this command and the flow (on a server, from the
 pipeline, from a benchmark) train the same model for the same inputs and seed.
 The model is saved as ``<models_dir>/<model id>`` (a hash of its training
@@ -12,8 +12,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from models.held_out import HELD_OUT_FRACTION
 from models import defaults as d
+from models.held_out import HELD_OUT_FRACTION
 
 
 def train(
@@ -42,7 +42,7 @@ def train(
 
     console = Console()
     prepare(console)
-    from flows.train_flow import train_flow
+    from flows.flows.train import train_flow
 
     result = run_flow(console, f"train {fusion} + {impute} ({strategy})", lambda: train_flow(
         fusion=fusion, impute=impute, epochs=epochs, hidden=hidden, layers=layers, pool=pool, lr=lr,

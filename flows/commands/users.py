@@ -97,7 +97,7 @@ def list_users() -> None:
 @users_app.command("keygen")
 def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600), outside CLINFUSE_HOME.")) -> None:
     """Write a new re-identification (Fernet) key; point CLINFUSE_REID_KEY_FILE at it."""
-    from ingestion.reidentify import generate_key
+    from ingestion.deid.reidentify import generate_key
 
     settings, _, _ = _stores()
     out = out.expanduser().resolve()
@@ -116,8 +116,8 @@ def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600),
 @users_app.command("rotate-key")
 def rotate_key(new_key_file: Path = typer.Argument(..., help="File with the new key (from `clinfuse users keygen`).")) -> None:
     """Re-encrypt the re-identification map under a new key (the configured key opens it first)."""
-    from ingestion.reidentify import ReidKeyError
-    from ingestion.reidentify import rotate_key as rotate
+    from ingestion.deid.reidentify import ReidKeyError
+    from ingestion.deid.reidentify import rotate_key as rotate
 
     settings, _, audit = _stores()
     old = settings.reid_key_bytes()

@@ -34,7 +34,7 @@ Item = dict[str, Any]
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What :func:`models.features.encode_manifest` and the pretraining loop rely on."""
+    """What :func:`models.features.assemble.encode_manifest` and the pretraining loop rely on."""
 
     name: str
     modality: str

@@ -158,7 +158,7 @@ def stored_identity(store: Any, content_sha256: Iterable[str], fp: str) -> Known
     None means: build the encoder (the key is not remembered for this fingerprint,
     or some item still needs encoding).
     """
-    from models.embedding_store import EmbeddingKey
+    from models.stores.embeddings import EmbeddingKey
 
     known = IdentityCache(store.root).get(fp)
     if known is None:

@@ -37,7 +37,7 @@ FINDING_TERMS: tuple[str, ...] = (
     "atelectasis", "pneumonia", "infiltrate", "midline shift", "hydrocephalus", "ischemia", "tumor", "abscess",
     "encephalopathy", "fever", "confusion", "headache", "weakness",
 )
-"""Terms of ingestion's findings tagger (``ingestion.notes.FINDING_TERMS``, spelling variants folded)
+"""Terms of ingestion's findings tagger (``ingestion.readers.notes.FINDING_TERMS``, spelling variants folded)
 plus common presenting complaints; a finding matches a term by substring after folding."""
 SPELLING_VARIANTS = {"haemorrhage": "hemorrhage", "oedema": "edema", "tumour": "tumor", "ischaemia": "ischemia"}
 MINILM_DIM = 384

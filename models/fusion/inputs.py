@@ -9,8 +9,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from models.feature_set import FeatureSet
-from models.imputation import ImputedFeatures
+from models.features.feature_set import FeatureSet
+from models.imputation.methods import ImputedFeatures
 
 
 @dataclass(frozen=True)

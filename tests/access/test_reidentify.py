@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.pseudonym import pseudonymise
-from ingestion.reidentify import ReidKeyError, generate_key, read_map, record_cohort, reveal, rotate_key
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.deid.reidentify import ReidKeyError, generate_key, read_map, record_cohort, reveal, rotate_key
 
 SECRET = "site-secret-for-test"
 

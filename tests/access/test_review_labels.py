@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.review_labels import merge_review_labels
 from flows.access.reviews import PredictionRef, ReviewStore, confirmed_labels, confirmed_labels_in
-from models.feature_set import FeatureSet
+from models.features.feature_set import FeatureSet
+from models.features.review_labels import merge_review_labels
 
 IDS = tuple(f"P{i:012x}" for i in range(5))
 

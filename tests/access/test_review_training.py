@@ -12,12 +12,12 @@ def test_reviews_feed_the_next_training_run(settings, small_phantom, monkeypatch
     import mlflow
 
     from flows.access.reviews import PredictionRef, ReviewStore, access_db
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.ingest import ingest_flow
     from flows.prefect_env import prefect_settings
     from flows.settings import get_settings
-    from flows.train_flow import train_flow
-    from ingestion.pseudonym import pseudonymise
-    from ingestion.reidentify import generate_key, reveal
+    from flows.flows.train import train_flow
+    from ingestion.deid.pseudonym import pseudonymise
+    from ingestion.deid.reidentify import generate_key, reveal
 
     key = generate_key()
     monkeypatch.setenv("CLINFUSE_REID_KEY", key.decode())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flows.access.reviews import access_db
 from flows.access.users import UserStore
-from ingestion.pseudonym import pseudonymise
-from ingestion.reidentify import add_to_map, generate_key
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.deid.reidentify import add_to_map, generate_key
 from tests.dashboard.fixtures import SECRET, FixtureHome, build_home
 
 PASSWORDS = {"c.clinician": "clinician-pass-1", "a.analyst": "analyst-pass-22", "d.admin": "admin-pass-333"}

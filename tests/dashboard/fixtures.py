@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ingestion.deid.pseudonym import pseudonymise
 from ingestion.modalities import MODALITIES
-from ingestion.pseudonym import pseudonymise
-from models.predictions_latest import refresh_latest
-from models.predictions_store import PREDICTIONS_SCHEMA
+from models.stores.predictions import PREDICTIONS_SCHEMA
+from models.stores.predictions_latest import refresh_latest
 
 SECRET = "fixture-secret"
 EEG_SFREQ = 128.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.dashboard_process import streamlit_command
+from flows.serve.dashboard_process import streamlit_command
 from tests.conftest import REPO_ROOT, free_port
 from tests.dashboard.fixtures import build_home
 

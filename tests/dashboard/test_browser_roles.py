@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows.access.audit import AuditLog
-from flows.dashboard_process import streamlit_command
+from flows.serve.dashboard_process import streamlit_command
 from tests.conftest import free_port
 from tests.dashboard.access_setup import PASSWORDS, AccessHome, build_access_home
 from tests.dashboard.test_browser import _assert_no_error_box, _wait_healthy, _wait_text, browser  # noqa: F401

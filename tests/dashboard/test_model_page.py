@@ -1,7 +1,7 @@
 """The Model page's headline reads the keys a real training run logs (``heldout.auroc``, ...).
 
 The registry is written by the train flow's own steps (train, held-out
-evaluation, ``flows.train_tracking.log_training_run`` with the champion gate),
+evaluation, ``flows.tracking.train_run.log_training_run`` with the champion gate),
 not by hand, so a renamed metric breaks this test rather than the page.
 """
 
@@ -18,10 +18,10 @@ def trained_home(tmp_path_factory) -> tuple[Path, dict]:
     import mlflow
 
     from flows.settings import Settings
-    from flows.train_tracking import log_training_run
-    from models.evaluation import evaluate_model
-    from models.synthetic_features import synthetic_cohort
-    from models.train import TrainConfig, train
+    from flows.tracking.train_run import log_training_run
+    from models.evaluation.metrics import evaluate_model
+    from models.features.synthetic import synthetic_cohort
+    from models.training.train import TrainConfig, train
 
     home = tmp_path_factory.mktemp("model-page") / "home"
     settings = Settings(home=home)
@@ -30,7 +30,7 @@ def trained_home(tmp_path_factory) -> tuple[Path, dict]:
     train_fs, held_out = fs.subset(np.arange(120)), fs.subset(np.arange(120, 160))
     config = TrainConfig(epochs=8, hidden=8, patience=8, seed=1)
     model_dir = train(train_fs, config).save(home / "models" / "m")
-    from models.trained_model import TrainedModel
+    from models.training.trained_model import TrainedModel
 
     from models.stages import EvaluationResult
 

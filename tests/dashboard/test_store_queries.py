@@ -86,8 +86,8 @@ def test_maintained_table_answers_exactly_as_the_scan(tmp_path: Path) -> None:
     import shutil
 
     from dashboard.store_queries import worklist_by_scan, worklist_from_latest
-    from models.predictions_latest import refresh_latest
-    from models.predictions_store import PREDICTIONS_SCHEMA
+    from models.stores.predictions_latest import refresh_latest
+    from models.stores.predictions import PREDICTIONS_SCHEMA
     from tests.dashboard.fixtures import build_home
 
     fh = build_home(tmp_path / "home", n_patients=40, maintain_latest=False)

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synthetic_features():
     """120 synthetic patients with 30 % MCAR missingness (a known-answer FeatureSet, 8-dim embeddings)."""
-    from models.synthetic_features import synthetic_cohort
+    from models.features.synthetic import synthetic_cohort
 
     return synthetic_cohort(n=160, dim=8, missing_rate=0.3, seed=3).features
 
@@ -19,8 +19,8 @@ def synthetic_features():
 @pytest.fixture(scope="session")
 def good_and_bad_models(tmp_path_factory, synthetic_features):
     """Two saved TrainedModels: one trained on real labels, one on shuffled labels (worse by construction)."""
-    from models.feature_set import FeatureSet
-    from models.train import TrainConfig, train
+    from models.features.feature_set import FeatureSet
+    from models.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("models")
     fs = synthetic_features.subset(np.arange(120))
@@ -41,7 +41,7 @@ def mlflow_local(settings):
     """MLflow pointed at the test's own SQLite store; restored afterwards."""
     import mlflow
 
-    from flows.tracking import configure_mlflow
+    from flows.tracking.runs import configure_mlflow
 
     before = mlflow.get_tracking_uri()
     configure_mlflow(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from flows.commands.flow_runner import auroc_text
-from models.evaluation import binary_metrics
+from models.evaluation.metrics import binary_metrics
 
 
 def test_one_class_held_out_is_named_not_printed_as_nan() -> None:

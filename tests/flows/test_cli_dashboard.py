@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.dashboard_process import APP, streamlit_command
+from flows.serve.dashboard_process import APP, streamlit_command
 from tests.conftest import REPO_ROOT, free_port
 from tests.flows.proc_helpers import kill_all, survivors, tree, wait_port_free
 

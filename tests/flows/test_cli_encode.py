@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.settings import get_settings
 from ingestion.manifest import read_manifest, write_manifest
-from models.embedding_store import EmbeddingStore
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

@@ -41,7 +41,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     a race on creating the schema.
     """
     from flows.prefect_env import settings_for
-    from flows.serve import Services, prefect_server
+    from flows.serve.team import Services, prefect_server
     from tests.conftest import free_port
 
     settings = settings_for(str(tmp_path_factory.mktemp("prefect-server")))
@@ -81,7 +81,7 @@ def run_ingest(source: Path, home: Path, dask_address: str | None, workers: int 
 
     ``workers``: reader processes per ingest task (default: the settings').
     """
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.ingest import ingest_flow
     from flows.prefect_env import prefect_settings, settings_for, task_runner
 
     settings = settings_for(str(home))
@@ -96,7 +96,7 @@ def run_ingest(source: Path, home: Path, dask_address: str | None, workers: int 
 
 def run_encode(home: Path, dask_address: str | None):
     """The encode flow with the default runner, or on the Dask cluster; its ``EncodeResult``."""
-    from flows.encode_flow import encode_flow
+    from flows.flows.encode import encode_flow
     from flows.prefect_env import prefect_settings, settings_for, task_runner
 
     settings = settings_for(str(home))
@@ -115,7 +115,7 @@ def run_ingest_encode(source: Path, home: Path, dask_address: str | None):
 
 def embeddings(home: Path) -> pd.DataFrame:
     """Every stored vector as raw float16 bytes, keyed by (content hash, encoder name, version, preprocessing)."""
-    from models.embedding_store import EmbeddingStore
+    from models.stores.embeddings import EmbeddingStore
 
     store = EmbeddingStore(home / "embeddings")
     keys = [tuple(k) for k in store.index().iloc[:, :4].itertuples(index=False)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flows.serve import Services, mlflow_server, prefect_server, worker
+from flows.serve.team import Services, mlflow_server, prefect_server, worker
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -15,7 +15,7 @@ def test_pools_deployments_and_a_worker_run(settings, small_phantom):
     from prefect import get_client
     from prefect.deployments import run_deployment
 
-    from flows.deployments import deploy_all, ensure_pools
+    from flows.serve.deployments import deploy_all, ensure_pools
     from flows.prefect_env import prefect_settings
 
     services = Services(settings.home / "logs", startup_timeout_s=300)
@@ -44,7 +44,7 @@ def test_pools_deployments_and_a_worker_run(settings, small_phantom):
 def test_mlflow_server_registry_gate_and_champion_pyfunc(settings, good_and_bad_models, held_out):
     import mlflow
 
-    from flows import registry, tracking
+    from flows.tracking import registry, runs as tracking
 
     services = Services(settings.home / "logs", startup_timeout_s=300)
     before = mlflow.get_tracking_uri()

@@ -16,9 +16,9 @@ from tests.models.test_invariance import assert_same, raw_features
 def test_registered_champion_is_batch_invariant_and_matches_the_model(mlflow_local, tmp_path) -> None:
     import mlflow
 
-    from flows import registry, tracking
-    from flows.pyfunc_model import features_to_frame
-    from models.train import TrainConfig, train
+    from flows.tracking import registry, runs as tracking
+    from flows.tracking.pyfunc_model import features_to_frame
+    from models.training.train import TrainConfig, train
 
     fs = raw_features(150, seed=5)
     model = train(fs.subset(np.arange(120)), TrainConfig(epochs=10, hidden=8, patience=5, seed=1))

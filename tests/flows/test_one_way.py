@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.tasks import tree_sha256
+from flows.flows.tasks import tree_sha256
 
 OPTIONS = {"fusion": "late", "impute": "mean", "epochs": 3, "hidden": 8, "layers": 2, "pool": "sum", "lr": 0.01,
            "modality_dropout": 0.1, "synthetic": 80}
@@ -22,7 +22,7 @@ def _cli_args(options: dict) -> list[str]:
 def test_cli_train_and_train_flow_save_the_identical_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings, get_settings
-    from flows.train_flow import train_flow
+    from flows.flows.train import train_flow
 
     cli_home, flow_home = tmp_path / "cli", tmp_path / "flow"
     monkeypatch.setenv("CLINFUSE_HOME", str(cli_home))
@@ -48,7 +48,7 @@ def test_cli_train_offers_every_train_flow_parameter() -> None:
     import inspect
 
     from flows.commands.train import train
-    from flows.train_flow import train_flow
+    from flows.flows.train import train_flow
 
     flow_params = inspect.signature(train_flow.fn).parameters
     cli_params = inspect.signature(train).parameters

@@ -135,7 +135,7 @@ def pacs_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _pull(url: str, home: Path) -> dict:
-    from flows.pacs_flow import pacs_ingest_flow
+    from flows.flows.pacs import pacs_ingest_flow
     from flows.prefect_env import prefect_settings, settings_for
 
     with prefect_settings(settings_for(str(home))):
@@ -143,7 +143,7 @@ def _pull(url: str, home: Path) -> dict:
 
 
 def _ingest_folder(source: Path, home: Path) -> None:
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.ingest import ingest_flow
     from flows.prefect_env import prefect_settings, settings_for
 
     with prefect_settings(settings_for(str(home))):

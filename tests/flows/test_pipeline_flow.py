@@ -46,9 +46,9 @@ def _task_states(since: datetime, timeout_s: float = 60.0) -> dict[str, list[str
 def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, monkeypatch):
     import mlflow
 
-    from flows.pipeline_flow import pipeline_flow
+    from flows.flows.pipeline import pipeline_flow
     from flows.prefect_env import prefect_settings
-    from models.predictions_store import batch_files, read_latest_batch
+    from models.stores.predictions import batch_files, read_latest_batch
 
     with prefect_settings(settings):
         first = pipeline_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"),
@@ -102,12 +102,12 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
 
 @pytest.mark.slow
 def test_predict_flow_scores_a_new_cohort_with_the_champion(settings, small_phantom, tmp_path):
-    from flows.predict_flow import predict_flow
+    from flows.flows.predict import predict_flow
     from flows.prefect_env import prefect_settings
-    from flows.train_flow import train_flow
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.train import train_flow
+    from flows.flows.ingest import ingest_flow
     from ingestion.phantom import generate_cohort
-    from models.predictions_store import list_batches, read_latest_batch
+    from models.stores.predictions import list_batches, read_latest_batch
 
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))

@@ -21,16 +21,16 @@ def test_predict_uses_champion_encoders_after_pretrain_and_is_batch_invariant(se
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.ingest_flow import ingest_flow
-    from flows.predict_flow import champion_encoder_keys, predict_flow
+    from flows.flows.ingest import ingest_flow
+    from flows.flows.predict import champion_encoder_keys, predict_flow
     from flows.prefect_env import prefect_settings
-    from flows.train_flow import train_flow
+    from flows.flows.train import train_flow
     from ingestion.manifest import read_manifest
     from ingestion.phantom import generate_cohort
-    from models.embedding_store import EmbeddingStore
+    from models.stores.embeddings import EmbeddingStore
     from models.encoders import build_encoder
-    from models.predictions_store import read_latest_batch
-    from models.pretrain import PretrainConfig, pretrain
+    from models.stores.predictions import read_latest_batch
+    from models.training.pretrain import PretrainConfig, pretrain
 
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_dask_ingest_matches_default(tmp_path, small_phantom, monkeypatch):
-    from flows.ingest_flow import ingest_flow
+    from flows.flows.ingest import ingest_flow
     from flows.prefect_env import prefect_settings, task_runner
     from flows.settings import Settings
 

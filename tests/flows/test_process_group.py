@@ -1,4 +1,4 @@
-"""flows.process_group: a command's children stop with it, whether it is asked to stop or killed outright."""
+"""flows.serve.process_group: a command's children stop with it, whether it is asked to stop or killed outright."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flows.process_group import exit_code
+from flows.serve.process_group import exit_code
 from tests.conftest import REPO_ROOT, free_port
 from tests.flows.proc_helpers import kill_all, port_in_use, survivors, tree, wait_port_free
 
@@ -18,7 +18,7 @@ from tests.flows.proc_helpers import kill_all, port_in_use, survivors, tree, wai
 # (as a Prefect worker's flow-run supervisor does), which a signal to the child's group would miss.
 PARENT = """
 import sys
-from flows.process_group import run_child
+from flows.serve.process_group import run_child
 port, ignore = int(sys.argv[1]), sys.argv[2] == "1"
 code = ("import signal, subprocess, sys, http.server\\n"
         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n" if ignore else "")
@@ -53,7 +53,7 @@ def test_children_stop_with_their_parent(sig: int, ignore_term: bool) -> None:
 
 
 def test_exit_code_says_what_happened() -> None:
-    from flows.process_group import Stop
+    from flows.serve.process_group import Stop
 
     assert exit_code(Stop(signal.SIGTERM), None) == 0
     assert exit_code(None, 3) == 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.settings import Settings
-from ingestion.pseudonym import load_or_create_secret, pseudonymise
+from ingestion.deid.pseudonym import load_or_create_secret, pseudonymise
 
 
 @pytest.fixture(autouse=True)

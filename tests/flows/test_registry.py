@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows import registry
-from flows.pyfunc_model import features_to_frame, frame_to_features
+from flows.tracking import registry
+from flows.tracking.pyfunc_model import features_to_frame, frame_to_features
 
 
 def test_decide_gate_rules():
@@ -33,7 +33,7 @@ def test_frame_round_trip_keeps_mask_and_rejects_wrong_width(synthetic_features)
 def test_gate_promotes_better_keeps_worse_as_candidate(mlflow_local, good_and_bad_models, held_out):
     import mlflow
 
-    from flows import tracking
+    from flows.tracking import runs as tracking
 
     settings = mlflow_local
     good, bad = good_and_bad_models
@@ -75,7 +75,7 @@ def test_gate_promotes_better_keeps_worse_as_candidate(mlflow_local, good_and_ba
 def test_pyfunc_holds_no_training_machine_paths(mlflow_local, good_and_bad_models, held_out, tmp_path):
     import mlflow
 
-    from flows import tracking
+    from flows.tracking import runs as tracking
 
     good, _ = good_and_bad_models
     with tracking.stage_run("train", mlflow_local):

@@ -11,7 +11,7 @@ import pytest
 
 from pydantic import SecretStr
 
-from flows.serve import Service, Services, mlflow_server, prefect_server, team_problems, wait_http
+from flows.serve.team import Service, Services, mlflow_server, prefect_server, team_problems, wait_http
 from tests.conftest import free_port
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.serve import wait_http
+from flows.serve.team import wait_http
 from tests.conftest import free_port
 from tests.flows.proc_helpers import kill_all, survivors, tree, wait_port_free
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.tasks import tree_sha256
+from flows.flows.tasks import tree_sha256
+from models.features.stage_inputs import features_sha256
 from models.held_out import held_out_mask
-from models.stage_inputs import features_sha256
 from models.stages import TrainStageConfig, model_id_for
 
 
@@ -50,7 +50,7 @@ def test_model_stage_key_ignores_files_derived_from_packaged_note_weights(tmp_pa
     a home whose encoders folder holds them (older homes built it there) keeps its encode key, so a
     warm re-run's encode tasks are Cached. The lock file, left behind after the first note chunk
     built the model, used to change the key between the cold run and the first warm one."""
-    from flows.tasks import _home_key
+    from flows.flows.tasks import _home_key
 
     config = TrainStageConfig(home=tmp_path / "home")
     encoders = tmp_path / "home" / "encoders"

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from flows.serve import Services, mlflow_server, prefect_server, worker
+from flows.serve.team import Services, mlflow_server, prefect_server, worker
 from tests.conftest import free_port
 from tests.flows.pg_cluster import pg_bindir, postgres_cluster
 from tests.flows.proc_helpers import kill_all, survivors, tree
@@ -32,7 +32,7 @@ LOST_AFTER_S = 60  # the requeue automation's window; heartbeats every 30 s (Pre
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, small_phantom):
     """PostgreSQL, Prefect server + MLflow server on it, pools, deployments, the requeue automation, workers."""
-    from flows.deployments import deploy_all, ensure_automations, ensure_pools
+    from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings
 
@@ -121,8 +121,8 @@ def test_worker_killed_mid_encode_its_run_is_requeued_and_completes_cleanly(team
     from prefect.deployments import run_deployment
 
     from ingestion.manifest import read_manifest
-    from models.embedding_store import KEY_COLUMNS, EmbeddingStore
-    from models.features import usable_items
+    from models.stores.embeddings import KEY_COLUMNS, EmbeddingStore
+    from models.features.assemble import usable_items
 
     services, settings = team["services"], team["settings"]
     home = team["root"] / "killed"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flows import tracking
-from ingestion.pseudonym import pseudonymise
+from flows.tracking import runs as tracking
+from ingestion.deid.pseudonym import pseudonymise
 
 
 def test_flatten_and_numeric_metrics():
@@ -17,7 +17,7 @@ def test_flatten_and_numeric_metrics():
 def test_stage_run_lineage_and_config(mlflow_local, tmp_path):
     import mlflow
 
-    from models.train import TrainConfig
+    from models.training.train import TrainConfig
 
     pid = pseudonymise("MRN00412345", "s")
     manifest = pd.DataFrame({"item_id": ["a", "b"], "patient_id": [pid, pid], "modality": ["ct", "note"],

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from models.imputation_select import CANDIDATES
+from models.imputation.select import CANDIDATES
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def home(cli_home: Path) -> Path:
 
 @pytest.mark.slow
 def test_cli_train_impute_auto_records_the_choice(home: Path) -> None:
-    """The synthetic cohort is drawn from the phantom's signal model (``models.synthetic_features``)."""
+    """The synthetic cohort is drawn from the phantom's signal model (``models.features.synthetic``)."""
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings
 
@@ -38,7 +38,7 @@ def test_cli_train_impute_auto_records_the_choice(home: Path) -> None:
 
 
 def test_the_choice_and_the_comparison_table_are_logged_to_mlflow(tmp_path: Path) -> None:
-    from flows.train_tracking import log_imputation_choice
+    from flows.tracking.train_run import log_imputation_choice
 
     table = [{"method": m, "fold1_auroc": 0.7 + 0.01 * i, "mean_auroc": 0.7 + 0.01 * i, "chosen": m == "mean"}
              for i, m in enumerate(CANDIDATES)]

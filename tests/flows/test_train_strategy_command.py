@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from ingestion.cohort import write_cohort
 from ingestion.manifest import write_manifest
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest
+from models.features.assemble import encode_manifest
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from pydicom.encaps import encapsulate
 
-from ingestion.ingest import IngestReport, ingest
+from ingestion.driver.ingest import IngestReport, ingest
 
-from ingestion.ingest_worker import ReaderConfig
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.driver.worker import ReaderConfig
 from ingestion.manifest import read_manifest
 from ingestion.modalities import STANDARD_1020
-from ingestion.pseudonym import pseudonymise
 from tests.ingestion.dicom_factory import cr_dataset, ct_slice_dataset, write_ct_series
 from tests.ingestion.source_factory import write_edf, write_note
 
@@ -109,8 +109,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestReport, pd
     cohort = root / "cohort.csv"
     cohort.write_text("patient_id,label\n" + "\n".join(f"MRN0000000{i},{i % 2}" for i in range(1, 8)) + "\n")
     locked = src / cases["permission"]
-    import ingestion.ingest_hashing as hashing
-    import ingestion.ingest_sources as sources
+    import ingestion.driver.hashing as hashing
+    import ingestion.driver.sources as sources
 
     real_sha = hashing.sha256_file
     patch = pytest.MonkeyPatch()

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from ingestion.cohort import load_cohort, read_cohort, write_cohort
-from ingestion.pseudonym import pseudonymise
-from ingestion.records import QuarantineError
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.readers.records import QuarantineError
 
 SECRET = "cohort-secret"
 

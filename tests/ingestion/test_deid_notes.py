@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingestion.deid_notes import scrub_note, scrub_precision, scrub_recall
+from ingestion.deid.notes import scrub_note, scrub_precision, scrub_recall
 
 FIRST = ("Amelia", "Cornelius", "Josephine", "Leopold", "Marguerite", "Octavius")
 LAST = ("Abernathy", "Blackwood", "Drummond", "Hawthorne", "Nakashima", "Whitmore")

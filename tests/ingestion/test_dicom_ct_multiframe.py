@@ -10,9 +10,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from ingestion.ct_volume import load_ct_volume, read_ct_series
-from ingestion.dicom_index import index_dicom
-from ingestion.records import QuarantineError
+from ingestion.driver.dicom_index import index_dicom
+from ingestion.readers.ct_volume import load_ct_volume, read_ct_series
+from ingestion.readers.records import QuarantineError
 from tests.ingestion.dicom_factory import write_ct_series
 
 

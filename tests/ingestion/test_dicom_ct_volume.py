@@ -17,8 +17,8 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, MPEG2MPML, RLELossless
 
-from ingestion.ct_volume import load_ct_volume, read_ct_series
-from ingestion.records import NormalisedItem, QuarantineError
+from ingestion.readers.ct_volume import load_ct_volume, read_ct_series
+from ingestion.readers.records import NormalisedItem, QuarantineError
 from tests.ingestion.dicom_factory import ct_slice_dataset, write_ct_series
 
 CT2 = sorted(Path(get_testdata_file("CT_small.dcm")).parent.joinpath("dicomdirtests/77654033/CT2").iterdir())

@@ -11,10 +11,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from ingestion.ct_volume import read_ct_series
-from ingestion.deid_dicom import deidentify_dataset, deidentify_file
-from ingestion.pseudonym import date_shift_days, pseudonymise
-from ingestion.xray_image import read_xray
+from ingestion.deid.dicom import deidentify_dataset, deidentify_file
+from ingestion.deid.pseudonym import date_shift_days, pseudonymise
+from ingestion.readers.ct_volume import read_ct_series
+from ingestion.readers.xray_image import read_xray
 from tests.ingestion.dicom_factory import cr_dataset, ct_slice_dataset, write_ct_series
 
 SECRET = "test-site-secret"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from ingestion.ct_volume import read_ct_series
-from ingestion.dicom_index import index_dicom
-from ingestion.xray_image import read_xray
+from ingestion.driver.dicom_index import index_dicom
+from ingestion.readers.ct_volume import read_ct_series
+from ingestion.readers.xray_image import read_xray
 from tests.ingestion.dicom_factory import cr_dataset, ct_slice_dataset, write_ct_series
 
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
@@ -129,7 +129,7 @@ def test_dicom_modules_import_no_orchestration_or_monai() -> None:
     import sys
 
     code = (
-        "import sys, ingestion.dicom_index, ingestion.ct_volume, ingestion.xray_image, ingestion.deid_dicom;"
+        "import sys, ingestion.driver.dicom_index, ingestion.readers.ct_volume, ingestion.readers.xray_image, ingestion.deid.dicom;"
         "print(sorted(m for m in ('prefect', 'mlflow', 'streamlit', 'monai') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

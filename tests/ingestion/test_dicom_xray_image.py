@@ -13,8 +13,8 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import MPEG2MPML
 
-from ingestion.records import QuarantineError
-from ingestion.xray_image import read_xray
+from ingestion.readers.records import QuarantineError
+from ingestion.readers.xray_image import read_xray
 from tests.ingestion.dicom_factory import cr_dataset
 
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent

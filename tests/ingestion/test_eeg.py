@@ -10,10 +10,10 @@ import mne
 import numpy as np
 import pytest
 
-from ingestion.eeg import read_eeg
-from ingestion.eeg_channels import map_channels, standard_channel_name
 from ingestion.modalities import STANDARD_1020
-from ingestion.records import QuarantineError
+from ingestion.readers.eeg import read_eeg
+from ingestion.readers.eeg_channels import map_channels, standard_channel_name
+from ingestion.readers.records import QuarantineError
 
 OLD_NAMES = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingestion.ingest_hashing import HashCache, sha256_file
-from ingestion.ingest_sources import KnownItem, discover_units
-from ingestion.ingest_worker import default_readers
+from ingestion.driver.hashing import HashCache, sha256_file
+from ingestion.driver.sources import KnownItem, discover_units
+from ingestion.driver.worker import default_readers
 from tests.ingestion.dicom_factory import write_ct_series
 from tests.ingestion.source_factory import write_note
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingestion.ingest import IngestReport, ingest
+from ingestion.driver.ingest import IngestReport, ingest
 
-from ingestion.ingest_worker import ReaderConfig
-from ingestion.ingest_worker import Readers
+from ingestion.deid.pseudonym import pseudonymise
+from ingestion.driver.worker import ReaderConfig
+from ingestion.driver.worker import Readers
 from ingestion.manifest import latest_per_source, read_manifest
-from ingestion.pseudonym import pseudonymise
-from ingestion.records import NormalisedItem, QuarantineError
+from ingestion.readers.records import NormalisedItem, QuarantineError
 from tests.conftest import forked_processes
 
 SECRET = "test-secret"
@@ -324,7 +324,7 @@ INDEX_CALLS: list[Path] = []
 
 
 def counting_index(root):
-    from ingestion.dicom_index import index_dicom
+    from ingestion.driver.dicom_index import index_dicom
 
     INDEX_CALLS.append(root)
     return index_dicom(root)
@@ -332,7 +332,7 @@ def counting_index(root):
 
 def fake_image(paths, *args) -> NormalisedItem:
     """Reads the header's PatientID (zip members too) and returns a blank image."""
-    from ingestion.dicom_source import read_dataset
+    from ingestion.readers.dicom_source import read_dataset
 
     first = paths[0] if isinstance(paths, list) else paths
     return NormalisedItem("ct" if isinstance(paths, list) else "xray",

@@ -21,8 +21,8 @@ SCRIPT = textwrap.dedent("""
     import torch
     sys.path.insert(0, {repo!r})
     from tests.ingestion.dicom_factory import write_ct_series
-    from ingestion.ingest import ingest
-    from ingestion.ingest_worker import ReaderConfig
+    from ingestion.driver.ingest import ingest
+    from ingestion.driver.worker import ReaderConfig
     from ingestion.manifest import read_manifest
 
     torch.set_num_threads(2)

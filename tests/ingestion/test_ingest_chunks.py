@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingestion.ingest_chunks import file_chunks, hash_chunk, merge_chunks, plan_chunks, read_chunk
-from ingestion.ingest_worker import ReaderConfig
+from ingestion.driver.chunks import file_chunks, hash_chunk, merge_chunks, plan_chunks, read_chunk
+from ingestion.driver.worker import ReaderConfig
 from ingestion.manifest import read_manifest
 from tests.ingestion.test_ingest import FAKE, READER_ARGS, SECRET, run, write
 

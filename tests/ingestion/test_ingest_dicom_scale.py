@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import ingestion.ingest_dicom as ingest_dicom
-from ingestion.dicom_index import DicomGroup, DicomIndex
-from ingestion.ingest_hashing import SourceFile
-from ingestion.ingest_worker import Readers
+from ingestion.driver.dicom_index import DicomGroup, DicomIndex
+import ingestion.driver.dicom_units as ingest_dicom
+from ingestion.driver.hashing import SourceFile
+from ingestion.driver.worker import Readers
 
 N_SERIES, SLICES = 60, 10
 

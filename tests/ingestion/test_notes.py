@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ingestion.notes import NoteRowError, detect_sections, extract_findings, read_notes
-from ingestion.pseudonym import date_shift_days
-from ingestion.records import NormalisedItem, QuarantineError
+from ingestion.deid.pseudonym import date_shift_days
+from ingestion.readers.notes import NoteRowError, detect_sections, extract_findings, read_notes
+from ingestion.readers.records import NormalisedItem, QuarantineError
 
 SECRET = "test-secret"
 NOTE = (

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from ingestion.ingest import ingest
-from ingestion.ingest_worker import ReaderConfig
+from ingestion.driver.ingest import ingest
+from ingestion.driver.worker import ReaderConfig
 from ingestion.manifest import read_manifest
-from ingestion.xray_image import read_xray
+from ingestion.readers.xray_image import read_xray
 from tests.ingestion.dicom_factory import cr_dataset
 
 READER_ARGS = dict(ct_spacing_mm=(4.0, 2.0, 2.0), ct_shape=(8, 16, 16), xray_shape=(32, 32),

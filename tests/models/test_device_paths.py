@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from models.encoders.base import auto_batch_size
+from models.features.synthetic import apply_missingness, synthetic_cohort
 from models.fusion.inputs import to_inputs
-from models.synthetic_features import apply_missingness, synthetic_cohort
-from models.train import TrainConfig, modality_dropout, train
+from models.training.train import TrainConfig, modality_dropout, train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

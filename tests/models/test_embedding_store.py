@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.embedding_store import EmbeddingKey, EmbeddingStore
+from models.stores.embeddings import EmbeddingKey, EmbeddingStore
 
 
 def _keys(n: int, version: str = "v1", start: int = 0) -> list[EmbeddingKey]:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.encode_chunks import EncodeChunk, merge_results, plan_chunks
-from models.features import EncodeFailure
+from models.features.assemble import EncodeFailure
 from models.stages import EncodeResult
 
 

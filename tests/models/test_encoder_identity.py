@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import features
-from models.embedding_store import EmbeddingStore
 from models.encoders import CTEncoder
 from models.encoders.identity import IdentityCache, fingerprint
+from models.features import assemble as features
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

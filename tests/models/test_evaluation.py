@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.calibration import TemperatureScaler, expected_calibration_error
-from models.evaluation import (binary_metrics, bootstrap_metrics, evaluate_model, oracle_ratio,
+from models.training.calibration import TemperatureScaler, expected_calibration_error
+from models.evaluation.metrics import (binary_metrics, bootstrap_metrics, evaluate_model, oracle_ratio,
                                paired_auroc_difference)
-from models.synthetic_features import apply_missingness, synthetic_cohort
-from models.train import TrainConfig, train
+from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.training.train import TrainConfig, train
 
 
 def test_auroc_matches_hand_computation() -> None:
@@ -66,7 +66,7 @@ def test_temperature_scaling_lowers_ece_on_overconfident_logits() -> None:
 
 def test_platt_removes_a_constant_logit_shift_that_temperature_cannot() -> None:
     """A class-weighted loss adds log(neg/pos) to every logit; only a fitted bias undoes it."""
-    from models.calibration import PlattScaler
+    from models.training.calibration import PlattScaler
 
     rng = np.random.default_rng(4)
     z = rng.normal(-0.4, 1.2, 6000)
@@ -120,7 +120,7 @@ def test_fast_ranking_metrics_match_sklearn_with_ties() -> None:
 def test_small_study_writes_tables_plots_and_checks(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from models.evaluation_study import StudyConfig, run_study, write_study_report
+    from models.evaluation.study import StudyConfig, run_study, write_study_report
 
     cohort = synthetic_cohort(160, dim=6, seed=9)
     config = StudyConfig(fusions=("early", "late"), sweep_methods=("zero", "cross_profile"), rates=(0.0, 0.5),

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from models.feature_set import FeatureSet
+from models.features.feature_set import FeatureSet
+from models.features.synthetic import synthetic_cohort
 from models.fusion import FUSIONS
 from models.fusion.base import FusionConfig, FusionModule, indicator_width, masked
 from models.fusion.heads import ClassifierHead
-from models.imputation import MeanImputer
-from models.imputation_registry import IMPUTERS
-from models.synthetic_features import synthetic_cohort
-from models.train import TrainConfig, train
-from models.trained_model import TrainedModel
+from models.imputation.methods import MeanImputer
+from models.imputation.registry import IMPUTERS
+from models.training.train import TrainConfig, train
+from models.training.trained_model import TrainedModel
 
 FAST = dict(epochs=4, hidden=8, patience=4, seed=1)
 

@@ -11,8 +11,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest, latest_items, load_features
+from models.features.assemble import encode_manifest, latest_items, load_features
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import _write_item, eeg_windows, write_synthetic_home
 
 
@@ -98,7 +98,7 @@ def test_linear_probe_beats_chance_where_a_modality_carries_signal(tmp_path: Pat
 def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path) -> None:
     """Phantom DICOM/EDF/notes -> ingest -> encode -> FeatureSet whose mask matches the manifest."""
     from flows.settings import Settings
-    from ingestion.ingest import ingest
+    from ingestion.driver.ingest import ingest
     from ingestion.manifest import read_manifest
 
     s = Settings(home=tmp_path / "home")

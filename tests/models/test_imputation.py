@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from models.imputation import CrossProfileImputer, MeanImputer, ZeroFillImputer
-from models.imputation_registry import load_imputer, save_imputer
-from models.synthetic_features import apply_missingness, synthetic_cohort
+from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.imputation.methods import CrossProfileImputer, MeanImputer, ZeroFillImputer
+from models.imputation.registry import load_imputer, save_imputer
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_unfitted_and_mismatched_inputs_give_clear_errors(cohort) -> None:
 @pytest.mark.parametrize("imputer", [MeanImputer, CrossProfileImputer])
 def test_modality_absent_from_whole_cohort_stays_missing(cohort, imputer) -> None:
     """No X-rays at this site: nothing to learn them from, so they stay missing instead of being invented."""
-    from models.feature_set import FeatureSet
+    from models.features.feature_set import FeatureSet
 
     _, train, _, hidden = cohort
     no_xray = train.mask.copy()

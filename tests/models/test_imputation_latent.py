@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.imputation_latent import LatentCrossProfileClassifier, _LatentNet
-from models.synthetic_features import synthetic_cohort
+from models.features.synthetic import synthetic_cohort
+from models.imputation.latent import LatentCrossProfileClassifier, _LatentNet
 
 
 def test_learns_beyond_chance_and_is_reproducible() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import models.train as train_module
-from models.imputation_baselines import CompleteCaseImputer, complete_rows
-from models.imputation_select import CANDIDATES, select_imputer
-from models.synthetic_features import synthetic_cohort
-from models.train import TrainConfig, train
-from models.trained_model import TrainedModel
+from models.features.synthetic import synthetic_cohort
+from models.imputation.baselines import CompleteCaseImputer, complete_rows
+from models.imputation.select import CANDIDATES, select_imputer
+from models.training.train import TrainConfig, train
+import models.training.train as train_module
+from models.training.trained_model import TrainedModel
 
 QUICK = dict(epochs=4, patience=2, hidden=8, n_calibrators=0)
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.covariates import COVARIATE_COLUMNS, CovariateScaler, covariate_matrix
-from models.feature_set import FeatureSet
-from models.synthetic_features import apply_missingness, synthetic_cohort
-from models.train import TrainConfig, train
-from models.trained_model import TrainedModel
+from models.features.covariates import COVARIATE_COLUMNS, CovariateScaler, covariate_matrix
+from models.features.feature_set import FeatureSet
+from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.training.train import TrainConfig, train
+from models.training.trained_model import TrainedModel
 
 COMPARED = ["risk", "risk_low", "risk_high", "predicted_class", "abstain", "abstain_reason"]
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.embedding_store import EmbeddingStore
 from models.encoders import build_encoder
-from models.features import encode_manifest, load_features, usable_items
-from models.joint_training import JointConfig, train_joint
-from models.pretrain import PretrainConfig, pretrain
-from models.train import TrainConfig, train
-from models.trained_model import TrainedModel
+from models.features.assemble import encode_manifest, load_features, usable_items
+from models.stores.embeddings import EmbeddingStore
+from models.training.joint import JointConfig, train_joint
+from models.training.pretrain import PretrainConfig, pretrain
+from models.training.train import TrainConfig, train
+from models.training.trained_model import TrainedModel
 from tests.models.synthetic_arrays import write_synthetic_home
 
 NAMES = {"ct": "ct-resnet3d", "xray": "xray-resnet2d", "eeg": "eeg-tcn-bands"}

@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 import torch
 
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest, fit_patient_ids, load_features
-from models.pretrain import PretrainConfig, pretrain
-from models.train import TrainConfig, train
+from models.features.assemble import encode_manifest, fit_patient_ids, load_features
+from models.stores.embeddings import EmbeddingStore
+from models.training.pretrain import PretrainConfig, pretrain
+from models.training.train import TrainConfig, train
 from tests.models.synthetic_arrays import write_synthetic_home
 
 MODS = ("eeg", "note")

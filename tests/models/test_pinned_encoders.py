@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.embedding_store import EmbeddingStore
 from models.encoders import build_encoder
-from models.features import build_pinned_encoder, encode_manifest, encode_pinned, load_features
+from models.features.assemble import build_pinned_encoder, encode_manifest, encode_pinned, load_features
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pyarrow.parquet as pq
 
-from models import predictions_latest as pl
-from models import predictions_store as ps
+from models.stores import predictions as ps
+from models.stores import predictions_latest as pl
 from tests.models.test_predictions_store import model_output
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from ingestion.deid.pseudonym import pseudonymise
 from ingestion.modalities import MODALITIES
-from ingestion.pseudonym import pseudonymise
-from models import predictions_store as ps
+from models.stores import predictions as ps
 
 
 def model_output(n: int, seed: int = 0) -> pd.DataFrame:

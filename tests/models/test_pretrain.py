@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from models.embedding_store import EmbeddingStore
 from models.encoders import build_encoder
-from models.features import encode_manifest
-from models.pretrain import PretrainConfig, info_nce, pretrain
+from models.features.assemble import encode_manifest
+from models.stores.embeddings import EmbeddingStore
+from models.training.pretrain import PretrainConfig, info_nce, pretrain
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.features.synthetic import apply_missingness, synthetic_cohort
 from models.fusion import FusionConfig, build_fusion
 from models.fusion.inputs import predict_logits, to_inputs
-from models.shapley import exact_modality_shapley
-from models.synthetic_features import apply_missingness, synthetic_cohort
+from models.training.shapley import exact_modality_shapley
 
 
 def test_additive_game_gives_each_player_its_own_term() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.embedding_store import EmbeddingStore
-from models.features import encode_manifest
+from models.features.assemble import encode_manifest
+from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.feature_set import FeatureSet
-from models.synthetic_features import apply_missingness, synthetic_cohort
-from models.train import TrainConfig, modality_dropout, patient_split, train
-from models.trained_model import TrainedModel, prediction_columns
+from models.features.feature_set import FeatureSet
+from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.training.train import TrainConfig, modality_dropout, patient_split, train
+from models.training.trained_model import TrainedModel, prediction_columns
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,234 @@
+"""Thin Prefect tasks: each wraps one library stage, adding a name, retries, a cache key and progress.
+
+Caching: each expensive task's cache key is a hash of what determines its
+output (source file contents, the manifest file, the stage config), so a
+re-run on unchanged data returns the stored result in state ``Cached`` without
+running. ``refresh_cache`` is switched on by the flows when a task's outputs
+were deleted, so a cache hit never points at files that are gone. Results are
+pickled into Prefect's local storage under ``CLINFUSE_HOME``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from flows import progress
+from ingestion.driver.hashing import sha256_file
+from ingestion.driver.ingest import SOURCE_HASHES
+from ingestion.driver.worker import ReaderConfig
+from ingestion.home_layout import HomeLayout
+from models.features.stage_inputs import features_sha256
+from models.stages import (
+    EncodeConfig, EncodeResult, EvaluateConfig, EvaluationResult, PretrainResult, PretrainStageConfig,
+    TrainResult, TrainStageConfig,
+)
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unless the stage refused its input (bad config, a missing store, no champion): that stays wrong."""
+    try:
+        state.result()
+    except (ValueError, FileNotFoundError, LookupError):
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
+RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5,
+         "retry_condition_fn": _transient}
+"""I/O can fail transiently (network filesystems, a locked store): retry after ~5 s, then ~10 s."""
+
+
+# -- content hashes used as cache keys ------------------------------------------------------
+def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None = None) -> str:
+    """Hash of every file's relative path and content under ``root`` (sorted, so order-independent).
+
+    With ``hashes`` (the home's source-hash cache), files unchanged since they were
+    last hashed are not read: a warm run's cache key costs a directory walk.
+    """
+    from ingestion.driver.hashing import HashCache
+
+    digest = hashlib.sha256()
+    skip = {p.resolve() for p in exclude}
+    cache = HashCache(hashes)
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        if path.resolve() in skip:
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + cache.sha256(path).encode())
+    cache.save()
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path | None) -> str:
+    """The content hash of ``path``, or "absent" (a cache key part for an optional file)."""
+    return sha256_file(Path(path)) if path is not None and Path(path).is_file() else "absent"
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
+    skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
+    hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
+    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes), file_sha256(cohort),
+                asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
+
+
+def _home_key(config: Any) -> tuple[str, str]:
+    """The manifest's content hash and the encoder weights': what every model stage reads from a home."""
+    layout = HomeLayout.at(config.home)
+    enc = layout.encoders_dir
+    if not enc.is_dir():
+        return file_sha256(layout.manifest_path), "none"
+    # The int8 MiniLM is derived from the packaged weights (models.encoders.note_onnx; homes made before
+    # the machine-level note model cache built it here): its file, checksum, lock file and a build in
+    # progress (.build-*) change no encoder's output, so they must not change the key. The lock file,
+    # which stays after the first note chunk built the model, made the first warm run recompute.
+    derived = (*enc.glob("minilm-*"), *(p for d in enc.glob(".build-*") for p in d.rglob("*")))
+    return file_sha256(layout.manifest_path), tree_sha256(enc, tuple(derived))
+
+
+def _stage_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    config = p["config"]
+    return _key(context.task.name, asdict(config), *_home_key(config))
+
+
+def _evaluate_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    config = p["config"]
+    return _key("evaluate", asdict(config), tree_sha256(Path(config.model_dir)), file_sha256(config.answers),
+                file_sha256(HomeLayout.at(config.home).cohort_path))
+
+
+def _register_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    return _key("register", tree_sha256(Path(p["model_dir"])), features_sha256(p["held_out"]), p["tracking_uri"])
+
+
+def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    return _key("predict", p["model_version"], p["run_id"], features_sha256(p["features"]), p["predictions_dir"])
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+@task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
+def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: ReaderConfig,
+                workers: int, exclude: tuple[str, ...] = ()) -> Any:
+    """``ingestion.driver.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``.
+
+    Called from a freshly spawned process: the library forks its readers, which
+    this process (Prefect's event loop and log threads) must not do; see the
+    process model in ``ingestion.driver.ingest``. Progress cannot cross that boundary,
+    so the CLI shows the stage's spinner and the summary.
+    """
+    from ingestion.driver.ingest import ingest
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
+                             reader, workers=workers, exclude=tuple(map(Path, exclude))).result()
+    get_run_logger().info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
+                          report.n_quarantined, report.elapsed_s)
+    return report
+
+
+@task(name="encode", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"], **RETRY)
+def encode_task(config: EncodeConfig) -> EncodeResult:
+    """``models.stages.encode`` for the config's modalities (the flow maps one task per modality)."""
+    from models.stages import encode
+
+    result = encode(config, progress=progress.callback("encode"))
+    for m in config.modalities:
+        get_run_logger().info("encode %s: %d encoded, %d store hits, %d failed", m, result.encoded.get(m, 0),
+                              result.hits.get(m, 0), result.failed(m))
+    return result
+
+
+@task(name="encode-chunks", cache_policy=NO_CACHE, **RETRY)
+def plan_encode_task(home: str, chunk_items: int, modalities: tuple[str, ...]) -> list[Any]:
+    """``models.encode_chunks.plan_chunks``: the manifest's usable items in chunks of ``chunk_items``."""
+    from ingestion.manifest import read_manifest
+    from models.encode_chunks import plan_chunks
+
+    return plan_chunks(read_manifest(HomeLayout.at(home).manifest_path), chunk_items, modalities)
+
+
+@task(name="pretrain", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"])
+def pretrain_task(config: PretrainStageConfig) -> PretrainResult:
+    """``models.stages.pretrain``: new encoder weight versions under the home's encoders."""
+    from models.stages import pretrain
+
+    result = pretrain(config, progress=progress.callback("pretrain"))
+    get_run_logger().info("pretrained %s on %d patients", dict(result.versions), result.n_patients)
+    return result
+
+
+@task(name="train", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"])
+def train_task(config: TrainStageConfig) -> TrainResult:
+    """``models.stages.train`` (every strategy); the model lands in ``<models_dir>/<model_id>``."""
+    from models.stages import train
+
+    result = train(config, progress=progress.callback("train"))
+    get_run_logger().info("trained %s (%s) on %d patients: best epoch %d, val AUROC %.3f", result.model_id,
+                          config.strategy, result.n_train, result.best_epoch, result.best_val_auroc)
+    return result
+
+
+@task(name="evaluate", cache_key_fn=_evaluate_key, persist_result=True)
+def evaluate_task(config: EvaluateConfig) -> EvaluationResult:
+    """``models.stages.evaluate``: held-out metrics and the report folder."""
+    from models.stages import evaluate
+
+    result = evaluate(config)
+    get_run_logger().info("held-out evaluation of %s on %d patients: AUROC %.3f", Path(config.model_dir).name,
+                          result.n_held_out, result.metrics.get("auroc", float("nan")))
+    return result
+
+
+@task(name="register", cache_key_fn=_register_key, persist_result=True, **RETRY)
+def register_task(model_dir: str, held_out: Any, tracking_uri: str, run_args: dict[str, Any]) -> dict:
+    """Log the training run (params, metrics, lineage, report, pyfunc) and register it through the gate."""
+    from flows.tracking.train_run import log_training_run
+
+    return log_training_run(Path(model_dir), held_out, **run_args)
+
+
+@task(name="predict", cache_key_fn=_predict_key, persist_result=True, **RETRY)
+def predict_task(features: Any, model_version: str, run_id: str, predictions_dir: str,
+                 n_mc: int = 30) -> dict[str, Any]:
+    """Score with ``models:/clinfuse@champion`` and append one batch to the predictions store."""
+    from flows.names import MODEL_NAME
+    from flows.tracking.registry import load_champion, score
+    from models.stores.predictions import append_batch
+
+    model, version, champion_run = load_champion()
+    if version != model_version:
+        raise RuntimeError(f"champion moved from v{model_version} to v{version} while predicting; re-run predict")
+    out = score(model, features, n_mc=n_mc)
+    path = append_batch(Path(predictions_dir), out, model_name=MODEL_NAME, model_version=version,
+                        run_id=champion_run)
+    get_run_logger().info("predicted %d patients with %s v%s -> %s", len(out), MODEL_NAME, version, path.name)
+    return {"path": str(path), "n": len(out), "model_version": version, "run_id": champion_run,
+            "abstained": int(out["abstain"].sum()), "mean_risk": float(out["risk"].mean()) if len(out) else None}
+
+
+@task(name="load-features", cache_policy=NO_CACHE, **RETRY)
+def load_features_task(home: str, encoder_keys: dict[str, Any], cohort: Any = None) -> Any:
+    """``models.features.stage_inputs.home_features``: the home's cohort (or the given pseudonymised one) as features."""
+    from models.features.stage_inputs import home_features
+
+    return home_features(HomeLayout.at(home), encoder_keys, cohort)
+
+
+def summary_rows(report: Any) -> list[dict[str, Any]]:
+    """Ingest counts as table rows (modality, status, n) for a Prefect table artifact."""
+    return [{"modality": m, "status": s, "n": int(n)} for m, by in report.counts.items() for s, n in by.items()]

@@ -1,0 +1,1 @@
+"""Team mode: the servers on one machine, work pools and deployments, child process groups."""

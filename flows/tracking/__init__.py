@@ -1,0 +1,1 @@
+"""MLflow: tracking runs, the registered pyfunc model and the champion gate."""

@@ -1,0 +1,1 @@
+"""De-identification: DICOM and note scrubbing, keyed pseudonyms, authorised re-identification."""

@@ -1,0 +1,171 @@
+"""Open DICOM files wherever they live (plain files or members of .zip exports) and
+check that their pixel data can be decoded, with reasons a person can act on.
+
+Zip members are addressed as ``archive.zip!member/path`` so that one string
+names every source file, in the index, the manifest and the quarantine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
+
+from ingestion.readers.records import QuarantineError
+
+ZIP_SEPARATOR = "!"
+
+_PLUGIN_HINT = (
+    "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle, python-gdcm or pyjpegls"
+)
+
+
+def split_zip_member(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """Split ``a/b.zip!c/d.dcm`` into (``a/b.zip``, ``c/d.dcm``); plain paths give (path, None).
+
+    Only a ``.zip!`` whose left side is an existing file counts, so a file
+    name that merely contains ``!`` is still read as a plain file.
+    """
+    text = os.fspath(path)
+    lower = text.lower()
+    start = 0
+    while (i := lower.find(".zip" + ZIP_SEPARATOR, start)) >= 0:
+        archive = Path(text[: i + 4])
+        if archive.is_file():
+            return archive, text[i + 5 :]
+        start = i + 1
+    return Path(text), None
+
+
+def open_source(path: str | os.PathLike[str]) -> BinaryIO | Path:
+    """A handle pydicom can read: the path itself, or the zip member's bytes in memory.
+
+    Raises ``OSError`` (permissions, missing file, bad archive) for the caller
+    to turn into an 'unreadable' reason.
+    """
+    archive, member = split_zip_member(path)
+    if member is None:
+        return archive
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+            return io.BytesIO(fh.read())
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise OSError(f"cannot read member {member!r} of {archive.name}: {exc}") from exc
+
+
+def read_dataset(path: str | os.PathLike[str], *, headers_only: bool = False) -> Dataset:
+    """Read one DICOM Part 10 file strictly (``force=False``) or raise QuarantineError.
+
+    Strict reading is deliberate: a file without the DICM preamble is far more
+    often a stray document than a headerless DICOM, and guessing its encoding
+    produces garbage silently.
+    """
+    name = os.fspath(path)
+    with read_errors_are_quarantine(name):
+        src = open_source(path)
+        ds = pydicom.dcmread(src, stop_before_pixels=headers_only, force=False)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        raise QuarantineError(f"{name}: file meta has no TransferSyntaxUID; re-export the file")
+    return ds
+
+
+@contextmanager
+def read_errors_are_quarantine(name: str) -> Iterator[None]:
+    """Turn what opening and parsing a DICOM file can raise into a reason naming the file.
+
+    Shared by :func:`read_dataset` and readers that parse from their own file
+    handle (the CT reader locates the pixel data itself), so both give the same reasons.
+    """
+    try:
+        yield
+    except PermissionError:
+        raise QuarantineError(f"{name}: permission denied; make the file readable by the ingest user") from None
+    except FileNotFoundError:
+        raise QuarantineError(f"{name}: file not found (a dangling link or a file removed during ingest)") from None
+    except InvalidDicomError:
+        raise QuarantineError(
+            f"{name}: not a DICOM Part 10 file (no 'DICM' preamble); remove it or re-export it as DICOM"
+        ) from None
+    except (EOFError, ValueError, TypeError, KeyError, NotImplementedError, OSError) as exc:
+        raise QuarantineError(
+            f"{name}: DICOM header is truncated or corrupt ({type(exc).__name__}: {exc}); re-export the file"
+        ) from None
+
+
+def transfer_syntax_name(ds: Dataset) -> str:
+    """The human name and UID of the file's transfer syntax, for metadata and reasons."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    return f"{ts.name} ({ts})" if ts.name != ts else str(ts)
+
+
+def check_decodable(ds: Dataset, name: str) -> None:
+    """Raise QuarantineError unless the pixel data is present and a decoder for it is installed."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise QuarantineError(
+            f"{name}: no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')}); "
+            "it is not an image, or the export dropped the pixels"
+        )
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel") if k not in ds]
+    if missing:
+        raise QuarantineError(
+            f"{name}: pixel data without the image attributes {', '.join(missing)}; the file is malformed"
+        )
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise QuarantineError(
+            f"{name}: transfer syntax {transfer_syntax_name(ds)} is not supported by any pydicom pixel "
+            "decoder; transcode the file to Explicit VR Little Endian (e.g. 'gdcmconv --raw')"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or _PLUGIN_HINT
+        raise QuarantineError(
+            f"{name}: transfer syntax {transfer_syntax_name(ds)} needs a decoder plugin that is not "
+            f"installed: {missing}"
+        )
+
+
+def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:
+    """For native (uncompressed) syntaxes, raise QuarantineError when the pixels are cut short.
+
+    A truncated file still parses up to the pixel element; catching the short
+    read here gives a reason instead of a reshape error deep in numpy.
+    """
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    if ts.is_compressed or "PixelData" not in ds:
+        return
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames
+    expected = expected * int(ds.BitsAllocated) // 8 if ds.BitsAllocated >= 8 else (expected + 7) // 8
+    got = len(ds.PixelData)
+    if got < expected:
+        raise QuarantineError(
+            f"{name}: pixel data is truncated ({got} of {expected} bytes); re-export the file"
+        )
+
+
+@contextmanager
+def malformed_is_quarantine(name: str) -> Iterator[None]:
+    """Turn the value errors that a malformed header raises deep in pydicom or numpy into a reason.
+
+    Bad input must never crash ingest; an attribute like NumberOfFrames '1A'
+    is the file's fault, and the person fixing it needs to know which file.
+    """
+    try:
+        yield
+    except QuarantineError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise QuarantineError(
+            f"{name}: malformed DICOM attributes ({type(exc).__name__}: {exc}); validate the file (e.g. dciodvfy)"
+        ) from None

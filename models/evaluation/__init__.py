@@ -1,0 +1,1 @@
+"""Held-out metrics with intervals, evaluation reports and the comparative study."""

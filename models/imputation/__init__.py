@@ -1,0 +1,1 @@
+"""Rebuilding missing modalities' embeddings: the methods, their registry, method selection."""

@@ -1,0 +1,1 @@
+"""What the stages persist: the embedding store and the batch predictions store."""

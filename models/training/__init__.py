@@ -1,0 +1,1 @@
+"""Training (frozen, joint, pretrain), its config and defaults, and the trained model it returns."""

@@ -1,0 +1,78 @@
+"""What defines a training run (``TrainConfig``), kept apart so the saved model can read it back.
+
+``models.training.train`` (the loop) and ``models.training.trained_model`` (the saved model) both
+import from here, so neither imports the other at module load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from models.defaults import EPOCHS, HIDDEN, LAYERS, LR, MODALITY_DROPOUT, POOL
+from models.fusion import FUSIONS, FusionConfig, canonical_fusion
+from models.imputation.registry import IMPUTERS
+
+STRATEGIES = ("frozen", "joint", "finetune")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; logged to MLflow as is (``asdict``)."""
+
+    fusion: str = "early"
+    impute: str = "cross_profile"
+    pool: str = POOL
+    hidden: int = HIDDEN
+    layers: int = LAYERS
+    epochs: int = EPOCHS
+    lr: float = LR
+    weight_decay: float = 1e-3
+    batch_size: int = 64
+    modality_dropout: float = MODALITY_DROPOUT
+    patience: int = 30
+    select_on: str = "auroc"  # early stopping / best epoch on validation "auroc" or "loss"
+    seed: int = 7
+    val_fraction: float = 0.2
+    strategy: str = "frozen"
+    dropout: float = 0.1
+    k_donors: int = 10
+    class_weighted: bool = False  # pos_weight in the loss: shifts every logit by a constant (kept for comparison)
+    calibration: str = "platt"  # "platt" (temperature + bias) or "temperature" (scale only; cannot undo a shift)
+    abstain_share: float = 0.5
+    abstain_width: float = 0.5  # abstain when the risk interval is wider than this (risk units)
+    abstain_band: float = 0.02  # abstain when |risk - threshold| is below this
+    threshold: float = 0.5  # risk at which the predicted class turns positive
+    interval_level: float = 0.9  # nominal coverage of the risk interval
+    n_calibrators: int = 50  # bootstrap refits of the calibrator on validation patients (interval)
+    ensemble: int = 0  # extra fusion networks on bootstrap resamples of the training patients (interval)
+    device: str = "cpu"
+    threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
+    encoders: dict = field(default_factory=dict)  # modality -> encoder version the embeddings came from (joint/finetune)
+
+    def validate(self) -> None:
+        self.fusion = canonical_fusion(self.fusion)
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} unknown; choose one of {sorted(FUSIONS)}")
+        if self.impute != "auto" and self.impute not in IMPUTERS:
+            raise ValueError(f"impute {self.impute!r} unknown; choose auto or one of {sorted(IMPUTERS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} is not implemented; choose one of {STRATEGIES}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be in (0, 1)")
+        if self.select_on not in ("auroc", "loss"):
+            raise ValueError("select_on must be 'auroc' or 'loss'")
+        if self.calibration not in ("platt", "temperature"):
+            raise ValueError("calibration must be 'platt' or 'temperature'")
+        if not 0 < self.interval_level < 1:
+            raise ValueError("interval_level must be in (0, 1)")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError("modality_dropout must be in [0, 1)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def fusion_config(config: TrainConfig, n_covariates: int) -> FusionConfig:
+    """The fusion network's hyper-parameters from a training config."""
+    return FusionConfig(hidden=config.hidden, layers=config.layers, pool=config.pool, dropout=config.dropout,
+                        n_covariates=n_covariates)

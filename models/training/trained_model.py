@@ -1,0 +1,221 @@
+"""A trained fusion model with everything it was fitted with, so it can score raw inputs alone.
+
+The bundle carries the covariate scaler (training patients' statistics), the
+imputer, the calibrator and its bootstrap replicates, the covariate order, the
+embedding dims, the encoder versions the embeddings came from and the Shapley
+reference. ``predict`` takes *raw* covariates (units as in ``cohort.csv``, NaN =
+unknown), embeddings and the availability mask, and a patient's row of the
+output depends on that patient alone: the same whether scored alone, in any
+batch or in a shuffled batch (every random draw is seeded by the patient id).
+
+``TrainedModel.save(dir)`` / ``TrainedModel.load(dir)`` round-trip through a
+folder of plain files (``model.pt`` weights only, ``model.json``, the imputer's
+``imputer.json`` + ``imputer.npz``), with no absolute paths and no pickled
+code, so MLflow can log the folder as artifacts and a pyfunc can load it on
+another machine. ``predict`` returns the Predictions table of
+docs/CONTRACTS.md, less the columns that the caller stamps (``model_name``,
+``model_version``, ``run_id``, ``batch_id``, ``predicted_at``). The interval and
+abstain rule are described in :mod:`models.training.uncertainty`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.features.covariates import CovariateScaler
+from models.features.feature_set import FeatureSet
+from models.fusion import build_fusion
+from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
+from models.imputation.methods import ImputedFeatures
+from models.imputation.registry import load_imputer, save_imputer
+from models.training.calibration import PlattScaler, TemperatureScaler
+from models.training.config import TrainConfig, fusion_config
+from models.training.shapley import exact_modality_shapley
+from models.training.uncertainty import abstain_decisions, imputation_draws, risk_interval
+
+FORMAT_VERSION = 2
+
+PredictionFrame = pd.DataFrame
+"""Columns: ``prediction_columns(modalities)``; one row per patient."""
+
+
+def prediction_columns(modalities: tuple[str, ...]) -> list[str]:
+    return (["patient_id", "risk", "risk_low", "risk_high", "predicted_class", "abstain", "abstain_reason"]
+            + [f"contrib_{m}" for m in modalities] + [f"mask_{m}" for m in modalities] + ["donors_json"])
+
+
+def _calibrator_from(data: dict[str, Any]) -> PlattScaler | TemperatureScaler:
+    if data.get("kind") == "platt":
+        return PlattScaler.from_dict(data)
+    out = TemperatureScaler()
+    out.temperature_ = float(data["temperature"])
+    return out
+
+
+def _calibrator_dict(cal: Any) -> dict[str, Any]:
+    return cal.to_dict() if hasattr(cal, "to_dict") else {"kind": "temperature", "temperature": cal.temperature_}
+
+
+@dataclass
+class TrainedModel:
+    config: TrainConfig
+    network: torch.nn.Module
+    imputer: object
+    calibrator: PlattScaler | TemperatureScaler
+    modalities: tuple[str, ...]
+    n_covariates: int
+    history: list[dict] = field(default_factory=list)
+    val_patient_ids: tuple[str, ...] = ()
+    metrics: dict = field(default_factory=dict)
+    scaler: CovariateScaler | None = None  # None: a format-1 model whose inputs were already standardised
+    covariate_names: tuple[str, ...] = ()
+    encoder_keys: dict = field(default_factory=dict)  # modality -> (encoder_name, version, preprocessing_hash)
+    calibrator_replicates: list = field(default_factory=list)
+    shapley_baseline: float | None = None
+    members: list = field(default_factory=list)  # [(network, PlattScaler)] fitted on bootstrap resamples
+
+    # -- prediction ----------------------------------------------------
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: int(d) for m, d in self.network.dims.items()}
+
+    def prepare(self, features: FeatureSet) -> FeatureSet:
+        """Raw features -> model space: check modalities, dims and covariate order; scale covariates."""
+        if tuple(features.modalities) != self.modalities:
+            raise ValueError(f"features have modalities {features.modalities}, model expects {self.modalities}")
+        for m, d in self.dims.items():
+            if features.embeddings[m].shape[1] != d:
+                raise ValueError(f"{m} embeddings have {features.embeddings[m].shape[1]} values, model expects {d}: "
+                                 f"were they made by the encoder the model was trained on ({self.encoder_keys.get(m)})?")
+        if self.covariate_names and features.covariate_names and tuple(features.covariate_names) != self.covariate_names:
+            raise ValueError(f"covariates {features.covariate_names}, model expects {self.covariate_names} in that order")
+        if features.covariates.shape[1] != self.n_covariates:
+            raise ValueError(f"features have {features.covariates.shape[1]} covariates, model expects {self.n_covariates}")
+        if self.scaler is None:
+            return features
+        return replace(features, covariates=self.scaler.transform(features.covariates))
+
+    def impute(self, features: FeatureSet) -> ImputedFeatures:
+        return self.imputer.transform(self.prepare(features))
+
+    def risk(self, inputs: FusionInputs) -> np.ndarray:
+        """Calibrated probability for tensors already scaled and imputed."""
+        with torch_threads(self.config.threads):
+            return self.calibrator.transform(predict_logits(self.network, inputs))
+
+    def logits(self, features: FeatureSet) -> np.ndarray:
+        """Uncalibrated logits (for ECE before calibration)."""
+        with torch_threads(self.config.threads):
+            return predict_logits(self.network, to_inputs(self.impute(features), self.config.device))
+
+    def predict_risk(self, features: FeatureSet) -> np.ndarray:
+        """Calibrated risk only (fast path for evaluation sweeps)."""
+        return self.risk(to_inputs(self.impute(features), self.config.device))
+
+    def predict(self, features: FeatureSet, n_mc: int = 30, seed: int = 0) -> PredictionFrame:
+        """The Predictions table: risk, interval, class, abstain, Shapley contributions, mask, donors."""
+        imp = self.impute(features)
+        inputs = to_inputs(imp, self.config.device)
+        shap = exact_modality_shapley(lambda mk: self.risk(inputs.with_mask(torch.as_tensor(mk))),
+                                      imp.features.mask, baseline=self.shapley_baseline)
+        risk = shap.prediction
+        low, high = self._interval(imp, inputs, risk, n_mc, seed)
+        cfg = self.config
+        no_imp = self.risk(inputs.with_mask(inputs.mask & ~inputs.imputed))
+        abstain, reasons = abstain_decisions(
+            risk=risk, low=low, high=high, present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
+            contrib=shap.contributions, no_imputed_risk=no_imp, modalities=self.modalities,
+            threshold=cfg.threshold, share=cfg.abstain_share, width=cfg.abstain_width, band=cfg.abstain_band)
+        frame = {"patient_id": list(features.patient_ids), "risk": risk, "risk_low": low, "risk_high": high,
+                 "predicted_class": (risk >= cfg.threshold).astype(int), "abstain": abstain,
+                 "abstain_reason": reasons}
+        avail = imp.availability()
+        for j, m in enumerate(self.modalities):
+            frame[f"contrib_{m}"] = shap.contributions[:, j]
+            frame[f"mask_{m}"] = avail[:, j].astype(str)
+        frame["donors_json"] = [imp.donors_json(i) for i in range(len(features))]
+        return pd.DataFrame(frame, columns=prediction_columns(self.modalities))
+
+    def _interval(self, imp: ImputedFeatures, inputs: FusionInputs, risk: np.ndarray,
+                  n_mc: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrator replicates x (for imputed patients) Monte-Carlo redraws; see models.training.uncertainty."""
+        with torch_threads(self.config.threads):
+            base = predict_logits(self.network, inputs)
+        samples = np.repeat(base[None], max(n_mc, 1), axis=0)  # (S, N)
+        rows = np.flatnonzero(imp.imputed.any(1))
+        if len(rows) and n_mc > 0:
+            emb = {m: imp.features.embeddings[m] for m in self.modalities}
+            draws = imputation_draws(imp.features.patient_ids, rows, emb, imp.uncertainty, self.modalities,
+                                     n_mc, seed)
+            sub = inputs.rows(torch.as_tensor(np.tile(rows, n_mc)))
+            dev = sub.mask.device
+            sub = FusionInputs({m: torch.as_tensor(v, device=dev) for m, v in draws.items()}, sub.mask,
+                               sub.imputed, sub.covariates, None)
+            with torch_threads(self.config.threads):
+                samples[:, rows] = predict_logits(self.network, sub).reshape(n_mc, len(rows))
+        with torch_threads(self.config.threads):
+            members = np.array([cal.transform(predict_logits(net, inputs)) for net, cal in self.members])
+        return risk_interval(risk, samples, [c.transform for c in self.calibrator_replicates],
+                             self.config.interval_level, members if len(self.members) else None)
+
+    # -- persistence ---------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the bundle into ``directory`` (created); returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.network.state_dict(), directory / "model.pt")
+        save_imputer(self.imputer, directory / "imputer")
+        for k, (net, _) in enumerate(self.members):
+            (directory / "members").mkdir(exist_ok=True)
+            torch.save(net.state_dict(), directory / "members" / f"{k}.pt")
+        meta = {"format_version": FORMAT_VERSION, "config": self.config.as_dict(),
+                "modalities": list(self.modalities), "n_covariates": self.n_covariates, "dims": self.dims,
+                "covariate_names": list(self.covariate_names),
+                "scaler": self.scaler.to_dict() if self.scaler is not None else None,
+                "encoder_keys": {m: (list(k) if k is not None else None) for m, k in self.encoder_keys.items()},
+                "calibrator": _calibrator_dict(self.calibrator),
+                "temperature": float(self.calibrator.temperature_),
+                "calibrator_replicates": [_calibrator_dict(c) for c in self.calibrator_replicates],
+                "shapley_baseline": self.shapley_baseline, "history": self.history,
+                "members": [_calibrator_dict(cal) for _, cal in self.members],
+                "val_patient_ids": list(self.val_patient_ids), "metrics": self.metrics}
+        (directory / "model.json").write_text(json.dumps(meta, indent=2, default=float))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "TrainedModel":
+        directory = Path(directory)
+        meta_path = directory / "model.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path} not found: is {directory} a saved TrainedModel folder?")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") not in (1, FORMAT_VERSION):
+            raise ValueError(f"model format {meta.get('format_version')} unsupported (expected {FORMAT_VERSION})")
+        known = {f.name for f in fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        config.device = device
+        modalities = tuple(meta["modalities"])
+        dims = {m: meta["dims"][m] for m in modalities}
+        def network_from(path: Path) -> torch.nn.Module:
+            net = build_fusion(config.fusion, dims, fusion_config(config, int(meta["n_covariates"])))
+            net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            return net.to(device).eval()
+
+        network = network_from(directory / "model.pt")
+        members = [(network_from(directory / "members" / f"{k}.pt"), _calibrator_from(cal))
+                   for k, cal in enumerate(meta.get("members", []))]
+        calibrator = _calibrator_from(meta.get("calibrator") or {"temperature": meta["temperature"]})
+        scaler = CovariateScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
+        return cls(config, network, load_imputer(directory / "imputer"), calibrator, modalities,
+                   int(meta["n_covariates"]), meta.get("history", []), tuple(meta.get("val_patient_ids", [])),
+                   meta.get("metrics", {}), scaler, tuple(meta.get("covariate_names", [])),
+                   {m: (tuple(k) if k is not None else None) for m, k in (meta.get("encoder_keys") or {}).items()},
+                   [_calibrator_from(c) for c in meta.get("calibrator_replicates", [])],
+                   meta.get("shapley_baseline"), members)
