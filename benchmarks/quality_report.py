@@ -7,7 +7,6 @@ such, and each target says whether it is met, unmet or not measured.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +223,6 @@ def _title(source: str, group: pd.DataFrame) -> str:
 
 
 def write_report(args) -> None:  # noqa: ANN001
-    from filelock import FileLock
 
     results = Path(args.cache) / "results"
     cells = pd.concat([pd.read_parquet(p) for p in sorted(results.glob("cells*.parquet"))], ignore_index=True)
@@ -260,15 +258,7 @@ def write_report(args) -> None:  # noqa: ANN001
     parts += [PEERS, ""]
     parts += list(getattr(args, "notes", []))
     body = "\n".join(parts)
-    path = REPO / "docs" / "BENCHMARKS.md"
-    with FileLock(str(Path(tempfile.gettempdir()) / "clinfuse-benchmarks-md.lock")):
-        text = path.read_text()
-        section = f"{HEADING}\n\nProduced by `benchmarks/bench_quality.py --write`.\n\n{body}\n"
-        start = text.find(HEADING + "\n")
-        if start < 0:
-            text = text.rstrip("\n") + "\n\n" + section
-        else:
-            nxt = text.find("\n## ", start + len(HEADING))
-            text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
-        path.write_text(text)
+    from markdown_section import write_section
+
+    write_section(HEADING, f"Produced by `benchmarks/bench_quality.py --write`.\n\n{body}")
     print(body)
