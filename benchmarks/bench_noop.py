@@ -95,8 +95,9 @@ def table(base: dict[str, float], rows: list[tuple[int, str, float, float]], loa
              f"{' / '.join(map(str, sizes))} patients, cold then warm (unchanged input). The machine's int8 note model "
              f"cache was {'already built' if note_cache else 'empty: the first cold run included its export (~14 s)'}. "
              f"Load "
-             f"average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores shared with "
-             "other engineers' jobs: every wall time here is inflated, and the targets are for an idle machine.", "",
+             f"average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores"
+             + (" shared with other engineers' jobs: every wall time here is inflated, and the targets are for an "
+                "idle machine." if max(loads) > 1.5 else " (otherwise idle)."), "",
              "| patients | process | cold s | warm s | warm / cold | warm - interpreter start s | target |",
              "|---|---|---|---|---|---|---|"]
     for name, seconds in base.items():
