@@ -92,7 +92,7 @@ def table(patients: int, install: float | None, total: float, stages, flows, loa
              "installing) as one process in a fresh folder and home; stage times from its output lines as they "
              f"arrived. Load average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores"
              + (" shared with other engineers' jobs: wall times are inflated, and the idle-machine target cannot be "
-                "judged from this run." if max(loads) > 1.5 else "."), "",
+                "judged from this run." if loads[0] > 1.5 else " (otherwise idle at the start; the end figure includes the demo's own load)."), "",
              "| step | wall s | note |", "|---|---|---|",
              (f"| `make install` | {install:.1f} | venv stamp current: a no-op; a fresh install is not redone here |"
               if install is not None else

@@ -97,7 +97,7 @@ def table(base: dict[str, float], rows: list[tuple[int, str, float, float]], loa
              f"Load "
              f"average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores"
              + (" shared with other engineers' jobs: every wall time here is inflated, and the targets are for an "
-                "idle machine." if max(loads) > 1.5 else " (otherwise idle)."), "",
+                "idle machine." if loads[0] > 1.5 else " (otherwise idle at the start; the end figure includes the runs' own load)."), "",
              "| patients | process | cold s | warm s | warm / cold | warm - interpreter start s | target |",
              "|---|---|---|---|---|---|---|"]
     for name, seconds in base.items():
