@@ -18,6 +18,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
 
+def _fit_inputs(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat float logits and labels, refused when empty or of different lengths (both scalers fit on these)."""
+    z = np.asarray(logits, float).ravel()
+    y = np.asarray(labels, float).ravel()
+    if len(z) != len(y) or len(z) == 0:
+        raise ValueError("logits and labels must be non-empty and the same length")
+    return z, y
+
+
 class TemperatureScaler(BaseEstimator):
     """``fit(logits, labels)`` learns ``temperature_``; ``transform(logits)`` returns calibrated probabilities."""
 
@@ -25,10 +34,7 @@ class TemperatureScaler(BaseEstimator):
         self.bounds = bounds
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureScaler":
-        z = np.asarray(logits, float).ravel()
-        y = np.asarray(labels, float).ravel()
-        if len(z) != len(y) or len(z) == 0:
-            raise ValueError("logits and labels must be non-empty and the same length")
+        z, y = _fit_inputs(logits, labels)
 
         def nll(log_t: float) -> float:
             p = np.clip(_sigmoid(z / np.exp(log_t)), 1e-12, 1 - 1e-12)
@@ -58,10 +64,7 @@ class PlattScaler(BaseEstimator):
         self.prior_sd = prior_sd
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "PlattScaler":
-        z = np.asarray(logits, float).ravel()
-        y = np.asarray(labels, float).ravel()
-        if len(z) != len(y) or len(z) == 0:
-            raise ValueError("logits and labels must be non-empty and the same length")
+        z, y = _fit_inputs(logits, labels)
 
         def nll(theta: np.ndarray) -> float:
             a = z / np.exp(theta[0]) + theta[1]
