@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from quality_cache import build, cache_dir, load_cached_features, patients_on_disk, peak_rss_mib  # noqa: E402
-from quality_scenarios import METHODS, SCENARIOS, imputation_quality, run_cell  # noqa: E402
+from quality_scenarios import METHODS, PEERS, SCENARIOS, imputation_quality, run_cell  # noqa: E402
 
 from ingestion.phantom import SignalModel  # noqa: E402
 from models.evaluation.metrics import paired_auroc_difference  # noqa: E402
@@ -62,7 +62,10 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
                 out += [("simulated", rho, sc, m, "early") for m in CORE]
     for sc in ("(a) MNAR 50 %", "(c) no EEG at one site (a third of patients)", "(a) MCAR 25 %", "(a) MCAR 70 %",
                "(a) MNAR 25 %", "(a) MNAR 70 %"):
-        out += [(src, shared, sc, m, "early") for m in CORE[:3]]
+        out += [(src, shared, sc, m, "early") for m in (*CORE[:3], *(PEERS if sc == "(a) MNAR 50 %" else ()))]
+    for rho in shared_range:  # the peers across the shared-information range, last (the slowest fits)
+        out += [("simulated", rho, sc, m, "early") for sc in ("(b) complete training, 50 % missing at deployment",
+                                                              "(a) MCAR 50 %") for m in PEERS]
     return out
 
 
@@ -125,6 +128,12 @@ def run(args) -> None:  # noqa: ANN001
         if method not in (ZERO, "cohort mean") and mean is not None:  # paired difference to the cohort mean too
             d = paired_auroc_difference(np.asarray(fs.labels)[held], risk, mean, args.n_boot, args.seed)
             row.update({"minus_mean": d.value, "minus_mean_low": d.low, "minus_mean_high": d.high})
+        y_held = np.asarray(fs.labels)[held]
+        for ours, col in (("cross-profiling", "cp_minus_peer"), (CORE[3], "latent_minus_peer")):
+            theirs = _risk(results, f"{source}|{rho:g}|{sc}|{ours}|{fusion}") if method in PEERS else None
+            if theirs is not None:  # how far our methods are ahead of (or behind) the published peer
+                d = paired_auroc_difference(y_held, theirs, risk, args.n_boot, args.seed)
+                row.update({col: d.value, f"{col}_low": d.low, f"{col}_high": d.high})
         row.update({"key": key, "source": source, "shared": rho, "peak_rss_mib": peak_rss_mib(),
                     "load1": os.getloadavg()[0]})
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)

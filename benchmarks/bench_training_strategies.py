@@ -72,7 +72,7 @@ def main() -> None:
 
     t = time.perf_counter()
     train_items = manifest[manifest["patient_id"].isin(set(train_fs.patient_ids))]
-    pre = pretrain(train_items, home, enc_dir, config=PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed))
+    pretrain(train_items, home, enc_dir, config=PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed))
     t_pre = time.perf_counter() - t
     rep = encode_manifest(manifest, home, store, modalities=("ct", "xray", "eeg"), encoders_dir=enc_dir)
     pre_keys = {**keys, **rep.encoder_keys}

@@ -76,7 +76,7 @@ def test_serve_binds_loopback_only_and_logs_no_secret(tmp_path: Path) -> None:
     texts = [log.read_bytes()] + [p.read_bytes() for p in home.rglob("*") if p.is_file() and p.suffix in
                                   (".log", ".txt", ".json", ".yaml", ".toml", ".db", "")]
     for secret in (PASSWORD, SECRET):
-        assert not any(secret.encode() in t for t in texts), f"a secret was written to the logs or the home"
+        assert not any(secret.encode() in t for t in texts), "a secret was written to the logs or the home"
 
 
 @pytest.fixture
@@ -97,7 +97,6 @@ def app(monkeypatch: pytest.MonkeyPatch, settings):
         return AppTest.from_file(APP, default_timeout=60)
 
     yield make
-    from tests.dashboard.conftest import reset_caches
 
     reset_caches()
 

@@ -14,13 +14,12 @@ def dashboard(
         None, help="Address to bind; default settings.bind_host (127.0.0.1). Set a password before widening it."),
 ) -> None:
     """Serve the clinician dashboard (worklist, patient viewers, model registry, batch runs) until Ctrl-C."""
-    from rich.console import Console
-
+    from flows.commands.console import make_console
     from flows.settings import get_settings
 
     settings = get_settings()
     bind = host or settings.bind_host
-    console = Console()
+    console = make_console()
     if bind not in ("127.0.0.1", "localhost", "::1") and settings.dashboard_password is None:
         console.print("[yellow]Serving beyond loopback without CLINFUSE_DASHBOARD_PASSWORD: anyone who can "
                       "reach this port sees the predictions.[/yellow]")

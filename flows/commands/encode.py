@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import Enum
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from flows.commands.console import make_console
 
 
 class ModalityChoice(str, Enum):
@@ -45,7 +46,7 @@ def encode(
     """Encode ok manifest items per modality into <home>/embeddings (store hits are skipped)."""
     from flows.commands.flow_runner import prepare, run_flow
 
-    console = Console()
+    console = make_console()
     settings = prepare(console)
     from flows.flows.encode import encode_flow
 

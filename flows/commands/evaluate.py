@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from flows.commands.console import make_console
 from models import defaults as d
 from models.held_out import HELD_OUT_FRACTION
 
@@ -30,7 +30,7 @@ def evaluate(
     """Write an evaluation report (metrics with bootstrap CIs, calibration, Shapley, sweeps) with PNG plots."""
     from flows.commands.flow_runner import auroc_text, prepare, run_flow
 
-    console = Console()
+    console = make_console()
     prepare(console)
     answers_path = str(answers.resolve()) if answers else None
     if study:

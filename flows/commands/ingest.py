@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.commands.console import make_console
+
 MAX_LISTED = 40
 """Quarantined items and join problems printed in full; the manifest holds the rest."""
 
@@ -32,7 +34,7 @@ def ingest(
     """
     from flows.commands.flow_runner import prepare, run_flow
 
-    console = Console()
+    console = make_console()
     if (source is None) == (pacs is None):
         console.print("[red]pass either --source DIR (a folder) or --pacs URL (a DICOMweb PACS)[/red]")
         raise typer.Exit(2)

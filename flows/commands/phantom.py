@@ -6,9 +6,10 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from flows.commands.console import make_console
 
 
 class MissingMechanism(str, Enum):
@@ -35,7 +36,7 @@ def phantom(
     from flows.settings import get_settings
     from ingestion.phantom import generate_cohort
 
-    console = Console()
+    console = make_console()
     columns = (TextColumn("[bold]phantom"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     try:
@@ -49,6 +50,8 @@ def phantom(
         console.print(f"[red]clinfuse phantom: {exc}[/red]")
         raise typer.Exit(code=2) from exc
     table = Table(title=f"Phantom cohort in {summary.out_dir}", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a path is wrapped, never cut short
     table.add_row("patients", str(summary.n_patients))
     table.add_row("positive labels", str(summary.n_positive))
     for modality, count in summary.present.items():

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from flows.commands.console import make_console
 from models import defaults as d
 
 
 def _check_source(source: Path, cohort: Path | None) -> None:
     if not source.is_dir():
-        Console().print(f"[red]source folder {source} does not exist; pass --source DIR (a cohort export)[/red]")
+        make_console().print(f"[red]source folder {source} does not exist; pass --source DIR (a cohort export)[/red]")
         raise typer.Exit(2)
     if cohort is not None and not cohort.is_file():
-        Console().print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv[/red]")
+        make_console().print(f"[red]cohort table {cohort} does not exist; pass --cohort FILE.csv[/red]")
         raise typer.Exit(2)
 
 
@@ -47,7 +47,7 @@ def pipeline(
     """
     from flows.commands.flow_runner import auroc_text, prepare, run_flow
 
-    console = Console()
+    console = make_console()
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
     answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
@@ -78,7 +78,7 @@ def predict(
     """Score a cohort with models:/clinfuse@champion (ingest + encode new patients first) and store the batch."""
     from flows.commands.flow_runner import prepare, run_flow
 
-    console = Console()
+    console = make_console()
     _check_source(source, cohort)
     settings = prepare(console)
     from flows.flows.predict import predict_flow

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
+from flows.commands.console import make_console
 from flows.commands.encode import DeviceChoice, device_name
 from models import defaults as d
 
@@ -19,7 +19,7 @@ def pretrain(
     """Train encoders on <home>'s manifest; save <home>/encoders/<name>-<version>.pt; print the versions."""
     from flows.commands.flow_runner import prepare, run_flow
 
-    console = Console()
+    console = make_console()
     prepare(console)
     from flows.flows.pretrain import pretrain_flow
 

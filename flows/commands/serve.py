@@ -15,11 +15,10 @@ from flows.names import DASHBOARD_PORT
 def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy: bool,
                source: Path | None, cohort: Path | None) -> tuple[str, str, dict[str, int | None]]:
     """Prefect server, MLflow server, pools (+ deployments), a worker per pool, the dashboard, in that order."""
-    from rich.console import Console
-
+    from flows.commands.console import make_console
     from flows.serve.team import dashboard, mlflow_server, prefect_server, worker
 
-    console = Console()
+    console = make_console()
     with console.status("[bold]starting Prefect server…"):
         api = services.start(prefect_server(settings, ports[0])).url + "/api"
     os.environ["PREFECT_API_URL"] = api
@@ -43,12 +42,12 @@ def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy
 
 def _supervise(services: Any) -> None:
     """Return never: raise typer.Exit(1) as soon as a service dies (the caller's finally stops the rest)."""
-    from rich.console import Console
+    from flows.commands.console import make_console
 
     while True:
         dead = services.dead()
         if dead:
-            Console().print(f"[red]{', '.join(s.name for s in dead)} stopped; see {services.log_dir}. "
+            make_console().print(f"[red]{', '.join(s.name for s in dead)} stopped; see {services.log_dir}. "
                             "Stopping the rest.[/red]")
             raise typer.Exit(1)
         time.sleep(1)
@@ -69,15 +68,15 @@ def serve(
     SIGINT, SIGTERM and SIGHUP stop every service (SIGTERM, then SIGKILL after 15 s) and exit 0; a service
     that dies on its own stops the rest and exits 1. If this process is killed, the services stop too.
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from flows.commands.console import make_console
     from flows.prefect_env import apply_prefect_env
     from flows.serve.process_group import Stop, stop_on_signals
     from flows.serve.team import Services, team_problems
     from flows.settings import get_settings
 
-    console = Console()
+    console = make_console()
     settings = get_settings()
     problems = team_problems(settings) if team else []
     if problems:
@@ -115,13 +114,13 @@ def deploy(
     schedules: bool = typer.Option(True, "--schedules/--no-schedules", help="Attach the cron schedules."),
 ) -> None:
     """Create work pools cpu/gpu (GPU concurrency limit) and every deployment with its cron schedule."""
-    from rich.console import Console
     from rich.table import Table
 
+    from flows.commands.console import make_console
     from flows.prefect_env import apply_prefect_env
     from flows.settings import get_settings
 
-    console = Console()
+    console = make_console()
     settings = get_settings()
     apply_prefect_env(settings)
     if not os.environ.get("PREFECT_API_URL"):

@@ -10,8 +10,8 @@ features and config); ``clinfuse evaluate --model-id`` scores it again.
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
+from flows.commands.console import make_console
 from models import defaults as d
 from models.held_out import HELD_OUT_FRACTION
 
@@ -40,7 +40,7 @@ def train(
     """Train one fusion model, evaluate it on the held-out patients, log it to MLflow and run the champion gate."""
     from flows.commands.flow_runner import prepare, run_flow
 
-    console = Console()
+    console = make_console()
     prepare(console)
     from flows.flows.train import train_flow
 

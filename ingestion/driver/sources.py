@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ingestion.driver.hashing import CHUNK, HashCache, SourceFile, combined_sha, sha256_file, unreadable_id
+from ingestion.driver.hashing import HashCache, SourceFile, combined_sha, sha256_file, unreadable_id
 from ingestion.driver.worker import Readers, WorkUnit
 
 EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")

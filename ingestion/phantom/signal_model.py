@@ -37,7 +37,7 @@ from typing import Iterable, Literal
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
-from scipy.special import expit, ndtr
+from scipy.special import expit
 
 from ingestion.modalities import MODALITIES
 from ingestion.phantom.sharing import (MAX_SHARED, NOTE_SIDE_ERROR, concordance_posterior, concordance_prior,

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.dashboard.fixtures import FixtureHome, build_home
 

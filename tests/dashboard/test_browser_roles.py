@@ -17,7 +17,7 @@ import pytest
 from flows.access.audit import AuditLog
 from flows.serve.dashboard_process import streamlit_command
 from tests.conftest import free_port
-from tests.dashboard.access_setup import PASSWORDS, AccessHome, build_access_home
+from tests.dashboard.access_setup import PASSWORDS, build_access_home
 from tests.dashboard.test_browser import _assert_no_error_box, _wait_healthy, _wait_text, browser  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(600)]
