@@ -118,3 +118,43 @@ def test_modality_absent_from_whole_cohort_stays_missing(cohort, imputer) -> Non
     out = imputer().fit(fs).transform(FeatureSet(hidden.patient_ids, test_emb, test_mask, hidden.covariates))
     assert not out.imputed[:, 1].any() and not out.features.mask[:, 1].any()
     assert out.imputed[:, [0, 2, 3]].sum() == (~test_mask[:, [0, 2, 3]]).sum()
+
+
+def _weak_cohort(n: int, seed: int):
+    """Two modalities that share a weak signal in high dimensions: donors are mostly noise."""
+    from models.features.feature_set import FeatureSet
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 1))
+    emb = {"a": (0.2 * z + rng.normal(size=(n, 150))).astype(np.float32),
+           "b": (0.2 * z + rng.normal(size=(n, 150))).astype(np.float32)}
+    return FeatureSet(tuple(f"p{seed}-{i}" for i in range(n)), emb, np.ones((n, 2), bool),
+                      labels=(z[:, 0] > 0).astype(int), modalities=("a", "b"))
+
+
+@pytest.mark.parametrize("blend", ["stacked", "precision"])
+def test_rebuilt_embedding_is_never_worse_than_the_cohort_mean(blend: str) -> None:
+    """Regression: inverse-variance weights trusted noisy donors and gave R^2 < 0 on the files cohort."""
+    train, test = _weak_cohort(600, 1), _weak_cohort(300, 2)
+    imp = CrossProfileImputer(blend=blend).fit(train)
+    only_a = np.zeros_like(test.mask)
+    only_a[:, 0] = True
+    out = imp.transform(test.with_mask(only_a)).features.embeddings["b"]
+    truth, centre = test.embeddings["b"], train.embeddings["b"].mean(0)
+    r2 = 1.0 - ((out - truth) ** 2).sum() / ((truth - centre) ** 2).sum()
+    if blend == "stacked":
+        assert r2 > 0.01 and np.isfinite(imp.blend_).all() and imp.blend_[1, 1] < imp.blend_[1, 0]
+    else:
+        assert r2 < 0.0  # what the old default did: the donors' noise outweighs the shared signal
+
+
+def test_blend_is_saved_and_checked(cohort, tmp_path) -> None:  # noqa: ANN001
+    _, train, _, hidden = cohort
+    imp = CrossProfileImputer(k=4).fit(train)
+    save_imputer(imp, tmp_path)
+    back = load_imputer(tmp_path)
+    np.testing.assert_allclose(back.blend_, imp.blend_)
+    for m in hidden.modalities:
+        np.testing.assert_allclose(back.transform(hidden).features.embeddings[m], imp.transform(hidden).features.embeddings[m])
+    with pytest.raises(ValueError, match="blend"):
+        CrossProfileImputer(blend="magic").fit(train)
