@@ -108,7 +108,8 @@ def run(args) -> None:  # noqa: ANN001
     n_files = patients_on_disk(out) if files else 0
     data: dict = {}
     for source, rho, sc, method, fusion in plan(files, args.shared, args.shared_range):
-        source = f"files-n{n_files}" if source == "files" else source  # a cohort finished later is another run
+        # the cohort size is part of the source: a cohort finished later, or another --sim-patients, is another run
+        source = f"files-n{n_files}" if source == "files" else f"{source}-n{args.sim_patients}"
         key = f"{source}|{rho:g}|{sc}|{method}|{fusion}"
         if len(done) and key in set(done["key"]):
             continue
