@@ -63,6 +63,9 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
     for sc in ("(a) MNAR 50 %", "(c) no EEG at one site (a third of patients)", "(a) MCAR 25 %", "(a) MCAR 70 %",
                "(a) MNAR 25 %", "(a) MNAR 70 %"):
         out += [(src, shared, sc, m, "early") for m in (*CORE[:3], *(PEERS if sc == "(a) MNAR 50 %" else ()))]
+    if files:  # the simulator's fusion kinds at the files cohort's value, for the fusion targets without encoders
+        out += [("simulated", shared, "full data", "cross-profiling", f) for f in FUSIONS]
+        out += [("simulated", shared, "(a) MCAR 50 %", m, f) for f in FUSIONS[1:] for m in CORE[:3]]
     for rho in shared_range:  # the peers across the shared-information range, last (the slowest fits)
         out += [("simulated", rho, sc, m, "early") for sc in ("(b) complete training, 50 % missing at deployment",
                                                               "(a) MCAR 50 %") for m in PEERS]
