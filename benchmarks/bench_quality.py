@@ -44,6 +44,7 @@ from ingestion.phantom import SignalModel  # noqa: E402
 from models.evaluation.metrics import paired_auroc_difference  # noqa: E402
 
 ZERO = "zero-fill + mask"
+AUTO = "auto (nested selection, the default)"
 CORE = (ZERO, "cohort mean", "cross-profiling", "latent cross-profiling (M3Care-style)")
 FUSIONS = ("early", "late", "cross_attention")
 
@@ -64,6 +65,8 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
                "(a) MNAR 25 %", "(a) MNAR 70 %"):
         out += [(src, shared, sc, m, "early") for m in (*CORE[:3], *(PEERS if sc == "(a) MNAR 50 %" else ()))]
     if files:  # the simulator's fusion kinds at the files cohort's value, for the fusion targets without encoders
+        out += [("simulated", shared, sc, m, "early") for sc in ("(b) complete training, 50 % missing at deployment",
+                                                                 "(a) MCAR 50 %") for m in (AUTO, "complete-case", "modality dropout")]
         out += [("simulated", shared, "full data", "cross-profiling", f) for f in FUSIONS]
         out += [("simulated", shared, "(a) MCAR 50 %", m, f) for f in FUSIONS[1:] for m in CORE[:3]]
     for rho in shared_range:  # the peers across the shared-information range, last (the slowest fits)

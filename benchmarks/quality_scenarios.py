@@ -32,6 +32,7 @@ METHODS = {
     "cohort mean": dict(impute="mean"),
     "modality dropout": dict(impute="zero", modality_dropout=0.3),
     "cross-profiling": dict(impute="cross_profile"),
+    "auto (nested selection, the default)": dict(impute="auto"),
     "latent cross-profiling (M3Care-style)": None,
     "M3Care (peer, reimplemented)": None,
     "MUSE (peer, reimplemented)": None,

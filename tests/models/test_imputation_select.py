@@ -58,3 +58,24 @@ def test_select_imputer_table_has_one_row_per_candidate(cohort) -> None:
                                   folds=2)
     assert list(table["method"]) == ["zero", "mean"] and chosen in ("zero", "mean")
     assert table["fold1_auroc"].between(0, 1).all() and table["chosen"].sum() == 1
+
+
+def test_a_complete_training_cohort_is_not_a_tie_that_zero_fill_wins() -> None:
+    """Regression: with every modality present, every candidate scored the same and zero-fill won the tie."""
+    complete = synthetic_cohort(150, dim=4, seed=22, missing_rate=0.0, shared=0.9).features
+    assert complete.mask.all()
+    chosen, table = select_imputer(complete, TrainConfig(**QUICK), train, ("zero", "mean", "cross_profile"), folds=2)
+    assert table["mean_auroc_as_is"].nunique() == 1  # nothing is missing: the folds as they are cannot tell
+    assert table["mean_auroc_hidden"].nunique() == 3  # hiding modalities tells the methods apart
+    np.testing.assert_allclose(table["mean_auroc"], (table["mean_auroc_as_is"] + table["mean_auroc_hidden"]) / 2)
+    assert chosen == table.loc[table["mean_auroc"].idxmax(), "method"]
+
+
+def test_hidden_modalities_keep_one_per_patient() -> None:
+    from models.imputation.select import hide_modalities
+
+    mask = np.ones((500, 4), bool)
+    mask[:50, 1:] = False
+    out = hide_modalities(mask, 0.5, 3)
+    assert out.any(1).all() and not (out & ~mask).any() and 0.3 < out[50:].mean() < 0.7
+    assert (out[:50, 0]).all() and (hide_modalities(mask, 0.5, 3) == out).all()
