@@ -100,13 +100,15 @@ def method_table(cells: pd.DataFrame) -> str:
 
 
 def fusion_table(cells: pd.DataFrame) -> str:
-    lines = ["| data | fusion | method | AUROC [95 % CI] | oracle AUROC | AUROC / oracle | interaction-subset AUROC "
-             "(oracle) | ECE |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | fusion | method | AUROC [95 % CI] | oracle AUROC | oracle without the lesion sides | "
+             "AUROC / oracle | interaction-subset AUROC (oracle) | ECE |", "|---|---|---|---|---|---|---|---|---|"]
     for _, r in cells.iterrows():
         inter = f"{_inter(r)} ({r.get('interaction_oracle_auroc', np.nan):.3f})"
+        sides = r.get("oracle_no_sides_auroc", np.nan)
         lines.append(f"| {r['scenario']} | {r['fusion']} | {r['method']} | "
                      f"{_ci(r['auroc'], r['auroc_low'], r['auroc_high'])} | {r['oracle_auroc']:.3f} | "
-                     f"{r['auroc_over_oracle']:.3f} | {inter} | {r['ece']:.3f} |")
+                     f"{'-' if pd.isna(sides) else f'{sides:.3f}'} | {r['auroc_over_oracle']:.3f} | {inter} | "
+                     f"{r['ece']:.3f} |")
     return "\n".join(lines)
 
 

@@ -139,6 +139,9 @@ def run_cell(fs: FeatureSet, answers: pd.DataFrame, held: np.ndarray, model: Sig
     ans = answers[held].reset_index(drop=True)
     oracle = available_oracle(ans, deploy_mask[held], model, scenario.deploy_rate, scenario.mechanism)
     row = score(np.asarray(test_fs.labels), risk, reference, oracle, ans["interaction"].to_numpy(), n_boot, seed)
+    if scenario.deploy_rate == 0 and not scenario.site_missing and "oracle_risk_no_sides" in ans:
+        # the best possible without the CT x EEG lesion-side interaction: how much of the gap is that interaction
+        row["oracle_no_sides_auroc"] = float(roc_auc_score(np.asarray(test_fs.labels), ans["oracle_risk_no_sides"]))
     chosen = getattr(fitted, "metrics", {}).get("impute_selection", {}).get("chosen")
     row.update({"scenario": scenario.name, "method": method, "fusion": fusion, "n_train": len(train_fs),
                 "n_held_out": len(test_fs), "seconds": time.perf_counter() - t0, "chosen": chosen})
