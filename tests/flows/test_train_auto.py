@@ -65,3 +65,41 @@ def test_the_choice_and_the_comparison_table_are_logged_to_mlflow(tmp_path: Path
 def test_train_refuses_an_unknown_imputation(home: Path) -> None:
     res = CliRunner().invoke(app, ["train", "--synthetic", "50", "--impute", "median"])
     assert res.exit_code != 0 and "median" in res.output
+
+
+@pytest.mark.slow
+def test_cli_train_defaults_to_auto_on_a_home_of_array_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain ``clinfuse train`` on encoded files (missing modalities, no --impute): auto chooses, and says why."""
+    import torch
+
+    from flows.prefect_env import prefect_settings
+    from flows.settings import Settings, get_settings
+    from ingestion.cohort import write_cohort
+    from ingestion.manifest import write_manifest
+    from models.features.assemble import encode_manifest
+    from models.stores.embeddings import EmbeddingStore
+    from tests.models.synthetic_arrays import write_synthetic_home
+
+    torch.set_num_threads(1)
+    home = tmp_path / "home"
+    manifest, cohort = write_synthetic_home(home, n_patients=60, seed=5, missing_rate=0.3,
+                                            modalities=("xray", "eeg", "note"))
+    write_manifest(manifest, home / "manifest.parquet")
+    write_cohort(cohort.astype({"label": "Int8"}), home / "cohort.parquet")
+    encode_manifest(manifest, home, EmbeddingStore(home / "embeddings"), modalities=("xray", "eeg", "note"),
+                    note_encoder="tfidf", encoders_dir=home / "encoders")
+    monkeypatch.setenv("CLINFUSE_HOME", str(home))
+    monkeypatch.setenv("CLINFUSE_NOTE_ENCODER", "tfidf")
+    get_settings.cache_clear()
+    try:
+        with prefect_settings(Settings(home=home)):
+            res = CliRunner().invoke(app, ["train", "--epochs", "3", "--hidden", "8"], env={"COLUMNS": "200"})
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    (saved,) = (home / "models").glob("*/model.json")
+    meta = json.loads(saved.read_text())
+    selection = meta["metrics"]["impute_selection"]
+    assert meta["config"]["impute"] == selection["chosen"] in CANDIDATES
+    for row in selection["table"]:  # each candidate scored as it is and with modalities hidden
+        assert 0 <= row["mean_auroc_hidden"] <= 1 and 0 <= row["mean_auroc_as_is"] <= 1
