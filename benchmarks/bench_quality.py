@@ -131,11 +131,11 @@ def run(args) -> None:  # noqa: ANN001
         ref = _risk(results, f"{source}|{rho:g}|{sc}|{ZERO}|{fusion}") if method != ZERO else None
         row, risk = run_cell(fs, answers, held, model, SCENARIOS[sc], method, fusion, args.seed, args.n_boot, ref)
         np.save(results / "risks" / f"{_slug(key)}.npy", risk)
+        y_held = np.asarray(fs.labels)[held]
         mean = _risk(results, f"{source}|{rho:g}|{sc}|cohort mean|{fusion}")
         if method not in (ZERO, "cohort mean") and mean is not None:  # paired difference to the cohort mean too
-            d = paired_auroc_difference(np.asarray(fs.labels)[held], risk, mean, args.n_boot, args.seed)
+            d = paired_auroc_difference(y_held, risk, mean, args.n_boot, args.seed)
             row.update({"minus_mean": d.value, "minus_mean_low": d.low, "minus_mean_high": d.high})
-        y_held = np.asarray(fs.labels)[held]
         for ours, col in (("cross-profiling", "cp_minus_peer"), (CORE[3], "latent_minus_peer")):
             theirs = _risk(results, f"{source}|{rho:g}|{sc}|{ours}|{fusion}") if method in PEERS else None
             if theirs is not None:  # how far our methods are ahead of (or behind) the published peer

@@ -9,7 +9,6 @@ and score the predictions -- they never reach a feature.
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, replace
 
@@ -21,7 +20,10 @@ from ingestion.modalities import MODALITIES
 from ingestion.phantom.signal_model import SignalModel, draw_missingness, oracle_risk
 from models.evaluation.metrics import bootstrap_metrics, paired_auroc_difference
 from models.features.feature_set import FeatureSet
+from models.imputation.latent import LatentCrossProfileClassifier
 from models.imputation.registry import build_imputer
+from models.peers.m3care import M3CareClassifier
+from models.peers.muse import MuseClassifier
 from models.training.train import TrainConfig, train
 
 BASE = TrainConfig(epochs=40, patience=10, hidden=32, n_calibrators=0, threads=1)
@@ -38,9 +40,9 @@ METHODS = {
     "MUSE (peer, reimplemented)": None,
 }
 NETWORKS = {
-    "latent cross-profiling (M3Care-style)": "models.imputation.latent:LatentCrossProfileClassifier",
-    "M3Care (peer, reimplemented)": "models.peers.m3care:M3CareClassifier",
-    "MUSE (peer, reimplemented)": "models.peers.muse:MuseClassifier",
+    "latent cross-profiling (M3Care-style)": LatentCrossProfileClassifier,
+    "M3Care (peer, reimplemented)": M3CareClassifier,
+    "MUSE (peer, reimplemented)": MuseClassifier,
 }
 """Methods that are whole networks of their own (``MaskedTorchClassifier``): the fusion kind does not apply."""
 PEERS = tuple(m for m in NETWORKS if "peer" in m)
@@ -101,9 +103,7 @@ def available_oracle(answers: pd.DataFrame, mask: np.ndarray, model: SignalModel
 def fit_method(method: str, train_fs: FeatureSet, fusion: str, seed: int):
     """A fitted model with ``predict_risk`` for one method (training patients only)."""
     if method in NETWORKS:
-        module, name = NETWORKS[method].split(":")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(epochs=BASE.epochs, patience=BASE.patience, seed=seed).fit(train_fs)
+        return NETWORKS[method](epochs=BASE.epochs, patience=BASE.patience, seed=seed).fit(train_fs)
     return train(train_fs, replace(BASE, fusion=fusion, seed=seed, **METHODS[method]))
 
 

@@ -203,7 +203,7 @@ class CrossProfileImputer(Imputer):
         """Weights (translation, donors) for target ``j`` by non-negative least squares on left-out estimates.
 
         Each training patient who has the target is imputed as if it were missing: translation from the
-        leave-one-out ridge predictions of the sources it has (precision-weighted as in ``_translate``),
+        leave-one-out ridge predictions of the sources it has (``_precision_mean``, as in ``_translate``),
         donors from the other training patients. Returns (w_t, w_p, residual variance); NaN (inverse-variance
         weights) when too few patients qualify.
         """
@@ -211,16 +211,16 @@ class CrossProfileImputer(Imputer):
 
         tgt = self.modalities_[j]
         n, d = len(features), features.embeddings[tgt].shape[1]
-        num, prec = np.zeros((n, d)), np.zeros(n)
-        for i, src in enumerate(self.modalities_ + ("covariates",)):
+        parts = []
+        for src in self.modalities_ + ("covariates",):
             if f"{src}>{tgt}" not in loo:
                 continue
             rows, pred = loo[f"{src}>{tgt}"]
-            p = np.zeros(n)
-            p[rows] = 1.0 / max(float(self.translators_[f"{src}>{tgt}/var"]), 1e-8)
-            num[rows] += p[rows, None] * pred
-            prec += p
-        rows = np.flatnonzero(mask[:, j] & (prec > 0))
+            full = np.zeros((n, d))
+            full[rows] = pred
+            parts.append((rows, full, float(self.translators_[f"{src}>{tgt}/var"])))
+        t_all, t_var = self._precision_mean(parts, n, d)
+        rows = np.flatnonzero(mask[:, j] & np.isfinite(t_var))
         if len(rows) < max(self.min_rows, 2 * self.k):
             return np.full(3, np.nan)
         hidden = mask[rows].copy()
@@ -234,7 +234,7 @@ class CrossProfileImputer(Imputer):
             return np.full(3, np.nan)
         centre, scale = self.center_[tgt], self.scale_[tgt]
         truth = ((features.embeddings[tgt][rows] - centre) / scale).ravel()
-        t_est = ((num[rows] / prec[rows, None] - centre) / scale).ravel()
+        t_est = ((t_all[rows] - centre) / scale).ravel()
         design = np.stack([t_est, ((p_est - centre) / scale).ravel()], 1)
         weights, _ = nnls(design, truth)
         residual = float(((truth - design @ weights) ** 2).mean() * (scale ** 2).mean())
@@ -252,19 +252,19 @@ class CrossProfileImputer(Imputer):
         return np.concatenate([z, cov], 1)
 
     # -- transforming --------------------------------------------------
-    def _translate(self, tgt: str, features: FeatureSet, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Precision-weighted translation of ``tgt`` for every row, and its variance (inf if no source)."""
-        n, d = len(features), features.embeddings[tgt].shape[1]
+    @staticmethod
+    def _precision_mean(parts: list[tuple[np.ndarray, np.ndarray, float]], n: int,
+                        d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Precision-weighted mean of the sources' predictions ``(rows, prediction, LOO variance)``, and its variance.
+
+        Shared by transforming and by fitting the blend, so the weights are fitted on the very estimate they
+        are applied to. Rows no source covers get variance inf.
+        """
         num, prec, sd_num = np.zeros((n, d)), np.zeros(n), np.zeros(n)
-        for i, src in enumerate(self.modalities_ + ("covariates",)):
-            key = f"{src}>{tgt}"
-            if f"{key}/coef" not in self.translators_:
-                continue
-            avail = np.ones(n, bool) if src == "covariates" else features.mask[:, i] & self.imputable_[i]
-            x = self._source_input(src, features.embeddings, cov)
-            pred = x @ self.translators_[f"{key}/coef"] + self.translators_[f"{key}/intercept"]
-            var = max(float(self.translators_[f"{key}/var"]), 1e-8)
-            p = avail / var
+        for rows, pred, var in parts:
+            var = max(var, 1e-8)
+            p = np.zeros(n)
+            p[rows] = 1.0 / var
             num += p[:, None] * pred
             prec += p
             sd_num += p * np.sqrt(var)
@@ -272,6 +272,20 @@ class CrossProfileImputer(Imputer):
             # The sources' errors are correlated (none sees what is specific to the target), so
             # the variance is the perfectly-correlated bound (sum_s w_s sd_s)^2, not 1 / sum_s p_s.
             return num / prec[:, None], np.where(prec > 0, (sd_num / prec) ** 2, np.inf)
+
+    def _translate(self, tgt: str, features: FeatureSet, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Precision-weighted translation of ``tgt`` for every row, and its variance (inf if no source)."""
+        n, d = len(features), features.embeddings[tgt].shape[1]
+        parts = []
+        for i, src in enumerate(self.modalities_ + ("covariates",)):
+            key = f"{src}>{tgt}"
+            if f"{key}/coef" not in self.translators_:
+                continue
+            avail = np.ones(n, bool) if src == "covariates" else features.mask[:, i] & self.imputable_[i]
+            x = self._source_input(src, features.embeddings, cov)
+            pred = x @ self.translators_[f"{key}/coef"] + self.translators_[f"{key}/intercept"]
+            parts.append((avail, pred, float(self.translators_[f"{key}/var"])))
+        return self._precision_mean(parts, n, d)
 
     def _distances(self, features: FeatureSet, cov: np.ndarray) -> np.ndarray:
         """Mean squared z-distance over the blocks (modalities, covariates) both patients have."""
