@@ -99,15 +99,20 @@ def flat(metrics: dict[str, MetricCI], prefix: str = "") -> dict[str, float]:
 
 
 def paired_auroc_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray,
-                            n_boot: int = 1000, seed: int = 0) -> MetricCI:
-    """AUROC(a) - AUROC(b) on the same patients with a paired bootstrap interval."""
+                            n_boot: int = 1000, seed: int = 0,
+                            quantiles: tuple[float, float] = (0.025, 0.975)) -> MetricCI:
+    """AUROC(a) - AUROC(b) on the same patients with a paired bootstrap interval.
+
+    ``quantiles`` are the bootstrap quantiles reported as (low, high): the champion gate asks for a
+    one-sided lower bound at ``alpha / looks`` (every comparison on the same patients counted).
+    """
     y = np.asarray(labels).astype(int)
     a, b = np.asarray(probs_a, float), np.asarray(probs_b, float)
     diffs = []
     for idx in _boot_indices(len(y), n_boot, seed):
         if len(np.unique(y[idx])) == 2:
             diffs.append(_ranking_metrics(y[idx], a[idx])[0] - _ranking_metrics(y[idx], b[idx])[0])
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    lo, hi = np.quantile(diffs, list(quantiles))
     return MetricCI(float(roc_auc_score(y, a) - roc_auc_score(y, b)), float(lo), float(hi))
 
 
@@ -143,7 +148,7 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
                    n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
     """Evaluate a TrainedModel on labelled held-out patients; write ``report.md`` + PNGs into ``out_dir``.
 
-    Returns ``{"metrics": flat numbers, "out_dir": str, "report": path}``; the
+    Returns ``{"metrics": flat numbers, "out_dir": str, "report": path, "predictions": DataFrame}``; the
     metrics include paired/partial cohorts, ECE before and after temperature
     scaling, the abstain rate, mean |Shapley| per modality and, with an answers
     table, model/oracle AUROC and the interaction subset.
@@ -188,4 +193,4 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     curve = reliability_curve(y, risk), reliability_curve(y, raw)
     report = write_model_report(out, model.config.as_dict(), metrics, pred, curve)
     pred.drop(columns=["donors_json"]).to_csv(out / "predictions.csv", index=False)
-    return {"metrics": metrics, "out_dir": str(out), "report": str(report)}
+    return {"metrics": metrics, "out_dir": str(out), "report": str(report), "predictions": pred}

@@ -10,10 +10,12 @@ from flows.tracking.pyfunc_model import features_to_frame, frame_to_features
 
 
 def test_decide_gate_rules():
+    from models.evaluation.metrics import MetricCI
+
     assert registry.decide(0.70, None)[0] == "champion"
-    assert registry.decide(0.80, 0.75)[0] == "champion"
-    assert registry.decide(0.75, 0.75)[0] == "candidate"
-    assert registry.decide(0.76, 0.75, min_gain=0.02)[0] == "candidate"
+    assert registry.decide(0.80, 0.75, gain=MetricCI(0.05, 0.01, 0.09))[0] == "champion"
+    assert registry.decide(0.75, 0.75, gain=MetricCI(0.0, -0.02, 0.02))[0] == "candidate"
+    assert registry.decide(0.76, 0.75, min_gain=0.02, gain=MetricCI(0.01, 0.005, 0.02))[0] == "candidate"
     assert registry.decide(float("nan"), 0.6)[0] == "candidate"
 
 
