@@ -314,6 +314,7 @@ class EvaluationResult:
 def evaluate(config: EvaluateConfig) -> EvaluationResult:
     """Write ``report.md`` with plots under ``<reports_dir>/<held-out hash>-<model id>``; return the metrics."""
     from models.evaluation.metrics import evaluate_model
+    from models.evaluation.model_card import write_stage_card
     from models.training.trained_model import TrainedModel
 
     layout = HomeLayout.at(config.home).ensure()
@@ -329,6 +330,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     out = layout.reports_dir / f"{features_sha256(held_out)[:8]}-{Path(config.model_dir).name}"
     model = TrainedModel.load(config.model_dir, device=config.device)
     result = evaluate_model(model, held_out, out, answers=answers, n_boot=config.n_boot, seed=config.seed)
+    write_stage_card(config, model, features, held_out, answers, result)  # model_card.md/json beside the report
     return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
                             len(held_out))
 

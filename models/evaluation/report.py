@@ -28,6 +28,24 @@ def plot_reliability(curves: dict[str, tuple], path: Path) -> Path:
     return path
 
 
+def plot_roc(labels: np.ndarray, risk: np.ndarray, path: Path, title: str = "ROC") -> Path:
+    """ROC curve of one model on one split, with the chance diagonal (the model card's plot)."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="chance")
+    if len(np.unique(labels)) == 2:
+        fpr, tpr, _ = roc_curve(labels, risk)
+        ax.plot(fpr, tpr, "-", color="tab:blue", lw=2, label="model")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_shapley(pred: pd.DataFrame, modalities: tuple[str, ...], path: Path) -> Path:
     """Mean |Shapley| per modality over patients who had it (present or imputed)."""
     vals = [float(np.nanmean(np.abs(pred[f"contrib_{m}"]))) if pred[f"contrib_{m}"].notna().any() else 0.0
