@@ -22,8 +22,20 @@ app = typer.Typer(
 
 
 
+def _version(value: bool) -> None:
+    """``--version``: the installed distribution's version (package metadata), then exit."""
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"clinfuse {version('clinfuse')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the installed clinfuse version and exit."),
+) -> None:
     """Multimodal clinical ML platform. Run `clinfuse COMMAND --help` for a command's options."""
 
 
@@ -40,9 +52,10 @@ app.command("ingest")(ingest)
 from flows.commands.phantom import phantom  # noqa: E402
 
 app.command("phantom")(phantom)
+from flows.choices import ALIAS_CONTEXT  # noqa: E402
 from flows.commands.pipeline import pipeline, predict  # noqa: E402
 
-app.command("pipeline")(pipeline); app.command("predict")(predict)
+app.command("pipeline", context_settings=ALIAS_CONTEXT)(pipeline); app.command("predict")(predict)
 from flows.commands.serve import deploy, serve  # noqa: E402
 
 app.command("serve")(serve); app.command("deploy")(deploy)
@@ -54,7 +67,7 @@ from flows.commands.pretrain import pretrain  # noqa: E402
 app.command("pretrain")(pretrain)
 from flows.commands.train import train  # noqa: E402
 
-app.command("train")(train)
+app.command("train", context_settings=ALIAS_CONTEXT)(train)
 from flows.commands.evaluate import evaluate  # noqa: E402
 
 app.command("evaluate")(evaluate)

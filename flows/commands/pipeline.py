@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from flows.choices import DEFAULT_FUSION, DEFAULT_IMPUTE, Fusion, Impute
 from flows.commands.console import make_console
 from models import defaults as d
 
@@ -32,8 +33,9 @@ def _where_to_look(settings) -> list[str]:
 def pipeline(
     source: Path = typer.Option(..., "--source", help="Cohort export folder: DICOM, EEG, notes (e.g. from `clinfuse phantom`)."),
     cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV with patient_id and label; default SOURCE/cohort.csv."),
-    fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or attention."),
-    impute: str = typer.Option("cross_profile", "--impute", help="Imputation of missing modalities."),
+    fusion: Fusion = typer.Option(DEFAULT_FUSION, "--fusion", help="Fusion model."),
+    impute: Impute = typer.Option(DEFAULT_IMPUTE, "--impute", help="Missing modalities: auto (chosen by nested "
+                                  "validation on the training patients) or one method."),
     epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Maximum training epochs (early stopping applies)."),
     dask: bool = typer.Option(False, "--dask/--no-dask", help="Fan tasks out over Dask (settings.dask_address, or a local cluster)."),
     answers: Path | None = typer.Option(
@@ -55,8 +57,8 @@ def pipeline(
     from flows.flows.pipeline import pipeline_flow
 
     result = run_flow(console, "pipeline: ingest, encode, train, evaluate, predict", lambda: pipeline_flow(
-        source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, fusion=fusion,
-        impute=impute, epochs=epochs, dask=dask, answers=str(answers.resolve()) if answers else None), epochs=epochs)
+        source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, fusion=fusion.value,
+        impute=impute.value, epochs=epochs, dask=dask, answers=str(answers.resolve()) if answers else None), epochs=epochs)
     ing, train, m = result.ingest, result.train, result.evaluation.metrics
     console.print(f"[green]Done.[/green] Ingest: {ing.new} new, {ing.skipped} unchanged, {ing.n_quarantined} "
                   f"quarantined. Model {train.trained.model_id} is clinfuse v{train.version} "

@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import typer
 
+from flows.choices import ALIAS_CONTEXT, DEFAULT_FUSION, DEFAULT_IMPUTE, DEFAULT_POOL, DEFAULT_STRATEGY, Fusion, Impute, Pool, Strategy
 from flows.commands.console import make_console
 from models import defaults as d
 from models.held_out import HELD_OUT_FRACTION
 
 
 def train(
-    fusion: str = typer.Option("early", "--fusion", help="Fusion model: early, late, hybrid or cross_attention."),
-    impute: str = typer.Option("auto", "--impute", help="Missing modalities: auto (chosen by nested validation on "
-                               "the training patients), cross_profile, complete_case, mean or zero."),
+    fusion: Fusion = typer.Option(DEFAULT_FUSION, "--fusion", help="Fusion model."),
+    impute: Impute = typer.Option(DEFAULT_IMPUTE, "--impute", help="Missing modalities: auto (chosen by nested "
+                                  "validation on the training patients) or one method."),
     epochs: int = typer.Option(d.EPOCHS, "--epochs", min=1, help="Maximum epochs (early stopping on validation AUROC)."),
     hidden: int = typer.Option(d.HIDDEN, "--hidden", min=2, help="Hidden width of fusion layers and classifier."),
     layers: int = typer.Option(d.LAYERS, "--layers", min=1, max=2, help="Hidden layers of the classifier head (1 or 2)."),
-    pool: str = typer.Option(d.POOL, "--pool", help="Cross-attention pooling: concat, sum or max."),
+    pool: Pool = typer.Option(DEFAULT_POOL, "--pool", help="Cross-attention pooling."),
     lr: float = typer.Option(d.LR, "--lr", help="AdamW learning rate."),
     modality_dropout: float = typer.Option(d.MODALITY_DROPOUT, "--modality-dropout",
                                            help="Chance of hiding each modality per sample while training."),
-    strategy: str = typer.Option("frozen", "--strategy", help="frozen: fusion on the stored embeddings, encoders untouched. "
+    strategy: Strategy = typer.Option(DEFAULT_STRATEGY, "--strategy", help="frozen: fusion on the stored embeddings, encoders untouched. "
                                  "joint: CT/X-ray/EEG encoders trained from their seeded init together with a fusion head on "
                                  "the labels (small cohorts). finetune: the same from the `clinfuse pretrain` weights, encoders "
                                  "at a lower learning rate. joint/finetune save new encoder versions and re-encode the store."),
@@ -40,6 +41,7 @@ def train(
     """Train one fusion model, evaluate it on the held-out patients, log it to MLflow and run the champion gate."""
     from flows.commands.flow_runner import prepare, run_flow
 
+    fusion, impute, pool, strategy = fusion.value, impute.value, pool.value, strategy.value
     console = make_console()
     prepare(console)
     from flows.flows.train import train_flow

@@ -34,7 +34,7 @@ class PipelineResult:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None = None, fusion: str = "early",
-                  impute: str = "cross_profile", epochs: int = TrainConfig.epochs, dask: bool = False,
+                  impute: str = "auto", epochs: int = TrainConfig.epochs, dask: bool = False,
                   n_mc: int = 30, answers: str | None = None) -> PipelineResult:
     """Run every stage; each is a subflow whose tasks are cache hits when their inputs did not change.
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flows.choices import DEFAULT_FUSION, DEFAULT_IMPUTE
 from flows.prefect_env import prefect_env
 from flows.settings import Settings
 
 POOLS = ("cpu", "gpu")
+TRAINING_DEFAULTS: dict[str, Any] = {"fusion": DEFAULT_FUSION.value, "impute": DEFAULT_IMPUTE.value}
+"""Spelled out on the scheduled runs so they train what `clinfuse train` and `clinfuse pipeline` train by default."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,11 @@ class DeploymentSpec:
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("ingest", "ingest-nightly", "cpu", "0 2 * * *", True, "Nightly ingest of the site's export folder."),
     DeploymentSpec("encode", "encode-nightly", "gpu", "0 3 * * *", False, "Nightly encoding of new items."),
-    DeploymentSpec("train", "train-weekly", "gpu", "0 4 * * 0", False, "Weekly training + champion gate (Sunday)."),
+    DeploymentSpec("train", "train-weekly", "gpu", "0 4 * * 0", False, "Weekly training + champion gate (Sunday).",
+                   TRAINING_DEFAULTS),
     DeploymentSpec("evaluate", "evaluate-weekly", "cpu", "0 6 * * 0", False, "Weekly re-evaluation of the champion."),
     DeploymentSpec("predict", "predict", "cpu", None, False, "On demand: batch prediction of a cohort folder."),
-    DeploymentSpec("pipeline", "pipeline", "cpu", None, True, "On demand: the whole pipeline."),
+    DeploymentSpec("pipeline", "pipeline", "cpu", None, True, "On demand: the whole pipeline.", TRAINING_DEFAULTS),
     DeploymentSpec("pacs-ingest", "pacs-hourly", "cpu", "0 * * * *", False,
                    "Hourly pull of new series from the PACS (CLINFUSE_PACS_URL), then ingest."),
 )

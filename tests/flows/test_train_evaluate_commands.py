@@ -35,7 +35,7 @@ def test_train_then_evaluate_synthetic(home: Path) -> None:
 def test_train_refuses_unknown_fusion_and_missing_inputs(home: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--synthetic", "50", "--fusion", "transformer"])
-    assert res.exit_code == 2 and "unknown" in res.output
+    assert res.exit_code == 2 and "'transformer' is not one of" in res.output
     res = runner.invoke(app, ["train"])  # no ingest/encode yet, no --synthetic
     assert res.exit_code == 2 and "clinfuse ingest" in res.output
     res = runner.invoke(app, ["evaluate", "--synthetic", "50", "--model-id", "nope"])
