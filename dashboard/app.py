@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.auth import require_sign_in, sidebar_identity
+from dashboard.auth import mode_banner, require_sign_in, sidebar_identity
 from dashboard.data_access import app_settings
 from flows.access.roles import allowed
 
@@ -31,6 +31,7 @@ PAGES = [  # (permission, page)
                       default=not allowed(user.role, "worklist"))),
 ]
 pages = [page for permission, page in PAGES if allowed(user.role, permission)]
+mode_banner(settings)  # sign-in you can see: the open demo is a warning on every page, the others a caption
 sidebar_identity(settings, user)
 st.navigation(pages).run()
 st.sidebar.caption(f"Data: `{settings.home}`")

@@ -8,7 +8,13 @@ Three modes, chosen by what the home holds:
   holds the permission.
 * **Single-user local demo** (no users): the shared ``dashboard_password`` if set,
   else no gate; the session acts as user ``demo`` with every permission. Only on a
-  loopback bind host: a dashboard reachable from other machines requires named users.
+  loopback address: a dashboard reachable from other machines requires named users.
+  The check reads the address this Streamlit server was told to bind and the
+  sockets it actually listens on (defence in depth behind ``clinfuse dashboard``'s
+  own refusal), so ``streamlit run`` with a wide address is refused too.
+
+Every page states the mode (:func:`mode_banner`), so nobody mistakes the open demo
+for a signed-in deployment.
 
 Sessions idle longer than ``session_idle_minutes`` go back to the sign-in form.
 Every sign-in, patient view, reveal, export, batch trigger and review is appended
@@ -24,16 +30,16 @@ import streamlit as st
 from pydantic import SecretStr
 
 from flows.access.audit import AuditLog
-from flows.access.reviews import ReviewStore, access_db, audit_path
+from flows.access.exposure import OPEN_DEMO, describe_mode, exposure_refusal, listening_hosts, sign_in_mode
+from flows.access.reviews import ReviewStore, access_db
 from flows.access.roles import DEMO_ROLE, allowed
 from flows.access.sessions import SessionUser, idle_expired
-from flows.access.users import UserStore
+from flows.access.users import UserStore, count_users
 from flows.settings import Settings
 
 USER_KEY = "clinfuse_user"
 LAST_SEEN_KEY = "clinfuse_last_seen"
 EXPIRED_KEY = "clinfuse_expired"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def password_ok(given: str, expected: SecretStr | str) -> bool:
@@ -43,12 +49,49 @@ def password_ok(given: str, expected: SecretStr | str) -> bool:
 
 
 def user_store(settings: Settings) -> UserStore | None:
-    """The named users of this home, or None when nobody was ever added (single-user demo)."""
+    """The named users of this home, or None when nobody was ever added (single-user demo).
+
+    Reads only: a home without users gets no user store created by opening the dashboard.
+    """
     db = access_db(settings.access_dir)
-    if not db.exists():
+    if not count_users(db):
         return None
-    store = UserStore(db, max_failures=settings.sign_in_max_failures, lockout_s=settings.sign_in_lockout_s)
-    return store if store.count() else None
+    return UserStore(db, max_failures=settings.sign_in_max_failures, lockout_s=settings.sign_in_lockout_s)
+
+
+def _shared_password(settings: Settings) -> SecretStr | None:
+    password = settings.dashboard_password
+    return password if password is not None and password.get_secret_value() else None
+
+
+def served_hosts() -> list[str | None]:
+    """Where this Streamlit server is reachable: its configured address and every address it listens on.
+
+    Streamlit with no ``server.address`` binds every interface; under AppTest there is no
+    server and no socket, so the list is empty.
+    """
+    configured = st.get_option("server.address")
+    listening = listening_hosts()
+    hosts: list[str | None] = list(listening)
+    if configured or listening:
+        hosts.append(configured or None)
+    return hosts
+
+
+def current_mode(settings: Settings) -> str:
+    """open local demo / shared password / named users, from what the home and settings hold now."""
+    return sign_in_mode(user_store(settings) is not None, _shared_password(settings) is not None)
+
+
+def mode_banner(settings: Settings, sidebar: bool = True) -> None:
+    """State the sign-in mode: the open demo as a warning on top of the page (nobody signed in, every
+    permission), the signed-in modes as a caption (in the sidebar, or on the sign-in form)."""
+    mode = current_mode(settings)
+    text = describe_mode(mode)
+    if mode == OPEN_DEMO:
+        st.warning(text, icon=":material/lock_open:")
+    else:
+        (st.sidebar if sidebar else st).caption(text)
 
 
 def review_store(settings: Settings) -> ReviewStore:
@@ -56,7 +99,8 @@ def review_store(settings: Settings) -> ReviewStore:
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    return AuditLog(audit_path(settings.access_dir))
+    """The home's trail, signed with the configured audit key and anchored where configured."""
+    return settings.audit_trail()
 
 
 def current_user() -> SessionUser | None:
@@ -112,6 +156,7 @@ def _form(named: bool) -> tuple[bool, str, str]:
 
 def _sign_in_page(settings: Settings, store: UserStore | None, password: SecretStr | None) -> None:
     st.title("clinfuse — sign in")
+    mode_banner(settings, sidebar=False)
     if st.session_state.get(EXPIRED_KEY):
         st.warning(f"Your session expired after {settings.session_idle_minutes:g} minutes without activity; "
                    "sign in again.", icon=":material/timer_off:")
@@ -138,11 +183,10 @@ def _sign_in_page(settings: Settings, store: UserStore | None, password: SecretS
 def require_sign_in(settings: Settings) -> SessionUser | None:
     """The session's user, or None after drawing the sign-in form (or a refusal); handles idle expiry."""
     store = user_store(settings)
-    password = settings.dashboard_password if settings.dashboard_password is not None and \
-        settings.dashboard_password.get_secret_value() else None
-    if store is None and settings.bind_host not in LOOPBACK:
-        st.error("This dashboard is reachable from other machines, so it needs named users: create them with "
-                 "`clinfuse users add NAME --role clinician|analyst|admin`.")
+    password = _shared_password(settings)
+    refusal = exposure_refusal(served_hosts(), store is not None)
+    if refusal is not None:
+        st.error(refusal, icon=":material/block:")
         return None
     now = time.time()
     user = current_user()

@@ -88,6 +88,21 @@ class Settings(BaseSettings):
     pacs_study_date_from: str | None = Field(
         default=None, description="Pull only studies on or after this StudyDate (YYYYMMDD); unset = all.")
     pacs_timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for any one PACS request.")
+    pacs_ae_title: str = Field(
+        default="CLINFUSE", max_length=16,
+        description="Our AE title when pulling over DIMSE (pacs_url dicom://HOST:PORT/CALLED_AE); the PACS must "
+                    "know it for C-GET to be allowed.")
+    outbox_stow_url: str | None = Field(
+        default=None, description="DICOMweb root the results' SRs are stored to over STOW-RS "
+                                  "(e.g. http://pacs:8042/dicom-web); unset = SRs stay as files in <home>/outbox.")
+    outbox_stow_username: str | None = Field(default=None, description="STOW-RS basic-auth user.")
+    outbox_stow_password: SecretStr | None = Field(default=None, description="STOW-RS basic-auth password; never logged.")
+    outbox_fhir_url: str | None = Field(
+        default=None, description="FHIR R4 base URL the batch bundles are POSTed to (a transaction); "
+                                  "unset = bundles stay as files in <home>/outbox.")
+    outbox_fhir_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the FHIR server (CLINFUSE_OUTBOX_FHIR_TOKEN); never logged.")
+    outbox_timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for any one send.")
     prefect_database_url: SecretStr | None = Field(
         default=None, description="Database of the Prefect server `clinfuse serve` starts "
                                   "(postgresql+asyncpg://USER:PW@HOST:PORT/DB); unset = SQLite under <home>/prefect.")
@@ -98,6 +113,19 @@ class Settings(BaseSettings):
         default=None, description="Fernet key of the encrypted pseudonym -> MRN map; unset = pseudonymous only.")
     reid_key_file: Path | None = Field(
         default=None, description="File holding the Fernet key (outside CLINFUSE_HOME); used when reid_key is unset.")
+    audit_key: SecretStr | None = Field(
+        default=None, description="HMAC key that signs the audit trail (CLINFUSE_AUDIT_KEY); unset = "
+                                  "audit_key_file, else an unkeyed chain that `clinfuse audit verify` flags as weak.")
+    audit_key_file: Path | None = Field(
+        default=None, description="File holding the audit HMAC key (outside CLINFUSE_HOME, mode 0600); "
+                                  "make one with `clinfuse audit keygen`.")
+    audit_retired_key_files: tuple[Path, ...] = Field(
+        default=(), description="Earlier audit key files, kept after a rotation so older entries still verify "
+                                "(CLINFUSE_AUDIT_RETIRED_KEY_FILES, a JSON list).")
+    audit_anchor_file: Path | None = Field(
+        default=None, description="Append-only file outside CLINFUSE_HOME that receives the audit trail's head "
+                                  "every audit_anchor_every entries, so truncation is caught; unset = no anchor.")
+    audit_anchor_every: int = Field(default=10, ge=1, description="Anchor the audit head every N entries.")
     session_idle_minutes: float = Field(
         default=15.0, gt=0, description="Dashboard sessions idle longer than this are sent back to sign-in.")
     sign_in_max_failures: int = Field(
@@ -168,6 +196,11 @@ class Settings(BaseSettings):
         return self.layout.reports_dir
 
     @property
+    def outbox_dir(self) -> Path:
+        """SR files, FHIR bundles and the send ledger of every scored batch."""
+        return self.layout.outbox_dir
+
+    @property
     def cohort_path(self) -> Path:
         """Pseudonymised cohort table written by ingest (patient_id is the pseudonym)."""
         return self.layout.cohort_path
@@ -225,6 +258,48 @@ class Settings(BaseSettings):
             raise ValueError(f"the re-identification key file {path} lies inside CLINFUSE_HOME {self.home}: "
                              "keep the key apart from the data it protects")
         return path.read_bytes().strip()
+
+    def _outside_home(self, path: Path, what: str) -> Path:
+        path = path.expanduser().resolve()
+        if path.is_relative_to(self.home):
+            raise ValueError(f"the {what} {path} lies inside CLINFUSE_HOME {self.home}: keep it apart from the "
+                             "data it protects")
+        return path
+
+    def audit_key_bytes(self) -> bytes | None:
+        """The current audit HMAC key, or None (unkeyed trail). A key file inside the home is refused."""
+        if self.audit_key is not None and self.audit_key.get_secret_value().strip():
+            return self.audit_key.get_secret_value().strip().encode("utf-8")
+        if self.audit_key_file is None:
+            return None
+        return self._outside_home(self.audit_key_file, "audit key file").read_bytes().strip()
+
+    def audit_retired_keys(self) -> tuple[bytes, ...]:
+        """Keys of earlier rotations (verify only)."""
+        return tuple(self._outside_home(p, "retired audit key file").read_bytes().strip()
+                     for p in self.audit_retired_key_files)
+
+    @property
+    def audit_anchor_path(self) -> Path | None:
+        """The anchor sink, refused inside the home (an anchor the home's writers can rewrite proves nothing)."""
+        return self._outside_home(self.audit_anchor_file, "audit anchor file") if self.audit_anchor_file else None
+
+    def private_paths(self):  # noqa: ANN201 - list[flows.access.permissions.Private]
+        """Home, user store, pseudonym secret and configured key files: what must be private (0700/0600)."""
+        from flows.access.permissions import home_private_paths
+
+        keys = {"re-identification key": self.reid_key_file, "audit key": self.audit_key_file}
+        keys.update({f"retired audit key {i + 1}": p for i, p in enumerate(self.audit_retired_key_files)})
+        return home_private_paths(self.home, self.access_dir, self.pseudonym_secret_path, keys)
+
+    def audit_trail(self):  # noqa: ANN201 - flows.access.audit.AuditLog (imported lazily)
+        """The home's audit trail with its configured keys and anchor: the one way commands and pages open it."""
+        from flows.access.audit import AuditLog
+        from flows.access.audit_keys import AuditKeys
+        from flows.access.reviews import audit_path
+
+        return AuditLog(audit_path(self.access_dir), AuditKeys(self.audit_key_bytes(), self.audit_retired_keys()),
+                        self.audit_anchor_path, self.audit_anchor_every)
 
     def pacs_dir(self, url: str) -> Path:
         """Staging folder, cursor and temporary files of one PACS: ``<home>/pacs/<hash of its redacted URL>``."""

@@ -64,6 +64,11 @@ class HomeLayout:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def outbox_dir(self) -> Path:
+        """Results leaving the platform: DICOM SRs (``sr/``), FHIR bundles (``fhir/``) and the send ledger."""
+        return self.root / "outbox"
+
     # -- orchestration and tracking ---------------------------------------------------------
     @property
     def logs_dir(self) -> Path:
@@ -88,9 +93,24 @@ class HomeLayout:
         """Where the generated site secret lives when none is configured."""
         return self.root / "pseudonym_secret"
 
+    def ensure_root(self) -> "HomeLayout":
+        """Create the home itself mode 0700 (only its owner may enter it); an existing home is left as is.
+
+        The home holds the user store, the pseudonym secret and pseudonymous data, so no other
+        account on the machine should list or read it. Missing parents get the default mode.
+        """
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(mode=0o700)
+            self.root.chmod(0o700)  # mkdir's mode is filtered by the umask; 0700 is what is meant
+        except FileExistsError:
+            pass
+        return self
+
     def ensure(self) -> "HomeLayout":
-        """Create the folders (idempotent); returns self."""
-        for path in (self.root, self.arrays_dir, self.quarantine_dir, self.embeddings_dir, self.encoders_dir,
+        """Create the home (0700, see :meth:`ensure_root`) and its folders (idempotent); returns self."""
+        self.ensure_root()
+        for path in (self.arrays_dir, self.quarantine_dir, self.embeddings_dir, self.encoders_dir,
                      self.models_dir, self.predictions_dir, self.reports_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
         return self

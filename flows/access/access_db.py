@@ -1,16 +1,29 @@
 """The home's access database (``<access_dir>/access.db``): users and reviews live in one SQLite file.
 
-One opening rule for both stores: the folder exists, each store's tables are
-created on first use, and every unit of work is one transaction on its own
-connection (processes share the file, so no connection is kept open).
+One opening rule for both stores: the folder exists (mode 0700), the file is
+created mode 0600 before SQLite first opens it (it holds password hashes; SQLite
+gives its journal the database file's mode), each store's tables are created on
+first use, and every unit of work is one transaction on its own connection
+(processes share the file, so no connection is kept open). Opening a store
+creates the file, so code that only reads asks :func:`exists` first.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (and its folder 0700) unless it exists; an existing file is left as is."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 class AccessDb:
@@ -18,7 +31,7 @@ class AccessDb:
 
     def __init__(self, path: Path, schema: str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         with self._db() as con:
             con.executescript(schema)
 

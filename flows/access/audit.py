@@ -1,12 +1,23 @@
-"""The append-only, hash-chained audit trail: who did what to which (pseudonymous) patient, and its check.
+"""The append-only, HMAC-chained audit trail: who did what to which (pseudonymous) patient, and its check.
 
 One JSON object per line: ``seq`` (1, 2, ...), ``at`` (UTC), ``user``, ``role``,
 ``action``, ``patient_id`` (a pseudonym or null, never an original id),
-``detail``, ``prev`` (the previous entry's hash) and ``hash`` = SHA-256 of the
-entry's other fields. A separate head file keeps the last ``seq`` and hash, so
-cutting entries off the end is caught too. :func:`verify` names each edited,
-removed or reordered entry by its ``seq`` and line. Appends hold a file lock,
-so dashboard sessions and CLI commands writing at once keep one chain.
+``detail``, ``prev`` (the previous entry's hash), ``kid`` (which audit key signed
+it) and ``hash`` = HMAC-SHA256 under that key of the entry's other fields. The
+key lives outside the home (:mod:`flows.access.audit_keys`), so someone who can
+write the home cannot rewrite the chain consistently. A head file keeps the last
+``seq`` and hash, and every ``anchor_every`` entries the head is also appended to
+an anchor sink outside the home (:mod:`flows.access.audit_anchor`), so cutting
+entries off the end is caught even when the head file is rewritten too.
+:func:`AuditLog.verify` names each edited, removed, reordered or unkeyed entry by
+its ``seq`` and line. Appends hold a file lock, so dashboard sessions and CLI
+commands writing at once keep one chain.
+
+Trails written before a key was configured (entries without ``kid``, hashed
+with plain SHA-256) are migrated by a *seal*: the first keyed append writes an
+``audit_keyed`` entry whose ``sealed`` field covers every earlier entry, and its
+HMAC covers the link to them. Unkeyed entries beyond the newest seal fail
+verification, so a trail rewritten with the old unkeyed hashing is detected.
 """
 
 from __future__ import annotations
@@ -23,19 +34,22 @@ from typing import Any
 
 from filelock import FileLock
 
+from flows.access.audit_anchor import append_anchor, read_anchors
+from flows.access.audit_keys import AuditKeys
 from ingestion.atomic_files import atomic_write_text
 
 GENESIS = "0" * 64
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "session_expired", "view_patient", "reveal_mrn",
            "export_csv", "batch_trigger", "review", "denied", "user_add", "user_disable", "user_reset",
-           "key_rotate")
+           "key_rotate", "audit_keyed")
 PSEUDONYM_RE = re.compile(r"^P[0-9a-f]{12}$")
 _FIELDS = ("seq", "at", "user", "role", "action", "patient_id", "detail", "prev")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One defect of the trail: ``kind`` is edited / removed / reordered / duplicated / corrupt."""
+    """One defect of the trail: ``kind`` is edited / removed / reordered / duplicated / corrupt / unkeyed /
+    unverifiable (signed with a key that is not configured)."""
 
     kind: str
     seq: int | None
@@ -45,30 +59,92 @@ class Problem:
 
 @dataclass(frozen=True)
 class Verification:
+    """The outcome of :meth:`AuditLog.verify`; ``keyed`` is False when no audit key is configured (weak check)."""
+
     ok: bool
     n_entries: int
     problems: tuple[Problem, ...]
+    keyed: bool = False
+    n_anchors: int = 0
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of the entry's fields (``prev`` included, ``hash`` excluded)."""
-    blob = json.dumps({k: entry.get(k) for k in _FIELDS}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+def entry_hash(entry: dict[str, Any], keys: AuditKeys | None = None) -> str | None:
+    """The hash an entry must carry: HMAC-SHA256 under its ``kid``'s key over every field but ``hash``;
+    for a legacy entry without ``kid``, SHA-256 over the original fields. None when the key is not configured."""
+    if entry.get("kid") is None:
+        blob = json.dumps({k: entry.get(k) for k in _FIELDS}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    blob = json.dumps({k: v for k, v in entry.items() if k != "hash"}, sort_keys=True, separators=(",", ":"))
+    return (keys or AuditKeys()).mac(str(entry["kid"]), blob.encode("utf-8"))
 
 
 class AuditLog:
-    """The trail at ``path`` (``audit.jsonl``), its head ``audit.head`` and lock beside it."""
+    """The trail at ``path`` (``audit.jsonl``), its head ``audit.head`` and lock beside it.
 
-    def __init__(self, path: Path) -> None:
+    ``keys`` sign and verify (no current key: entries are written unkeyed, as before keys existed);
+    ``anchor`` is the sink outside the home that gets the head every ``anchor_every`` entries.
+    """
+
+    def __init__(self, path: Path, keys: AuditKeys | None = None, anchor: Path | None = None,
+                 anchor_every: int = 10) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_suffix(".head")
+        self.keys = keys or AuditKeys()
+        self.anchor, self.anchor_every = (Path(anchor) if anchor else None), max(1, int(anchor_every))
         self._lock = FileLock(str(self.path.with_suffix(".lock")), timeout=30)
 
     def _head(self) -> tuple[int, str]:
+        return self._head_record()[:2]
+
+    def _head_record(self) -> tuple[int, str, str | None]:
         if self.head_path.exists():
             head = json.loads(self.head_path.read_text(encoding="utf-8"))
-            return int(head["seq"]), str(head["hash"])
-        return 0, GENESIS
+            return int(head["seq"]), str(head["hash"]), head.get("kid")
+        return 0, GENESIS, None
+
+    def _write(self, entry: dict, anchor: bool) -> dict:
+        """Sign ``entry`` (current key, else legacy SHA-256), append it, move the head, anchor when due."""
+        if self.keys.current is not None:
+            entry["kid"] = self.keys.current_id
+        entry["hash"] = entry_hash(entry, self.keys)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        atomic_write_text(self.head_path, json.dumps({"seq": entry["seq"], "hash": entry["hash"],
+                                                      "kid": entry.get("kid")}))
+        if self.anchor is not None and (anchor or entry["seq"] % self.anchor_every == 0):
+            append_anchor(self.anchor, self.path, entry["seq"], entry["hash"], entry.get("kid"))
+        return entry
+
+    def _new(self, seq: int, prev: str, user: str, role: str, action: str, patient_id: str | None,
+             detail: str) -> dict:
+        return {"seq": seq, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": user,
+                "role": role, "action": action, "patient_id": patient_id, "detail": detail[:300], "prev": prev}
+
+    def _seal_locked(self) -> dict | None:
+        """With a key and unkeyed entries at the head: append the keyed seal covering them (lock held)."""
+        seq, prev, kid = self._head_record()
+        if self.keys.current is None or seq == 0 or kid is not None:
+            return None
+        entry = self._new(seq + 1, prev, "clinfuse", "-", "audit_keyed", None,
+                          f"entries 1-{seq} were written before the audit key; sealed as they stand")
+        entry["sealed"] = seq
+        return self._write(entry, anchor=True)
+
+    def seal(self) -> dict | None:
+        """Seal a trail written before the key was configured (also done by the first keyed append)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            return self._seal_locked()
+
+    def anchor_now(self) -> dict | None:
+        """Append the current head to the anchor sink now (e.g. from cron); None without a sink or entries."""
+        with self._lock:
+            seq, digest, kid = self._head_record()
+            if self.anchor is None or seq == 0:
+                return None
+            return append_anchor(self.anchor, self.path, seq, digest, kid)
 
     def append(self, user: str, role: str, action: str, patient_id: str | None = None, detail: str = "") -> dict:
         """Append one entry and return it; refuses unknown actions and any patient id that is not a pseudonym."""
@@ -78,16 +154,9 @@ class AuditLog:
             raise ValueError("the audit trail records pseudonymous patient ids only")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            self._seal_locked()
             seq, prev = self._head()
-            entry = {"seq": seq + 1, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": user,
-                     "role": role, "action": action, "patient_id": patient_id, "detail": detail[:300], "prev": prev}
-            entry["hash"] = entry_hash(entry)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry, sort_keys=True) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            atomic_write_text(self.head_path, json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
-        return entry
+            return self._write(self._new(seq + 1, prev, user, role, action, patient_id, detail), anchor=False)
 
     def entries(self) -> list[dict]:
         """Every parseable entry in file order (the admin page filters these)."""
@@ -116,7 +185,13 @@ class AuditLog:
             parsed.append((lineno, entry))
         intact = {}
         for lineno, e in parsed:
-            if entry_hash(e) != e.get("hash"):
+            expected = entry_hash(e, self.keys)
+            if expected is None:
+                problems.append(Problem("unverifiable", e["seq"], lineno, f"entry seq={e['seq']} (line {lineno}) "
+                                        f"is signed with audit key {e.get('kid')}, which is not configured: set "
+                                        "CLINFUSE_AUDIT_KEY_FILE (or list a retired key in "
+                                        "CLINFUSE_AUDIT_RETIRED_KEY_FILES)"))
+            elif expected != e.get("hash"):
                 problems.append(Problem("edited", e["seq"], lineno, f"entry seq={e['seq']} (line {lineno}) was "
                                         "edited: its content no longer matches its hash"))
             elif e["seq"] in intact:
@@ -124,10 +199,15 @@ class AuditLog:
                                         f"line {lineno}"))
             else:
                 intact[e["seq"]] = (lineno, e)
+        anchors = read_anchors(self.anchor, self.path) if self.anchor is not None else []
+        present = {e["seq"] for _, e in parsed}
         problems += _order_problems(parsed)
-        problems += _chain_problems(intact, {e["seq"] for _, e in parsed}, self._head())
+        problems += _chain_problems(intact, present, self._head())
+        problems += _unkeyed_problems(intact, bool(self.keys.ring))
+        problems += _anchor_problems(intact, present, anchors, self.anchor)
+        problems = _dedupe(problems)
         problems.sort(key=lambda p: (p.seq or 0, p.kind))
-        return Verification(not problems, len(parsed), tuple(problems))
+        return Verification(not problems, len(parsed), tuple(problems), self.keys.current is not None, len(anchors))
 
 
 def _order_problems(parsed: list[tuple[int, dict]]) -> list[Problem]:
@@ -175,3 +255,38 @@ def _chain_problems(intact: dict[int, tuple[int, dict]], present: set[int], head
         problems.append(Problem("edited", head_seq, intact[head_seq][0], f"entry seq={head_seq} was rewritten: "
                                 "the head file recorded a different hash for it"))
     return problems
+
+
+def _unkeyed_problems(intact: dict[int, tuple[int, dict]], keyed: bool) -> list[Problem]:
+    """With a key configured, an entry without ``kid`` is accepted only when a keyed seal covers it."""
+    if not keyed:
+        return []
+    sealed = max((int(e.get("sealed") or 0) for _, e in intact.values()
+                  if e.get("kid") is not None and e.get("action") == "audit_keyed"), default=0)
+    return [Problem("unkeyed", seq, lineno, f"entry seq={seq} (line {lineno}) carries no audit key id and no "
+                    "seal covers it: it was written or rewritten without the audit key")
+            for seq, (lineno, e) in sorted(intact.items()) if e.get("kid") is None and seq > sealed]
+
+
+def _anchor_problems(intact: dict[int, tuple[int, dict]], present: set[int], anchors: list[dict],
+                     sink: Path | None) -> list[Problem]:
+    """Each anchor fixes a seq the trail must still reach, with the hash it must still have there."""
+    problems, last = [], max(present, default=0)
+    for anchor in anchors:
+        seq = anchor["seq"]
+        if seq > last:
+            problems.append(Problem("removed", seq, None, f"entry seq={seq} was removed at the end of the trail "
+                                    f"(cut off): the anchor in {sink} recorded it"))
+        elif seq in intact and intact[seq][1].get("hash") != anchor["hash"]:
+            problems.append(Problem("edited", seq, intact[seq][0], f"entry seq={seq} was rewritten: the anchor "
+                                    f"in {sink} recorded a different hash for it"))
+    return problems
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.kind, p.seq) not in seen:
+            seen.add((p.kind, p.seq))
+            out.append(p)
+    return out

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,22 @@ def check_password_strength(password: str) -> None:
         raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
     if password.isdigit() or password.isalpha():
         raise ValueError("the password must mix letters with digits or symbols")
+
+
+def count_users(path: Path) -> int:
+    """How many named users ``path`` holds, read-only: 0 when the file or its table does not exist yet.
+
+    Never creates the database, so read commands (``clinfuse users list``, doctor, the dashboard
+    deciding its sign-in mode) leave a home without users exactly as they found it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as con:
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0  # the file exists but no user was ever added (only reviews)
 
 
 class UserStore(AccessDb):

@@ -1,6 +1,8 @@
-"""`clinfuse audit verify|list`: check the hash-chained audit trail, or read it."""
+"""`clinfuse audit verify|list|keygen|seal|anchor`: check the HMAC-chained audit trail, read it, key it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -8,11 +10,9 @@ audit_app = typer.Typer(help="The audit trail of the dashboard and user administ
 
 
 def _log():  # noqa: ANN202 - flows.access.audit.AuditLog
-    from flows.access.audit import AuditLog
-    from flows.access.reviews import audit_path
     from flows.settings import get_settings
 
-    return AuditLog(audit_path(get_settings().access_dir))
+    return get_settings().audit_trail()
 
 
 @audit_app.command("verify")
@@ -21,7 +21,12 @@ def verify() -> None:
     log = _log()
     result = log.verify()
     if result.ok:
-        typer.echo(f"audit trail intact: {result.n_entries} entries ({log.path})")
+        anchored = f", {result.n_anchors} anchor(s) checked" if log.anchor is not None else ", no anchor sink"
+        typer.echo(f"audit trail intact: {result.n_entries} entries ({log.path}){anchored}")
+        if not result.keyed:
+            typer.echo("warning: no audit key is configured, so the chain is unkeyed: anyone who can write the "
+                       "home can rewrite it consistently. Run `clinfuse audit keygen FILE` and set "
+                       "CLINFUSE_AUDIT_KEY_FILE (see docs/OPERATIONS.md).", err=True)
         return
     for problem in result.problems:
         typer.echo(f"{problem.kind}: {problem.message}")
@@ -42,3 +47,40 @@ def list_entries(user: str | None = typer.Option(None, help="Only this user."),
     for e in rows[-last:]:
         typer.echo("\t".join(str(e.get(k) or "") for k in ("seq", "at", "user", "role", "action", "patient_id",
                                                             "detail")))
+
+
+@audit_app.command("keygen")
+def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600), outside CLINFUSE_HOME.")) -> None:
+    """Write a new audit HMAC key; point CLINFUSE_AUDIT_KEY_FILE at it (the next entry seals the trail)."""
+    from flows.access.audit_keys import generate_key, write_new_key_file
+    from flows.settings import get_settings
+
+    try:
+        path = write_new_key_file(out, get_settings().home, generate_key())
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}; set CLINFUSE_AUDIT_KEY_FILE={path}")
+
+
+@audit_app.command("seal")
+def seal() -> None:
+    """Seal the entries written before the audit key was configured (the first keyed append does it too)."""
+    log = _log()
+    if log.keys.current is None:
+        typer.echo("error: no audit key configured (CLINFUSE_AUDIT_KEY_FILE); nothing to seal with", err=True)
+        raise typer.Exit(2)
+    entry = log.seal()
+    typer.echo(f"sealed entries 1-{entry['sealed']} at seq={entry['seq']}" if entry else
+               "nothing to seal: the trail is empty or already keyed at its head")
+
+
+@audit_app.command("anchor")
+def anchor() -> None:
+    """Append the trail's current head to the anchor sink now (run from cron between periodic anchors)."""
+    log = _log()
+    if log.anchor is None:
+        typer.echo("error: no anchor sink configured (CLINFUSE_AUDIT_ANCHOR_FILE)", err=True)
+        raise typer.Exit(2)
+    line = log.anchor_now()
+    typer.echo(f"anchored seq={line['seq']} in {log.anchor}" if line else "nothing to anchor: the trail is empty")

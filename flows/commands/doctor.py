@@ -6,6 +6,7 @@ import importlib.metadata as md
 import platform
 import urllib.request
 
+import typer
 from rich.table import Table
 
 from flows.commands.console import make_console
@@ -42,8 +43,49 @@ def _secret_origin(settings) -> str:  # noqa: ANN001 - flows.settings.Settings (
     return origin + "; changing it re-keys every pseudonym"
 
 
-def doctor() -> None:
-    """Print versions, the compute device, the settings, and whether configured servers answer."""
+def _access_table(settings, fix_permissions: bool) -> Table:  # noqa: ANN001 - flows.settings.Settings
+    """Sign-in mode, who can reach the dashboard, the audit key and anchor, and loose permissions (fixed on request)."""
+    from flows.access.exposure import describe_mode, is_loopback, sign_in_mode
+    from flows.access.permissions import fix, loose
+    from flows.access.reviews import access_db
+    from flows.access.users import count_users
+
+    named = count_users(access_db(settings.access_dir))
+    password = settings.dashboard_password is not None and bool(settings.dashboard_password.get_secret_value())
+    table = Table(title="Access", show_header=True)
+    table.add_column("item")
+    table.add_column("state")
+    table.add_row("sign-in mode", describe_mode(sign_in_mode(named > 0, password))
+                  + (f" ({named} named user(s))" if named else ""))
+    exposed = not is_loopback(settings.bind_host)
+    table.add_row("bind host", settings.bind_host + (" [red](not loopback: the dashboard refuses to serve without "
+                                                     "named users)[/red]" if exposed and not named else ""))
+    try:
+        keyed = settings.audit_key_bytes() is not None
+        anchor = settings.audit_anchor_path
+    except (OSError, ValueError) as exc:
+        keyed, anchor = False, None
+        table.add_row("audit key", f"[red]{exc}[/red]")
+    else:
+        table.add_row("audit key", "configured (HMAC-SHA256 chain)" if keyed else
+                      "[yellow]none: unkeyed chain; `clinfuse audit keygen FILE` and CLINFUSE_AUDIT_KEY_FILE[/yellow]")
+    table.add_row("audit anchor", str(anchor) if anchor else "[yellow]none (CLINFUSE_AUDIT_ANCHOR_FILE)[/yellow]")
+    found = loose(settings.private_paths())
+    if not found:
+        table.add_row("permissions", "[green]private: home 0700, secrets 0600[/green]")
+    for entry in found:
+        table.add_row("permissions", f"[red]loose: {entry.message()}[/red]")
+    if found and fix_permissions:
+        for line in fix(found):
+            table.add_row("permissions", line)
+    elif found:
+        table.add_row("permissions", "fix with `clinfuse doctor --fix-permissions`")
+    return table
+
+
+def doctor(fix_permissions: bool = typer.Option(
+        False, "--fix-permissions", help="chmod the home to 0700 and its secrets and key files to 0600.")) -> None:
+    """Print versions, the compute device, the settings, sign-in and secrets, and whether servers answer."""
     from flows.settings import get_settings
 
     console = make_console()
@@ -79,6 +121,7 @@ def doctor() -> None:
     conf.add_row("tracking_uri (effective)", settings.tracking_uri)
     conf.add_row("artifact_root (effective)", settings.artifact_root)
     console.print(conf)
+    console.print(_access_table(settings, fix_permissions))
 
     servers = Table(title="Servers", show_header=True)
     servers.add_column("server")

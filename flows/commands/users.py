@@ -26,15 +26,16 @@ ROLE_HELP = "clinician (worklist, patient view, re-identification, review), anal
 
 
 def _stores():  # noqa: ANN202 - (settings, UserStore, AuditLog)
-    from flows.access.audit import AuditLog
-    from flows.access.reviews import access_db, audit_path
+    """The settings, the user store (created 0600 in a 0700 home when missing) and the audit trail."""
+    from flows.access.reviews import access_db
     from flows.access.users import UserStore
     from flows.settings import get_settings
 
     settings = get_settings()
+    settings.layout.ensure_root()
     store = UserStore(access_db(settings.access_dir), max_failures=settings.sign_in_max_failures,
                       lockout_s=settings.sign_in_lockout_s)
-    return settings, store, AuditLog(audit_path(settings.access_dir))
+    return settings, store, settings.audit_trail()
 
 
 def _password(from_stdin: bool) -> str:
@@ -62,13 +63,39 @@ def _change(action: str, detail: str, done: str, change: Callable[[UserStore], N
     typer.echo(done)
 
 
+FIRST_USER_NOTICE = ("note: this is the first named user. Once it exists the dashboard's open local demo (and any "
+                     "shared CLINFUSE_DASHBOARD_PASSWORD) ends: every visitor must sign in with their own name and "
+                     "password, and open sessions are signed out.")
+ADMIN_FIRST_TIP = ("tip: make an admin first (`clinfuse users add NAME --role admin`): only an admin can open the "
+                   "Admin page (users and the audit trail).")
+
+
+def _named_users() -> int:
+    """How many named users the home has, without creating the user store."""
+    from flows.access.reviews import access_db
+    from flows.access.users import count_users
+    from flows.settings import get_settings
+
+    return count_users(access_db(get_settings().access_dir))
+
+
 @users_app.command("add")
 def add(username: str = typer.Argument(..., help="Lower-case user name, e.g. a.smith."),
         role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
-    """Create a user; the password is asked for twice (hidden) and stored only as an argon2id hash."""
+    """Create a user; the password is asked for twice (hidden) and stored only as an argon2id hash.
+
+    The first user ends the open local demo: the command says so (and suggests an admin first).
+    """
+    first = _named_users() == 0
+    if first:
+        typer.echo(FIRST_USER_NOTICE, err=True)
+        if role != "admin":
+            typer.echo(ADMIN_FIRST_TIP, err=True)
     _change("user_add", f"added {username} as {role}", f"added {username} ({role})",
             lambda store: store.add(username, role, _password(password_stdin)))
+    if first:
+        typer.echo("sign-in mode is now: named users")
 
 
 @users_app.command("disable")
@@ -88,7 +115,11 @@ def reset(username: str = typer.Argument(...),
 
 @users_app.command("list")
 def list_users() -> None:
-    """Every user with role and state (never a password or hash)."""
+    """Every user with role and state (never a password or hash). Reads only: creates no user store."""
+    if _named_users() == 0:
+        typer.echo("no named users: the dashboard runs as the open local demo (or behind the shared password), "
+                   "loopback only; `clinfuse users add NAME --role admin` creates the first", err=True)
+        return
     _, store, _ = _stores()
     for user in store.list():
         typer.echo(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
@@ -97,9 +128,10 @@ def list_users() -> None:
 @users_app.command("keygen")
 def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600), outside CLINFUSE_HOME.")) -> None:
     """Write a new re-identification (Fernet) key; point CLINFUSE_REID_KEY_FILE at it."""
+    from flows.settings import get_settings
     from ingestion.deid.reidentify import generate_key
 
-    settings, _, _ = _stores()
+    settings = get_settings()
     out = out.expanduser().resolve()
     if out.is_relative_to(settings.home):
         typer.echo(f"error: {out} is inside CLINFUSE_HOME; keep the key apart from the data", err=True)

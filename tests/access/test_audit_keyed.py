@@ -1,0 +1,167 @@
+"""The keyed, anchored audit trail: a consistent rewrite without the key fails, truncation is caught by the anchor,
+older trails are sealed, keys rotate, and the CLI wires the configured key and anchor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.access.audit import AuditLog, entry_hash
+from flows.access.audit_keys import AuditKeys, key_id
+
+PID = "P0123456789ab"
+KEY, NEW_KEY = b"audit-key-one-8f2c71d0e5", b"audit-key-two-41a9be7730"
+
+
+def _fill(log: AuditLog, n: int) -> AuditLog:
+    for i in range(n):
+        log.append("a.smith", "clinician", ("view_patient", "reveal_mrn", "review")[i % 3], PID, f"step {i + 1}")
+    return log
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path: Path, entries: list[dict]) -> None:
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+
+def _rewrite_unkeyed(log: AuditLog, change: dict) -> None:
+    """What someone who can write the home (but has no key) can do: rebuild the whole chain with plain SHA-256
+    (the old unkeyed hashing), edit an entry, and rewrite the head file to match."""
+    prev, out = "0" * 64, []
+    for e in _lines(log.path):
+        e = {k: v for k, v in e.items() if k not in ("kid", "hash", "sealed")}
+        e.update(change if e["seq"] == 2 else {})
+        e["prev"] = prev
+        e["hash"] = prev = entry_hash(e)
+        out.append(e)
+    _write(log.path, out)
+    log.head_path.write_text(json.dumps({"seq": out[-1]["seq"], "hash": out[-1]["hash"]}))
+
+
+def test_keyed_entries_carry_key_id_and_hmac(tmp_path: Path) -> None:
+    log = _fill(AuditLog(tmp_path / "audit.jsonl", AuditKeys(KEY)), 4)
+    result = log.verify()
+    assert result.ok and result.keyed and result.n_entries == 4
+    entries = _lines(log.path)
+    assert {e["kid"] for e in entries} == {key_id(KEY)} and KEY.decode() not in log.path.read_text()
+    plain = hashlib.sha256(json.dumps({k: v for k, v in entries[0].items() if k != "hash"}, sort_keys=True,
+                                      separators=(",", ":")).encode()).hexdigest()
+    assert entries[0]["hash"] != plain  # not a plain hash anyone could recompute
+
+
+def test_consistent_unkeyed_rewrite_is_detected(tmp_path: Path) -> None:
+    log = _fill(AuditLog(tmp_path / "audit.jsonl", AuditKeys(KEY)), 5)
+    _rewrite_unkeyed(log, {"user": "someone.else"})
+    assert AuditLog(log.path).verify().ok  # the old unkeyed check is fooled by a consistent rewrite...
+    result = log.verify()  # ...the keyed one is not
+    assert not result.ok
+    assert [(p.kind, p.seq) for p in result.problems] == [("unkeyed", s) for s in range(1, 6)]
+
+
+def test_rewrite_with_a_guessed_key_is_detected(tmp_path: Path) -> None:
+    log = _fill(AuditLog(tmp_path / "audit.jsonl", AuditKeys(KEY)), 3)
+    forged = _fill(AuditLog(tmp_path / "forged.jsonl", AuditKeys(b"not-the-key-" + KEY)), 3)
+    _write(log.path, _lines(forged.path))
+    kinds = {p.kind for p in log.verify().problems}
+    assert kinds == {"unverifiable"}  # signed with a key this site does not hold
+
+
+def test_legacy_trail_is_sealed_by_the_first_keyed_append(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _fill(AuditLog(path), 3)  # written before any key existed
+    keyed = AuditLog(path, AuditKeys(KEY))
+    assert [p.kind for p in keyed.verify().problems] == ["unkeyed"] * 3  # not sealed yet: not trusted
+    keyed.append("b.jones", "analyst", "export_csv")
+    entries = _lines(path)
+    assert entries[3]["action"] == "audit_keyed" and entries[3]["sealed"] == 3 and entries[4]["seq"] == 5
+    assert keyed.verify().ok
+    entries[1]["detail"] = "rewritten"  # the sealed legacy part can no longer be rewritten...
+    entries[1]["hash"] = entry_hash(entries[1])
+    entries[2]["prev"] = entries[1]["hash"]
+    entries[2]["hash"] = entry_hash(entries[2])  # ...even consistently: the seal's HMAC covers the link
+    _write(path, entries)
+    assert ("edited", 3) in [(p.kind, p.seq) for p in keyed.verify().problems]
+
+
+def test_truncation_with_rewritten_head_is_caught_by_the_anchor(tmp_path: Path) -> None:
+    sink = tmp_path / "outside" / "anchors.jsonl"
+    log = _fill(AuditLog(tmp_path / "home" / "audit.jsonl", AuditKeys(KEY), anchor=sink, anchor_every=3), 7)
+    anchors = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [a["seq"] for a in anchors] == [3, 6] and stat.S_IMODE(sink.stat().st_mode) == 0o600
+    entries = _lines(log.path)
+    _write(log.path, entries[:4])  # cut entries 5-7 off and make the head agree
+    log.head_path.write_text(json.dumps({"seq": 4, "hash": entries[3]["hash"], "kid": entries[3]["kid"]}))
+    assert AuditLog(log.path, AuditKeys(KEY)).verify().ok  # without the anchor nothing shows
+    result = log.verify()
+    assert not result.ok and [(p.kind, p.seq) for p in result.problems] == [("removed", 6)]
+    assert "cut off" in result.problems[0].message and str(sink) in result.problems[0].message
+    log.anchor_now()
+    assert json.loads(sink.read_text().splitlines()[-1])["seq"] == 4
+
+
+def test_rotated_key_keeps_old_entries_verifiable(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _fill(AuditLog(path, AuditKeys(KEY)), 2)
+    rotated = _fill(AuditLog(path, AuditKeys(NEW_KEY, (KEY,))), 2)
+    assert [e["kid"] for e in _lines(path)] == [key_id(KEY)] * 2 + [key_id(NEW_KEY)] * 2
+    assert rotated.verify().ok
+    problems = AuditLog(path, AuditKeys(NEW_KEY)).verify().problems  # the retired key was dropped too soon
+    assert [(p.kind, p.seq) for p in problems] == [("unverifiable", 1), ("unverifiable", 2)]
+    assert "CLINFUSE_AUDIT_RETIRED_KEY_FILES" in problems[0].message
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("CLINFUSE_HOME", str(tmp_path / "home"))
+    for name in ("CLINFUSE_AUDIT_KEY", "CLINFUSE_AUDIT_KEY_FILE", "CLINFUSE_AUDIT_ANCHOR_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_cli_keygen_verify_and_anchor(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import app
+    from flows.settings import get_settings
+
+    runner = CliRunner()
+    inside = runner.invoke(app, ["audit", "keygen", str(cli_home / "home" / "audit.key")])
+    assert inside.exit_code == 2 and "inside CLINFUSE_HOME" in inside.output
+    key_file = cli_home / "keys" / "audit.key"
+    made = runner.invoke(app, ["audit", "keygen", str(key_file)])
+    assert made.exit_code == 0 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert runner.invoke(app, ["audit", "keygen", str(key_file)]).exit_code == 2  # never overwrites a key
+
+    trail = get_settings().audit_trail()
+    _fill(trail, 2)
+    unkeyed = runner.invoke(app, ["audit", "verify"])
+    assert unkeyed.exit_code == 0 and "unkeyed" in unkeyed.output  # the weak mode says so
+
+    monkeypatch.setenv("CLINFUSE_AUDIT_KEY_FILE", str(key_file))
+    monkeypatch.setenv("CLINFUSE_AUDIT_ANCHOR_FILE", str(cli_home / "anchors" / "audit.anchor"))
+    get_settings.cache_clear()
+    sealed = runner.invoke(app, ["audit", "seal"])
+    assert sealed.exit_code == 0 and "sealed entries 1-2 at seq=3" in sealed.output
+    _fill(get_settings().audit_trail(), 2)
+    ok = runner.invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "intact: 5 entries" in ok.output and "anchor(s) checked" in ok.output
+    assert runner.invoke(app, ["audit", "anchor"]).exit_code == 0
+
+    _rewrite_unkeyed(get_settings().audit_trail(), {"action": "view_patient"})
+    broken = runner.invoke(app, ["audit", "verify"])
+    assert broken.exit_code == 1 and "unkeyed: entry seq=3" in broken.output
+
+    monkeypatch.setenv("CLINFUSE_AUDIT_ANCHOR_FILE", str(cli_home / "home" / "anchor.jsonl"))
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="inside CLINFUSE_HOME"):
+        get_settings().audit_trail()
