@@ -1,0 +1,135 @@
+"""The outbox: every batch's SR files and FHIR bundle, written into the home, and a ledger of what was sent.
+
+A site with neither a PACS nor an EHR endpoint still gets the files
+(``<home>/outbox/sr/*.dcm``, ``<home>/outbox/fhir/*.json``). Writing is
+idempotent: names come from the results' keys, so re-running predict on the
+same batch finds its files there and writes nothing. The ledger
+(``ledger.json``) records, per destination, what was sent and when, and the
+last failure's reason for what was not; an item stays in the outbox until it
+is sent, and is never sent twice to the same destination.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from filelock import FileLock
+
+from ingestion.atomic_files import atomic_write_bytes, atomic_write_text
+from ingestion.deid.uids import ImageRef, deidentified_refs
+from models.outbox.fhir import build_bundle
+from models.outbox.result import PatientResult
+from models.outbox.sr import sr_bytes
+
+IMAGE_MODALITIES = ("ct", "xray")
+
+
+@dataclass(frozen=True)
+class OutboxWrite:
+    """What one batch left in the outbox: SR files written or already there, and the bundle."""
+
+    sr_written: int
+    sr_present: int
+    bundle: str
+    bundle_written: bool
+    references_skipped: tuple[str, ...] = ()
+
+
+def sr_dir(outbox: Path) -> Path:
+    return Path(outbox) / "sr"
+
+
+def fhir_dir(outbox: Path) -> Path:
+    return Path(outbox) / "fhir"
+
+
+def sr_name(result: PatientResult) -> str:
+    return f"{result.key[:32]}.dcm"
+
+
+def patient_sources(manifest: pd.DataFrame, patient_ids: Iterable[str], source_root: Path | None,
+                    secret: str) -> tuple[dict[str, list[str]], dict[str, list[ImageRef]], list[str]]:
+    """Per patient: the content hashes of their ok items, and the de-identified references of their images.
+
+    References are read from the CT/X-ray source files under ``source_root``
+    (the folder that predict ingested); files not found there are listed in
+    the returned reasons and the result is reported without them.
+    """
+    wanted = set(patient_ids)
+    ok = manifest[(manifest["status"] == "ok") & manifest["patient_id"].isin(wanted)]
+    inputs = {pid: sorted(group["content_sha256"].astype(str)) for pid, group in ok.groupby("patient_id")}
+    refs: dict[str, list[ImageRef]] = {}
+    skipped: list[str] = []
+    if source_root is None:
+        return inputs, refs, skipped
+    for pid, group in ok[ok["modality"].isin(IMAGE_MODALITIES)].groupby("patient_id"):
+        paths = [Path(source_root) / f for files in group["source_files"] for f in files]
+        found, why = deidentified_refs([p for p in paths if p.is_file()], secret)
+        gone = [p.name for p in paths if not p.is_file()]
+        skipped += why + ([f"{pid}: {len(gone)} source file(s) no longer under the source folder"] if gone else [])
+        refs[pid] = [r for r in found if r.patient_id == pid]
+    return inputs, refs, skipped
+
+
+def write_outbox(results: Sequence[PatientResult], outbox: Path) -> OutboxWrite:
+    """Write each result's SR and the batch's bundle into ``outbox``; files already there are kept as they are."""
+    written = present = 0
+    for result in results:
+        path = sr_dir(outbox) / sr_name(result)
+        if path.is_file():
+            present += 1
+            continue
+        atomic_write_bytes(path, sr_bytes(result))
+        written += 1
+    bundle = build_bundle(results)
+    path = fhir_dir(outbox) / f"{bundle['id']}.json"
+    fresh = not path.is_file()
+    if fresh:
+        atomic_write_text(path, json.dumps(bundle, indent=1, sort_keys=True))
+    return OutboxWrite(written, present, str(path), fresh)
+
+
+def pending_items(outbox: Path) -> dict[str, list[Path]]:
+    """Every item file of the outbox by kind (``sr``, ``fhir``), sorted by name."""
+    return {"sr": sorted(sr_dir(outbox).glob("*.dcm")), "fhir": sorted(fhir_dir(outbox).glob("*.json"))}
+
+
+class Ledger:
+    """What was sent where (``sent[destination][item]`` = time) and why an item was not (``failed``).
+
+    Read-modify-write under a file lock and written atomically, so a
+    ``clinfuse outbox send`` overlapping a predict never loses a record.
+    """
+
+    def __init__(self, outbox: Path) -> None:
+        self.path = Path(outbox) / "ledger.json"
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {"sent": {}, "failed": {}}
+        data = json.loads(self.path.read_text(encoding="utf-8"))
+        return {"sent": dict(data.get("sent", {})), "failed": dict(data.get("failed", {}))}
+
+    def was_sent(self, destination: str, item: str) -> bool:
+        return item in self.read()["sent"].get(destination, {})
+
+    def record(self, destination: str, item: str, reason: str | None = None) -> None:
+        """Record ``item`` as sent to ``destination`` (``reason`` None) or as failed with ``reason``."""
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            data = self.read()
+            failed = data["failed"].setdefault(destination, {})
+            if reason is None:
+                data["sent"].setdefault(destination, {})[item] = now
+                failed.pop(item, None)
+            else:
+                failed[item] = {"reason": reason, "at": now}
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
