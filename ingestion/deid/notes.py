@@ -7,8 +7,10 @@ by Google's ``phonenumbers`` library and the rest by rules in the style of
 Philter/HIPAA Safe Harbor: dates, ids, e-mails, URLs, street addresses,
 institutions, ages over 89, and names, both those the caller knows (the
 note header's identifiers) and those that follow a title or label
-(``Dr.``, ``Mrs.``, ``Patient:``, ``Name:``, ``..., MD``). Every name found
-is then scrubbed wherever else it appears in the note.
+(``Dr.``, ``Mrs.``, ``Patient:``, ``Name:``, ``..., MD``), and names with no
+cue at all, recognised from census name lists and an English dictionary
+(:mod:`ingestion.deid.person_names`). Every name found is then scrubbed
+wherever else it appears in the note.
 
 Rules favour recall: a clinical word lost costs less than a name leaked.
 :func:`scrub_recall` and :func:`scrub_precision` measure both on notes with
@@ -23,6 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import phonenumbers
+
+from ingestion.deid.name_lexicon import english_words
+from ingestion.deid.person_names import find_person_names
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
           r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -131,6 +136,7 @@ def find_phi(text: str, known_identifiers: Sequence[str] = ()) -> list[PHISpan]:
             if end > start:
                 spans.append(PHISpan(start, end, category))
     spans.extend(_phone_spans(text))
+    spans.extend(PHISpan(start, end, "NAME") for start, end in find_person_names(text))
     names = {text[s.start : s.end] for s in spans if s.category == "NAME"}
     spans.extend(_known_spans(text, known_identifiers, names))
     return _merge(spans)
@@ -169,12 +175,14 @@ def _known_spans(text: str, known: Iterable[str], found_names: Iterable[str]) ->
                     words.add(word)
                     pattern = re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
                     spans.extend(PHISpan(m.start(), m.end(), "NAME") for m in pattern.finditer(text))
-    for name in found_names:
+    for name in found_names:  # each part of a double-barrelled name too (Smith-Jones -> Smith, Jones)
         words.update(w for w in re.findall(r"[A-Za-z'\-]{3,}", name))
+        words.update(w for w in re.findall(r"[A-Za-z]{3,}", name) if w.lower() not in english_words())
     words = {w for w in words if w.lower() not in NAME_STOPWORDS}
     words |= _name_neighbours(text, words)
     for word in words:
-        pattern = re.compile(rf"\b(?:{re.escape(word.capitalize())}|{re.escape(word.upper())})\b")
+        forms = {word, word.capitalize(), word.upper()}
+        pattern = re.compile(rf"\b(?:{'|'.join(re.escape(f) for f in sorted(forms))})\b")
         spans.extend(PHISpan(m.start(), m.end(), "NAME") for m in pattern.finditer(text))
     return spans
 
