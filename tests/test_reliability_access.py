@@ -101,10 +101,59 @@ def app(monkeypatch: pytest.MonkeyPatch, settings):
     reset_caches()
 
 
+def _page_text(at) -> str:
+    return " ".join(str(e.value) for kind in ("title", "markdown", "caption", "error", "warning")
+                    for e in getattr(at, kind)) + " " + " ".join(str(c.value) for c in at.sidebar.caption)
+
+
 def test_dashboard_without_password_is_open(app) -> None:
     at = app(None).run()
     assert not at.exception
     assert not [t for t in at.text_input if t.label == "Password"]
+    assert any("Sign-in: open local demo" in w.value and "every permission" in w.value for w in at.warning)
+
+
+@pytest.fixture
+def bound():
+    """Set Streamlit's ``server.address`` as `streamlit run --server.address` would (AppTest runs no server)."""
+    import streamlit as st
+
+    old = st.get_option("server.address")
+    yield lambda address: st.config.set_option("server.address", address)
+    st.config.set_option("server.address", old)
+
+
+@pytest.mark.parametrize("password", [None, PASSWORD], ids=["open", "shared-password"])
+def test_dashboard_process_refuses_off_loopback_without_named_users(app, bound, password) -> None:
+    """Defence in depth: `streamlit run dashboard/app.py --server.address 0.0.0.0` (no `clinfuse dashboard`
+    in front) shows the refusal, never the open demo or the shared-password form."""
+    at = app(password)
+    bound("0.0.0.0")
+    at.run()
+    assert not at.exception
+    assert any("refused" in e.value and "clinfuse users add" in e.value for e in at.error)
+    assert not at.text_input and "Worklist" not in _page_text(at)
+
+
+def test_dashboard_with_named_users_states_mode_and_may_listen_wide(app, bound, settings) -> None:
+    from flows.access.users import UserStore
+
+    UserStore(settings.access_dir / "access.db").add("d.admin", "admin", "correct-horse-7")
+    at = app(PASSWORD)
+    bound("0.0.0.0")
+    at.run()
+    assert not at.exception and not at.error
+    assert [t.label for t in at.text_input] == ["User name", "Password"]
+    assert "Sign-in: named users" in _page_text(at)
+
+
+def test_dashboard_on_other_loopback_forms_serves_the_demo(app, bound) -> None:
+    for address in ("127.0.0.2", "::1", "localhost"):
+        at = app(None)
+        bound(address)
+        at.run()
+        assert not at.exception and not at.error, address
+        assert "Sign-in: open local demo" in _page_text(at)
 
 
 def test_dashboard_with_password_requires_sign_in(app) -> None:
@@ -117,9 +166,11 @@ def test_dashboard_with_password_requires_sign_in(app) -> None:
     at.run()
     assert any("Wrong password" in e.value for e in at.error)
     assert [t.value for t in at.title] == ["clinfuse — sign in"]
+    assert "Sign-in: shared password" in _page_text(at)
     at.text_input[0].input(PASSWORD)
     at.button[0].click()
     at.run()
     assert not at.exception
     assert "clinfuse — sign in" not in [t.value for t in at.title]
+    assert "Sign-in: shared password" in _page_text(at)
     assert not any(PASSWORD in str(getattr(e, "value", "")) for e in at.main)

@@ -61,3 +61,86 @@ def test_cli_serves_dashboard_and_it_stops_with_the_command(tmp_path: Path, sig:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _clinfuse(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "CLINFUSE_HOME": str(home), "COLUMNS": "200", **env}
+    full.pop("CLINFUSE_DASHBOARD_PASSWORD", None)
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO_ROOT, env=full, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _nothing_listens(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("how", ["--host", "CLINFUSE_BIND_HOST"])
+def test_off_loopback_without_named_users_is_refused_before_serving(tmp_path: Path, how: str) -> None:
+    """`--host 0.0.0.0` used to serve the open demo (every permission) to the network with only a warning."""
+    port = free_port()
+    args, env = (["--host", "0.0.0.0"], {}) if how == "--host" else ([], {"CLINFUSE_BIND_HOST": "0.0.0.0"})
+    out = _clinfuse(["dashboard", "--port", str(port), *args], tmp_path / "home", **env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "refused" in out.stderr and "0.0.0.0" in out.stderr and "clinfuse users add" in out.stderr
+    assert "clinfuse dashboard on" not in out.stdout and _nothing_listens(port)
+    assert not (tmp_path / "home" / "access" / "access.db").exists()
+
+
+def test_loose_user_store_is_refused_at_start(tmp_path: Path) -> None:
+    from flows.access.users import UserStore
+
+    db = tmp_path / "home" / "access" / "access.db"
+    UserStore(db).add("d.admin", "admin", "correct-horse-7")
+    os.chmod(db, 0o644)
+    port = free_port()
+    out = _clinfuse(["dashboard", "--port", str(port)], tmp_path / "home")
+    assert out.returncode == 2 and "user store" in out.stderr and "mode 0644" in out.stderr
+    assert "--fix-permissions" in out.stderr and _nothing_listens(port)
+
+
+def test_help_says_off_loopback_needs_named_users(tmp_path: Path) -> None:
+    out = _clinfuse(["dashboard", "--help"], tmp_path / "home")
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "refused until named users exist" in text and "Set a password" not in text
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_other_loopback_address_is_served(tmp_path: Path) -> None:
+    """127.0.0.0/8 is loopback: 127.0.0.2 serves the open demo, and only there."""
+    port = free_port()
+    env = {**os.environ, "CLINFUSE_HOME": str(tmp_path / "home")}
+    env.pop("CLINFUSE_DASHBOARD_PASSWORD", None)
+    log = tmp_path / "dashboard.out"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "dashboard", "--port", str(port), "--host",
+                                 "127.0.0.2"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    procs = []
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.2:{port}/_stcore/health", timeout=2) as r:
+                    assert r.read().decode().strip() == "ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
+                time.sleep(0.3)
+        procs = tree(proc.pid)
+        assert "open local demo" in log.read_text(errors="replace")
+        assert _nothing_listens(port)  # bound to 127.0.0.2 only, not 127.0.0.1 (nor every interface)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        survivors(procs, timeout_s=30)
+        kill_all(procs)
