@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -20,13 +21,30 @@ def _check_source(source: Path, cohort: Path | None) -> None:
         raise typer.Exit(2)
 
 
+def _bin(name: str) -> str:
+    """This environment's console script ``name``, relative to the working directory when it lies under it.
+
+    Why: the printed next steps must run as pasted, and a fresh clone has no
+    activated virtualenv, so a bare ``mlflow`` or ``clinfuse`` is not on the PATH.
+    """
+    path = Path(sys.executable).parent / name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _where_to_look(settings) -> list[str]:
+    """Where the results are, as commands that run as printed (explicit home when it is not the default)."""
+    home = "" if settings.home == (Path.cwd() / ".clinfuse").resolve() else f"CLINFUSE_HOME={settings.home} "
+    mlflow = f"{_bin('mlflow')} ui --host {settings.bind_host} --backend-store-uri {settings.tracking_uri}"
+    if not settings.tracking_uri.startswith("http"):
+        mlflow += f" --default-artifact-root {settings.artifact_root}"
     return [
         f"Predictions: {settings.predictions_dir} (Parquet, one file per batch; "
         f"query with DuckDB or models.stores.predictions.read_latest_batch)",
-        f"MLflow UI:   mlflow ui --backend-store-uri {settings.tracking_uri}"
-        + ("" if settings.tracking_uri.startswith("http") else f" --default-artifact-root {settings.artifact_root}"),
-        "Dashboard:   clinfuse dashboard",
+        f"MLflow UI:   {mlflow}",
+        f"Dashboard:   {home}{_bin('clinfuse')} dashboard",
     ]
 
 
