@@ -17,7 +17,13 @@ words:
 * two adjacent capitalised words of 4+ letters that are in no dictionary
   (``Oluwaseun Brantovik``): a rare given name and a rare surname;
 * a lone given name that is not an English word (``Eliza was called``), and a
-  lone unknown or surname word in the possessive (``Quarnstrom's``).
+  lone unknown or surname word in the possessive (``Quarnstrom's``) or right
+  after a verb that takes a person (``called Quarnstrom``, ``per Quarnstrom``).
+
+A lone surname with none of these (``Quarnstrom has not returned the forms``)
+is caught only when the note names that person more fully elsewhere: a lone
+capitalised word in no dictionary is as often a drug or device brand
+(``Omnipaque``, ``Kerrison``) as a surname.
 
 Words that name a disease or device (``Parkinson``, ``Crohn``, ``Foley``) and
 any capitalised word followed by ``disease``, ``syndrome``, ``sign`` ... are
@@ -71,7 +77,7 @@ def find_person_names(text: str) -> list[tuple[int, int]]:
             spans.append((tokens[i].start, tokens[j].end))
             i = j + 1
         else:
-            if _lone_name(tokens[i], kinds[i]):
+            if _lone_name(tokens[i], kinds[i], text):
                 spans.append((tokens[i].start, tokens[i].end))
             i += 1
     return spans
@@ -121,6 +127,12 @@ def _adjacent(text: str, left: _Token, right: _Token) -> bool:
     return not left.possessive and _GAP.fullmatch(text, left.end, right.start) is not None
 
 
+_PERSON_VERB = re.compile(
+    r"\b(?:call|called|calling|phoned|paged|contact|contacted|told|informed|notified|asked|thanked|reassured"
+    r"|counseled|counselled|consoled|visited|met|spoke (?:to|with)|talked (?:to|with)|discussed with"
+    r"|explained to|per|messaged|emailed|texted)[ \t]+$"
+)
+"""Verbs whose object is a person: a surname in no dictionary right after one is a name (drugs never follow them)."""
 _FUNCTION_WORDS = frozenset("a an the and or of in on at to for with by per via from into than then this that".split())
 _NAMEISH = frozenset({"given", "surname", "unknown", "unknown-caps"})
 
@@ -170,8 +182,11 @@ def _mid_sentence(text: str, token: _Token) -> bool:
     return bool(before) and (before[-1].islower() or before[-1] == ",")
 
 
-def _lone_name(token: _Token, kind: str) -> bool:
-    """A single word that is a name by itself: a given name that is no English word, or a possessive surname."""
+def _lone_name(token: _Token, kind: str, text: str) -> bool:
+    """A single word that is a name by itself: a given name that is no English word, a possessive surname, or
+    a surname right after a verb that takes a person (``called Quarnstrom``, ``notified Quarnstrom``)."""
     if kind == "given":
         return not token.word.isupper() or len(token.word) >= 4
-    return token.possessive and kind in {"surname", "unknown"}
+    if kind not in {"surname", "unknown"}:
+        return False
+    return token.possessive or _PERSON_VERB.search(text, max(0, token.start - 30), token.start) is not None

@@ -46,6 +46,10 @@ FULL_NAME_TEMPLATES = (
     ("hyphenated", "{hyphen} accompanied the patient from {address}."),
     ("list", "Family present: {list1}, {list2} and {list3}."),
 )
+LONE_TEMPLATES = (("lone-surname", "Please call {other_last} back about the forms."),
+                  ("lone-surname", "The forms were faxed to {other_last} today."),
+                  ("lone-surname", "{other_last} has not yet returned the consent forms."))
+"""A surname with no fuller mention, title or label anywhere in the note: the hardest form (planted in 1 note in 5)."""
 REFERENCE_TEMPLATES = (  # later mentions of the same person, after a full-name sentence
     ("possessive", "{last}'s daughter asked about discharge and can be reached at {phone}."),
     ("bare-surname", "A message was left for {last} on {date}."),
@@ -95,18 +99,17 @@ def foreign_given_names() -> tuple[str, ...]:
 
 def invented_surname(rng: np.random.Generator) -> str:
     """A surname made of syllables (``Quarnstrom``, ``Velenovik``) that is no English word."""
-    from english_words import get_english_words_set
-
-    words = _lower_words(get_english_words_set)
     while True:
         name = str(rng.choice(_ONSETS)) + str(rng.choice(_MIDDLES)) + str(rng.choice(_CODAS))
-        if name.lower() not in words:
+        if name.lower() not in _dictionary():
             return name
 
 
 @lru_cache(maxsize=1)
-def _lower_words(getter) -> frozenset[str]:  # type: ignore[no-untyped-def]
-    return frozenset(w.lower() for w in getter(["web2"], lower=False))
+def _dictionary() -> frozenset[str]:
+    from english_words import get_english_words_set
+
+    return frozenset(w.lower() for w in get_english_words_set(["web2"], lower=False))
 
 
 def planted_corpus(realdata: Path, n_mtsamples: int = 150, n_indiana: int = 300, seed: int = 7) -> list[PlantedNote]:
@@ -117,7 +120,7 @@ def planted_corpus(realdata: Path, n_mtsamples: int = 150, n_indiana: int = 300,
     for source, n in (("mtsamples", n_mtsamples), ("indiana", n_indiana)):
         texts = notes[source]
         for idx in rng.choice(len(texts), size=min(n, len(texts)), replace=False):
-            out.append(_plant(source, texts[int(idx)], rng))
+            out.append(plant(source, texts[int(idx)], rng))
     return out
 
 
@@ -142,6 +145,7 @@ def _values(rng: np.random.Generator) -> dict[str, tuple[str, str, str]]:
         "last_first": (f"{last}, {first}", "NAME", "label"), "caps": (f"{first} {last}".upper(), "NAME", "all-caps"),
         "initial": (f"{first[0]}. {last}", "NAME", "initial"),
         "hyphen": (f"{first} {last}-{invented_surname(rng)}", "NAME", "hyphenated"),
+        "other_last": (invented_surname(rng), "NAME", "lone-surname"),
         **{f"list{i + 1}": (f"{g} {s}", "NAME", "list") for i, (g, s) in enumerate(lists)},
         "mrn": (str(rng.integers(10**6, 10**8)), "ID", "mrn"),
         "phone": (phone_forms[int(rng.integers(len(phone_forms)))], "PHONE", "phone"),
@@ -164,11 +168,17 @@ def _sentence(template: str, form: str, values: dict[str, tuple[str, str, str]])
     return "".join(out), planted
 
 
-def _plant(source: str, text: str, rng: np.random.Generator) -> PlantedNote:
+def plant(source: str, text: str, rng: np.random.Generator) -> PlantedNote:
+    """``text`` with one person's identifiers planted: 1 to 3 full-name sentences, then a later mention
+    (sometimes also another person's bare surname, see ``LONE_TEMPLATES``)."""
     values = _values(rng)
     k = int(rng.integers(2, 5))
     chosen = [FULL_NAME_TEMPLATES[int(i)] for i in rng.choice(len(FULL_NAME_TEMPLATES), size=k - 1, replace=False)]
+    if all(form == "list" for form, _ in chosen):  # the list names other people: mention this one in full
+        chosen.append(FULL_NAME_TEMPLATES[1])
     chosen.append(REFERENCE_TEMPLATES[int(rng.integers(len(REFERENCE_TEMPLATES)))])  # after a full name
+    if rng.random() < 0.2:
+        chosen.append(LONE_TEMPLATES[int(rng.integers(len(LONE_TEMPLATES)))])
     bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
     positions = sorted(int(bounds[int(i)]) for i in rng.choice(len(bounds), size=len(chosen), replace=True))
     pieces, planted, cursor = [], [], 0
@@ -204,20 +214,13 @@ class Scores:
         return self.true_spans / total if total else 1.0
 
 
-def caught(planted: Planted, spans: list[tuple[int, int]]) -> bool:
-    """Every letter and digit of the planted stretch lies inside a replaced stretch."""
-    covered = set()
+def caught(text: str, planted: Planted, spans: list[tuple[int, int]]) -> bool:
+    """Every letter and digit of the planted stretch of ``text`` lies inside a replaced stretch."""
+    covered: set[int] = set()
     for start, end in spans:
         if start < planted.end and planted.start < end:
             covered.update(range(max(start, planted.start), min(end, planted.end)))
-    return all(i in covered for i in range(planted.start, planted.end) if _alnum_at(i))
-
-
-_ALNUM: list[str] = []
-
-
-def _alnum_at(i: int) -> bool:
-    return _ALNUM[0][i].isalnum()
+    return all(i in covered for i in range(planted.start, planted.end) if text[i].isalnum())
 
 
 def score(corpus: list[PlantedNote], find_spans) -> Scores:  # type: ignore[no-untyped-def]
@@ -226,10 +229,9 @@ def score(corpus: list[PlantedNote], find_spans) -> Scores:  # type: ignore[no-u
     true_spans, false_spans = 0, []
     for note in corpus:
         spans = list(find_spans(note.text))
-        _ALNUM[:] = [note.text]
         for p in note.planted:
             row = hits.setdefault(p.form, [0, 0])
-            row[0] += caught(p, spans)
+            row[0] += caught(note.text, p, spans)
             row[1] += 1
         for start, end in spans:
             if any(start < p.end and p.start < end for p in note.planted):

@@ -33,6 +33,7 @@ def test_the_two_sentences_that_leaked_are_scrubbed() -> None:
     ("Eliza M. Quarnstrom will follow up.", "Quarnstrom"),  # middle initial
     ("Later the nurse called Eliza to confirm.", "Eliza"),  # a lone given name that is no English word
     ("Seen with Eliza Quarnstrom. A message was left for Quarnstrom.", "Quarnstrom"),  # bare surname, later
+    ("The charge nurse called Quarnstrom about the forms.", "Quarnstrom"),  # lone surname after a person verb
 ])
 def test_each_form_is_caught(sentence: str, name: str) -> None:
     out = scrub_note(sentence).text
@@ -53,6 +54,7 @@ def test_span_excludes_the_possessive_ending() -> None:
     "Continue Lasix and Coumadin. Tylenol as needed. Patient denies chest pain.",
     "PROCEDURES PERFORMED: Laparoscopic cholecystectomy. FINDINGS: Normal appendix.",
     "Tinel sign and Phalen test were positive. The Glasgow Coma Scale was 15.",
+    "Contrast: 100 mL of Omnipaque was given, then a Kerrison rongeur was used.",  # brands in no dictionary
 ])
 def test_clinical_words_and_eponyms_are_kept(text: str) -> None:
     """Eponyms name diseases, signs and devices (clinical content): they stay, as do drugs and headers."""
@@ -86,8 +88,11 @@ def test_recall_and_precision_on_real_notes_with_planted_identifiers(realdata: P
                   "list", "possessive", "bare-surname")
     print({k: f"{c}/{n}" for k, (c, n) in scores.caught.items()}, f"precision {scores.precision:.3f}")
     assert sum(n for _, n in scores.caught.values()) > 2000
-    assert scores.recall() >= 0.98
+    assert scores.recall(name_forms + ("mrn", "phone", "date", "address")) >= 0.98
     assert scores.recall(name_forms) >= 0.97
+    # A surname alone, with no fuller mention, title or person verb, is a known gap (docs/RELIABILITY.md):
+    # only the phrasing after a person verb ("call X") is caught, about a third of these.
+    assert 0.2 <= scores.recall(("lone-surname",)) < 0.9
     for form in ("mrn", "phone", "date", "address", "after-title", "label", "possessive", "sentence-initial",
                  "after-verb"):
         assert scores.recall((form,)) >= 0.97, form
