@@ -1,6 +1,6 @@
 """Headless Chromium signs in as each role against the real Streamlit server: what each may see and do.
 
-Clinician: worklist, patient view, the reveal-MRN button (and the MRN after clicking), the review form;
+The sign-in page states the mode (named users) on loopback. Clinician: worklist, patient view, the reveal-MRN button (and the MRN after clicking), the review form;
 no admin page even when the URL names it. Analyst: the pseudonymous patient view without reveal or review,
 the model page. Admin: the audit trail, no worklist. A session left idle is sent back to sign-in.
 """
@@ -95,6 +95,9 @@ def test_each_role_in_chromium(access_server, browser) -> None:  # noqa: F811
     pid = ah.fixture.patient_ids[0]
     mrn = ah.mrns[pid]
 
+    browser.get(url)
+    _wait_text(browser, "Sign-in: named users", timeout=60)  # the mode is stated before anyone signs in
+    assert "open local demo" not in _body(browser)
     _sign_in(browser, url, "c.clinician")
     _wait_text(browser, "patients match")
     assert "Patient" in _nav(browser) and "Admin" not in _nav(browser) and "Model" not in _nav(browser)
