@@ -8,6 +8,7 @@ make one, because opening an absent SQLite URI with MLflow would create it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from flows.names import CHAMPION, MODEL_NAME
 
 #: Words in artifact names that mark the plots the Model page shows first.
 PREFERRED_PLOTS = ("calibration", "reliability", "missing", "auroc", "roc")
+#: Run artifact folder holding the evaluation report and its model card.
+CARD_FOLDER = "evaluation"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class RegistrySnapshot:
     champion_params: dict[str, str] = field(default_factory=dict)
     plots: tuple[tuple[str, bytes], ...] = ()
     ui_url: str | None = None
+    model_card: dict | None = None
+    """The champion's model card (``evaluation/model_card.json`` of its run), None when the run has none."""
+    card_plots: dict[str, bytes] = field(default_factory=dict)
+    """The card's plots by role (``roc``, ``reliability``), PNG bytes."""
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -70,6 +77,20 @@ def _png_artifacts(client, run_id: str, path: str = "", depth: int = 0) -> list[
         elif info.path.lower().endswith(".png"):
             found.append(info.path)
     return found
+
+
+def read_model_card(client, run_id: str, folder: str = CARD_FOLDER) -> tuple[dict | None, dict[str, bytes]]:
+    """The run's model card JSON and its plots by role; ``(None, {})`` when the run logged no card."""
+    names = {info.path for info in client.list_artifacts(run_id, folder)}
+    if f"{folder}/model_card.json" not in names:
+        return None, {}
+    with tempfile.TemporaryDirectory(prefix="clinfuse-card-") as tmp:
+        card = json.loads(Path(client.download_artifacts(run_id, f"{folder}/model_card.json", tmp)).read_text())
+        plots = {}
+        for role, file in (card.get("plots") or {}).items():
+            if f"{folder}/{file}" in names:
+                plots[role] = Path(client.download_artifacts(run_id, f"{folder}/{file}", tmp)).read_bytes()
+    return card, plots
 
 
 def read_registry(tracking_uri: str, model_name: str = MODEL_NAME, ui_url: str | None = None,
@@ -119,6 +140,7 @@ def read_registry(tracking_uri: str, model_name: str = MODEL_NAME, ui_url: str |
     metrics: dict[str, float] = {}
     params: dict[str, str] = {}
     plots: list[tuple[str, bytes]] = []
+    card, card_plots = None, {}
     message = ""
     if champ.run_id:
         try:
@@ -129,8 +151,10 @@ def read_registry(tracking_uri: str, model_name: str = MODEL_NAME, ui_url: str |
                 for name in names:
                     local = client.download_artifacts(champ.run_id, name, tmp)
                     plots.append((name, Path(local).read_bytes()))
+            card, card_plots = read_model_card(client, champ.run_id)
         except Exception as exc:  # noqa: BLE001 - a missing run/artifact store should not hide the versions
             message = f"Could not read the champion's run {champ.run_id}: {exc.__class__.__name__}: {exc}"
     return RegistrySnapshot(True, message, versions=table.reset_index(drop=True),
                             champion_version=str(champ.version), champion_run_id=champ.run_id,
-                            champion_metrics=metrics, champion_params=params, plots=tuple(plots), ui_url=url)
+                            champion_metrics=metrics, champion_params=params, plots=tuple(plots), ui_url=url,
+                            model_card=card, card_plots=card_plots)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import auth
 from dashboard import data_access as da
+from dashboard.views import model_card_view
 
 settings = da.app_settings()
 auth.guard(settings, "model", "open the model pages")
@@ -33,6 +34,11 @@ if snap.champion_version is None:
 
 st.subheader(f"Champion: version {snap.champion_version}")
 st.caption(f"Run `{snap.champion_run_id}`")
+if snap.model_card:
+    model_card_view.render(snap.model_card, snap.card_plots)
+else:
+    st.info("The champion's run has no model card (runs logged before cards existed): re-run the train or "
+            "evaluate flow to write one.", icon=":material/info:")
 HEADLINE = (("AUROC", "auroc"), ("AUPRC", "auprc"), ("Brier", "brier"), ("ECE", "ece"),
             ("Abstained", "abstain_rate"))
 """Label and metric name; training runs log them as ``heldout.<name>`` (+ ``_low``/``_high`` bounds)."""

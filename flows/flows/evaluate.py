@@ -14,6 +14,7 @@ from flows.names import CHAMPION, MODEL_NAME
 from flows.prefect_env import settings_for
 from flows.settings import Settings
 from flows.tracking import runs as tracking
+from flows.tracking.model_card_log import log_model_card, registry_looks
 from flows.tracking.registry import require_champion
 from models.defaults import N_BOOT
 from models.held_out import HELD_OUT_FRACTION
@@ -74,3 +75,4 @@ def log_champion_evaluation(settings: Settings, version: str, evaluation: Evalua
         mlflow.log_params({"model_version": version, "n_held_out_patients": evaluation.n_held_out})
         tracking.log_metrics(evaluation.metrics, prefix="heldout.")
         mlflow.log_artifacts(str(evaluation.out_dir), artifact_path="evaluation")
+        log_model_card(evaluation.out_dir, registry_looks(version))
