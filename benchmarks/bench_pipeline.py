@@ -33,10 +33,10 @@ def plain_script(source: Path, home: Path, epochs: int) -> dict:
     from flows.tracking.train_run import log_training_run
     from ingestion.cohort import load_cohort
     from ingestion.driver.ingest import ingest
-    from models.held_out import HELD_OUT_FRACTION, split_held_out
+    from models.held_out import HELD_OUT_FRACTION
     from models.stores.predictions import append_batch
     from models.features.stage_inputs import as_encoder_keys, home_features
-    from models.stages import EncodeConfig, EvaluateConfig, TrainStageConfig, encode, evaluate, stage_features, train
+    from models.stages import EncodeConfig, EvaluateConfig, TrainStageConfig, encode, evaluate, held_out_set, train
 
     s = Settings(home=home)
     s.ensure_dirs()
@@ -47,7 +47,7 @@ def plain_script(source: Path, home: Path, epochs: int) -> dict:
     config = TrainStageConfig(home=s.home, encoder_keys=keys, epochs=epochs, seed=s.seed, device=s.resolved_device())
     trained = train(config)
     evaluation = evaluate(EvaluateConfig(home=s.home, model_dir=trained.model_dir, encoder_keys=keys, seed=s.seed))
-    _, held_out = split_held_out(stage_features(s.home, keys, 0, s.seed), HELD_OUT_FRACTION, s.seed)
+    held_out = held_out_set(s.home, keys, 0, s.seed, HELD_OUT_FRACTION)
     log_training_run(trained.model_dir, held_out, settings=s, config=config.train_config().as_dict(),
                      evaluation=evaluation, encoders=dict(keys), n_train=trained.n_train,
                      held_out_fraction=HELD_OUT_FRACTION)

@@ -30,7 +30,8 @@ from ingestion.modalities import MODALITIES
 from models.defaults import JOINT_EPOCHS, N_BOOT
 from models.features.feature_set import FeatureSet
 from models.features.stage_inputs import EncoderKeys, features_sha256, home_features, read_answers, synthetic_features
-from models.held_out import HELD_OUT_FRACTION, labelled, split_held_out
+from models.held_out import HELD_OUT_FRACTION, labelled
+from models.study_definition import Study, fit_ids_sha256, study_for_features, study_for_home, write_fitted_on
 from models.training.config import TrainConfig
 from models.training.pretrain_config import PretrainConfig
 
@@ -55,6 +56,8 @@ class EncodeConfig:
     the encoders, which the flow does once before its chunks run in parallel)."""
     note_model_cache: Path | None = None
     """Machine-level folder of the int8 MiniLM derived from the packaged weights (None: the home's encoders)."""
+    held_out_fraction: float = HELD_OUT_FRACTION
+    """with ``seed``, the study split: an encoder fitted here (TF-IDF) sees the training patients only"""
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,13 @@ def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | Non
     manifest = read_manifest(layout.manifest_path)
     if manifest.empty:
         raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
+    study = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.seed)
     report = encode_manifest(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), config.modalities,
                              device=config.device, batch_size=config.batch_size, progress=progress,
                              encoders_dir=layout.encoders_dir, seed=config.seed, note_encoder=config.note_encoder,
                              quarantine_dir=layout.quarantine_dir if config.only is None else None,
-                             only=config.only, note_model_cache=config.note_model_cache)
+                             only=config.only, note_model_cache=config.note_model_cache,
+                             fit_patients=study.fit_ids if study is not None else None)
     keys = {m: (tuple(k) if k is not None else None) for m, k in report.encoder_keys.items()}
     return EncodeResult(keys, dict(report.dims), dict(report.encoded), dict(report.hits), dict(report.seconds),
                         tuple(report.failures))
@@ -101,6 +106,8 @@ class PretrainStageConfig:
     pretrain: PretrainConfig = PretrainConfig()
     device: str = "cpu"
     note_encoder: str = "minilm"
+    held_out_fraction: float = HELD_OUT_FRACTION
+    """with ``pretrain.seed``, the study split: only its training patients are pretrained on"""
 
 
 @dataclass(frozen=True)
@@ -113,11 +120,17 @@ class PretrainResult:
     epoch_losses: tuple[float, ...]
     skipped: tuple[str, ...]
     seconds: float
+    fit_patients_sha256: str = ""
+    """hash of the patients pretrained on (also beside each weight file, ``*.fitted_on.json``)"""
 
 
 def pretrain(config: PretrainStageConfig, progress: Callable[[int, int, float], None] | None = None
              ) -> PretrainResult:
-    """Train the encoders on every ingested patient; save new weight versions under the home's encoders."""
+    """Train the encoders on the study's training patients; save new weight versions under the home's encoders.
+
+    Held-out and prediction-only patients are left out of the contrastive loss and of the
+    BatchNorm recalibration: pretraining is a fitted step like any other.
+    """
     from ingestion.manifest import read_manifest
     from models.training.pretrain import pretrain as run_pretrain
 
@@ -125,10 +138,19 @@ def pretrain(config: PretrainStageConfig, progress: Callable[[int, int, float], 
     manifest = read_manifest(layout.manifest_path)
     if manifest.empty:
         raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
-    report = run_pretrain(manifest, layout.root, layout.encoders_dir, config=config.pretrain, device=config.device,
+    study = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.pretrain.seed)
+    if study is None:
+        raise FileNotFoundError(f"no cohort table at {layout.cohort_path}: pretraining needs the study split "
+                                "(ingest with --cohort) so that held-out patients stay out of it")
+    mine = manifest[manifest["patient_id"].astype(str).isin(set(study.fit_ids))]
+    report = run_pretrain(mine, layout.root, layout.encoders_dir, config=config.pretrain, device=config.device,
                           note_encoder=config.note_encoder, progress=progress)  # type: ignore[arg-type]
+    fitted = sorted(set(mine["patient_id"].astype(str)))
+    for path in report.weights.values():
+        write_fitted_on(Path(path), fitted, "contrastive pretraining and BatchNorm statistics")
     return PretrainResult(dict(report.versions), {m: str(p) for m, p in report.weights.items()},
-                          report.n_patients, tuple(report.epoch_losses), tuple(report.skipped), report.seconds)
+                          report.n_patients, tuple(report.epoch_losses), tuple(report.skipped), report.seconds,
+                          fit_ids_sha256(fitted))
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -189,6 +211,8 @@ class TrainResult:
     """what a person should know: unreadable arrays skipped, which weights an encoder started from"""
     reused: bool = False
     """True when a model with this id was already saved (same features and config): nothing was trained"""
+    study: Study | None = None
+    """the run's split (training / held-out / excluded patients, label provenance); evaluate and the gate read it"""
 
 
 def model_id_for(features: FeatureSet, config: TrainStageConfig) -> str:
@@ -196,6 +220,21 @@ def model_id_for(features: FeatureSet, config: TrainStageConfig) -> str:
     relevant = {k: v for k, v in asdict(config).items() if k not in ("home", "device")}
     blob = json.dumps([features_sha256(features), relevant], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def define_run_study(home: Path, features: FeatureSet, synthetic: int, seed: int, held_out_fraction: float,
+                     review_labels: tuple[tuple[str, int], ...] = ()) -> Study:
+    """The run's study: from the home's cohort table (or, for a synthetic cohort, from its labels).
+
+    The one place a stage splits patients; ``features`` only serves a synthetic cohort, whose labels are
+    its cohort's.
+    """
+    if synthetic > 0:
+        return study_for_features(features, held_out_fraction=held_out_fraction, seed=seed)
+    study = study_for_home(home, held_out_fraction=held_out_fraction, seed=seed, review_labels=dict(review_labels))
+    if study is None:
+        raise FileNotFoundError(f"no cohort table under {home}: run `clinfuse ingest` with a cohort first")
+    return study
 
 
 def stage_features(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: int,
@@ -217,15 +256,17 @@ def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> Tr
     """
     fit_config = config.train_config()
     layout = HomeLayout.at(config.home).ensure()
-    train_fs, _ = split_held_out(stage_features(config.home, config.encoder_keys, config.synthetic, config.seed,
-                                                config.review_labels),
-                                 config.held_out_fraction, config.seed)
+    features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed, config.review_labels)
+    study = define_run_study(config.home, features, config.synthetic, config.seed, config.held_out_fraction,
+                             config.review_labels)
+    train_fs = study.training_features(features)
     model_id = model_id_for(train_fs, config)
     out = layout.models_dir / model_id
     if (out / "model.json").exists():
         from models.training.trained_model import TrainedModel
 
-        return _result(model_id, out, train_fs, TrainedModel.load(out), config.encoder_keys, (), reused=True)
+        return _result(model_id, out, train_fs, TrainedModel.load(out), config.encoder_keys, (), reused=True,
+                       study=study)
     notes: tuple[str, ...] = ()
     keys = config.encoder_keys
     if config.strategy == "frozen":
@@ -234,8 +275,8 @@ def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> Tr
         model = fit(train_fs, fit_config, progress=progress)
     else:
         model, keys, notes = _train_with_encoders(layout, train_fs, fit_config, config, progress)
-    _save_atomically(model, out)
-    return _result(model_id, out, train_fs, model, keys, notes)
+    _save_atomically(model, out, train_fs.patient_ids)
+    return _result(model_id, out, train_fs, model, keys, notes, study=study)
 
 
 def _train_with_encoders(layout: HomeLayout, train_fs: FeatureSet, fit_config: TrainConfig,
@@ -258,11 +299,12 @@ def _train_with_encoders(layout: HomeLayout, train_fs: FeatureSet, fit_config: T
     return result.model, keys, notes
 
 
-def _save_atomically(model: Any, out: Path) -> None:
+def _save_atomically(model: Any, out: Path, fitted_on: tuple[str, ...]) -> None:
     """Write the model folder beside its final place, then rename: a crash never leaves half a model."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
+    write_fitted_on(tmp, fitted_on, "covariate scaler, imputer, network, early stopping and calibrator")
     try:
         os.replace(tmp, out)
     except OSError:  # another run saved the same model id first: theirs is identical
@@ -270,14 +312,14 @@ def _save_atomically(model: Any, out: Path) -> None:
 
 
 def _result(model_id: str, out: Path, train_fs: FeatureSet, model: Any, keys: EncoderKeys,
-            notes: tuple[str, ...], reused: bool = False) -> TrainResult:
+            notes: tuple[str, ...], reused: bool = False, study: Study | None = None) -> TrainResult:
     history = model.history or [{"epoch": 0, "val_auroc": float("nan"), "val_loss": float("nan")}]
     if model.config.select_on == "auroc":
         best = max(history, key=lambda r: r["val_auroc"])
     else:
         best = min(history, key=lambda r: r["val_loss"])
     return TrainResult(model_id, out, len(train_fs), int(np.sum(train_fs.mask.all(1))), int(best["epoch"]),
-                       float(best["val_auroc"]), float(model.calibrator.temperature_), keys, notes, reused)
+                       float(best["val_auroc"]), float(model.calibrator.temperature_), keys, notes, reused, study)
 
 
 # -- evaluate -------------------------------------------------------------------------------------
@@ -319,7 +361,8 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
 
     layout = HomeLayout.at(config.home).ensure()
     features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed, config.review_labels)
-    _, held_out = split_held_out(features, config.held_out_fraction, config.seed)
+    held_out = define_run_study(config.home, features, config.synthetic, config.seed, config.held_out_fraction,
+                                config.review_labels).held_out_features(features)
     if not len(held_out):
         raise ValueError(f"no held-out patients at fraction {config.held_out_fraction}: the cohort is too small")
     answers = None
@@ -333,6 +376,18 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     write_stage_card(config, model, features, held_out, answers, result)  # model_card.md/json beside the report
     return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
                             len(held_out))
+
+
+def held_out_set(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: int, held_out_fraction: float,
+                 review_labels: tuple[tuple[str, int], ...] = ()) -> FeatureSet:
+    """The study's held-out patients with ``encoder_keys``' embeddings, labelled by the cohort table only.
+
+    Confirmed reviews never judge the model: they are entered beside its risk, so using them here
+    would score the model with labels it helped produce (they feed training only).
+    """
+    features = stage_features(home, encoder_keys, synthetic, seed, review_labels)
+    return define_run_study(home, features, synthetic, seed, held_out_fraction, review_labels).held_out_features(
+        features)
 
 
 # -- study ----------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from flows.tracking import runs as tracking
 from models.defaults import JOINT_EPOCHS
 from models.features.review_labels import merge_review_labels
 from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_features
-from models.held_out import HELD_OUT_FRACTION, split_held_out
+from models.held_out import HELD_OUT_FRACTION
 from models.training.train import TrainConfig
 from models.stages import (
-    EvaluateConfig, EvaluationResult, TrainResult, TrainStageConfig, stage_features,
+    EvaluateConfig, EvaluationResult, TrainResult, TrainStageConfig, held_out_set,
 )
 
 
@@ -82,9 +82,7 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "au
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         seed=settings.seed, device=settings.resolved_device(),
         secret=settings.pseudonym_secret.get_secret_value() if answers else "", review_labels=reviewed))
-    _, held_out = split_held_out(stage_features(settings.home, trained.encoder_keys, synthetic, settings.seed,
-                                                reviewed),
-                                 held_out_fraction, settings.seed)
+    held_out = held_out_set(settings.home, trained.encoder_keys, synthetic, settings.seed, held_out_fraction, reviewed)
     run_args = {"settings": settings, "config": config.train_config().as_dict(), "evaluation": evaluation,
                 "encoders": dict(trained.encoder_keys), "n_train": trained.n_train,
                 "held_out_fraction": held_out_fraction, "min_gain": min_gain}

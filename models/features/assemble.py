@@ -95,7 +95,10 @@ def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders
             log.warning("note %s unreadable while fitting TF-IDF: %s", uri, exc)
     encoder.fit(texts)
     if encoders_dir is not None:
-        encoder.save_fitted(encoders_dir)
+        from models.study_definition import write_fitted_on
+
+        write_fitted_on(encoder.save_fitted(encoders_dir), sorted(set(items["patient_id"].astype(str))),
+                        "TF-IDF vocabulary and SVD of the note fallback")
 
 
 def _encode_chunk(encoder: Encoder, chunk: pd.DataFrame, home: Path,

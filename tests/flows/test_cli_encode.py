@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.settings import get_settings
+from ingestion.cohort import write_cohort
 from ingestion.manifest import read_manifest, write_manifest
 from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import write_synthetic_home
@@ -18,8 +19,9 @@ from tests.models.synthetic_arrays import write_synthetic_home
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     home = tmp_path / "home"
-    manifest, _ = write_synthetic_home(home, n_patients=8, seed=5, modalities=("xray", "eeg", "note"))
+    manifest, cohort = write_synthetic_home(home, n_patients=8, seed=5, modalities=("xray", "eeg", "note"))
     write_manifest(manifest, home / "manifest.parquet")
+    write_cohort(cohort.astype({"label": "Int8"}), home / "cohort.parquet")  # the study split pretraining keeps to
     monkeypatch.setenv("CLINFUSE_HOME", str(home))
     monkeypatch.setenv("CLINFUSE_NOTE_ENCODER", "tfidf")
     get_settings.cache_clear()
