@@ -22,6 +22,7 @@ from pydicom.uid import UID
 
 from ingestion.readers.dicom_source import ZIP_SEPARATOR, read_dataset
 from ingestion.readers.records import QuarantineError
+from ingestion.readers.zip_limits import archive_problem
 
 CT_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.2"})  # CT Image Storage (single-frame slices)
 MULTIFRAME_CT_SOP_CLASSES = frozenset(
@@ -105,10 +106,15 @@ def _iter_sources(root: Path) -> Iterator[tuple[str, str | None]]:
             if fname.lower().endswith(".zip") and full.is_file() and os.access(full, os.R_OK):
                 try:
                     with zipfile.ZipFile(full) as zf:
-                        members = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+                        infos = [i for i in zf.infolist() if not i.is_dir()]
                 except (zipfile.BadZipFile, OSError) as exc:
                     yield rel, f"{rel}: .zip archive cannot be opened ({exc}); re-create the export"
                     continue
+                problem = archive_problem(infos)  # declared sizes bind zipfile: checked before unpacking anything
+                if problem:
+                    yield rel, f"{rel}: {problem}; nothing in the archive is unpacked: re-create the export"
+                    continue
+                members = sorted(i.filename for i in infos)
                 for member in members:
                     if member.startswith(("/", "\\")) or ".." in member.replace("\\", "/").split("/"):
                         yield (f"{rel}{ZIP_SEPARATOR}{member}", f"{rel}: archive member {member!r} has an absolute "

@@ -25,6 +25,7 @@ import numpy as np
 import ingestion
 from ingestion.atomic_files import atomic_path
 from ingestion.deid.pseudonym import date_shift_days, pseudonymise
+from ingestion.readers.patient_ids import placeholder_reason
 from ingestion.readers.records import NormalisedItem, QuarantineError
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def derived_item_id(file_sha: str, index: int) -> str:
 
 def _scrub(text: str, original_id: str | None, pseudonym: str | None) -> str:
     """Belt and braces: never let a reader's message echo the original patient id."""
-    if original_id and original_id.strip() and original_id.strip() in text:
+    if original_id and not placeholder_reason(original_id) and original_id.strip() in text:  # "0" is no PHI
         text = text.replace(original_id.strip(), pseudonym or "<patient>")
     return text
 
@@ -214,6 +215,10 @@ def _ok_result(unit: WorkUnit, item: NormalisedItem, home: Path, secret: str, *,
     original = item.original_patient_id
     if not original or not str(original).strip():
         raise QuarantineError(f"{source_uri}: no patient id found in the file; add it to the source and re-run")
+    placeholder = placeholder_reason(str(original))
+    if placeholder:  # pseudonymised, every file with it would be one patient: different people merged
+        raise QuarantineError(f"{source_uri}: the patient id is a {placeholder}, not a real id; items sharing it "
+                              "would merge different patients into one: set the real PatientID/MRN and re-run")
     patient_id = pseudonymise(str(original), secret)
     meta = {**_meta_base(unit), **(extra_meta or {}), **dict(item.metadata)}
     shifted = _shift_date(item.event_date, str(original), secret)
@@ -264,7 +269,8 @@ def _note_results(unit: WorkUnit, outcomes: list[Any], home: Path, secret: str) 
 
 def process_unit(unit: WorkUnit, config: ReaderConfig, home: Path, secret: str, readers: Readers) -> list[ItemResult]:
     """Read one unit and return its results; runs in a worker process and never raises."""
-    pseudonym = pseudonymise(unit.original_patient_id, secret) if unit.original_patient_id else None
+    real_id = unit.original_patient_id and not placeholder_reason(unit.original_patient_id)
+    pseudonym = pseudonymise(unit.original_patient_id, secret) if real_id else None
     if unit.quarantine:
         return [quarantined_result(unit, unit.quarantine, patient_id=pseudonym)]
     try:

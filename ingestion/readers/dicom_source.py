@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from ingestion.readers.records import QuarantineError
+from ingestion.readers.zip_limits import read_member
 
 ZIP_SEPARATOR = "!"
 
@@ -57,8 +59,8 @@ def open_source(path: str | os.PathLike[str]) -> BinaryIO | Path:
     if member is None:
         return archive
     try:
-        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
-            return io.BytesIO(fh.read())
+        with zipfile.ZipFile(archive) as zf:
+            return io.BytesIO(read_member(zf, member))  # bounded: a bomb member raises instead of inflating
     except (KeyError, zipfile.BadZipFile) as exc:
         raise OSError(f"cannot read member {member!r} of {archive.name}: {exc}") from exc
 
@@ -120,6 +122,7 @@ def check_decodable(ds: Dataset, name: str) -> None:
         raise QuarantineError(
             f"{name}: pixel data without the image attributes {', '.join(missing)}; the file is malformed"
         )
+    check_pixel_budget(ds, name)
     ts = UID(ds.file_meta.TransferSyntaxUID)
     try:
         decoder = get_decoder(ts)
@@ -134,6 +137,63 @@ def check_decodable(ds: Dataset, name: str) -> None:
             f"{name}: transfer syntax {transfer_syntax_name(ds)} needs a decoder plugin that is not "
             f"installed: {missing}"
         )
+
+
+MAX_PIXELS_PER_FILE = 1 << 28
+"""Most pixels (rows x columns x frames x samples) one DICOM file may declare: 268 million, e.g. 1,000
+frames of 512 x 512 or one 16,384 x 16,384 image. A decoder allocates what the header declares before it
+finds the data missing, so a file declaring 60,000 x 60,000 x 1,000 frames is refused before decoding."""
+
+J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+                          "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                          "1.2.840.10008.1.2.4.203"})
+"""JPEG 2000 and HTJ2K transfer syntaxes: their codestreams carry their own image size (the SIZ marker)."""
+
+
+def check_pixel_budget(ds: Dataset, name: str) -> None:
+    """Raise QuarantineError when the header, or a JPEG 2000 codestream, declares more pixels than one file may.
+
+    Why: decoders size their output from these declarations, not from the bytes present, so a few
+    kilobytes can demand terabytes. A codestream larger than its DICOM header says is refused too: the
+    decoder would allocate the codestream's size, whatever Rows and Columns promise.
+    """
+    rows, cols = _count(ds, "Rows"), _count(ds, "Columns")
+    frames = _count(ds, "NumberOfFrames")
+    pixels = rows * cols * frames * _count(ds, "SamplesPerPixel")
+    if pixels > MAX_PIXELS_PER_FILE:
+        raise QuarantineError(
+            f"{name}: the header declares {pixels:,} pixels ({rows} x {cols} x {frames} frame(s)), more than the "
+            f"{MAX_PIXELS_PER_FILE:,} clinfuse decodes from one file (a decompression bomb or a corrupt header)"
+        )
+    if str(ds.file_meta.TransferSyntaxUID) in J2K_SYNTAXES and "PixelData" in ds:
+        size = j2k_declared_size(ds.PixelData)
+        if size is not None and (size[0] > cols or size[1] > rows):
+            raise QuarantineError(
+                f"{name}: its JPEG 2000 codestream declares {size[0]:,} x {size[1]:,} pixels but the header says "
+                f"{cols} x {rows}; decoding would allocate the codestream's size (a decompression bomb): re-export it"
+            )
+
+
+def _count(ds: Dataset, keyword: str) -> int:
+    """A positive count attribute, 1 when absent or malformed (the readers report malformed values themselves)."""
+    try:
+        return max(1, int(str(ds.get(keyword, 1) or 1).strip()))
+    except (TypeError, ValueError):
+        return 1
+
+
+def j2k_declared_size(pixel_data: bytes) -> tuple[int, int] | None:
+    """(width, height) the first JPEG 2000 codestream's SIZ marker declares, or None if there is none to read.
+
+    Reads the first 4 KB of the encapsulated data only: the SIZ marker follows the start-of-codestream
+    marker (also inside a JP2 wrapper), and its grid minus offsets is the image the decoder builds.
+    """
+    head = bytes(pixel_data[:4096])
+    at = head.find(b"\xff\x4f\xff\x51")
+    if at < 0 or len(head) < at + 4 + 20:
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", head[at + 8:at + 24])
+    return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
 
 
 def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:

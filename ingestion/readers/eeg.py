@@ -28,6 +28,7 @@ from scipy import signal
 
 from ingestion.deid.pseudonym import date_shift_days
 from ingestion.modalities import STANDARD_1020
+from ingestion.readers.edf_header import check_edf_header
 from ingestion.readers.eeg_channels import ChannelMap, map_channels
 from ingestion.readers.records import NormalisedItem, QuarantineError
 
@@ -166,6 +167,8 @@ def _open_raw(path: Path) -> mne.io.BaseRaw:
     """Open the header only (no samples loaded); any reader failure becomes a quarantine reason."""
     if not path.is_file():
         raise QuarantineError(f"EEG file {path} does not exist or is not a file.")
+    if path.suffix.lower() in (".edf", ".bdf"):
+        check_edf_header(path)  # before MNE sizes anything from the header's sample counts
     try:
         return mne.io.read_raw(path, preload=False, verbose="error")
     except Exception as exc:  # MNE raises many types for corrupt headers; all mean "cannot read"

@@ -64,6 +64,8 @@ PREAMBLE = "preamble"
 """Section name of text before the first heading."""
 MAX_NOTE_CHARS = 1_000_000
 """Longest note body parsed (spaCy's default ``max_length``); a longer one is quarantined, not crashed on."""
+MAX_NOTE_TABLE_BYTES = 64_000_000
+"""Largest .csv/.jsonl notes table read (tables are read whole, then parsed): a 100 MB table took 610 MB."""
 
 
 class NoteRowError(QuarantineError):
@@ -90,10 +92,17 @@ def read_notes(path: Path, secret: str) -> list[NormalisedItem | QuarantineError
     if suffix == ".txt" and path.stat().st_size > 4 * MAX_NOTE_CHARS:  # never read a huge "note" into memory
         raise QuarantineError(f"note file {path.name} is {path.stat().st_size / 1e6:.1f} MB, far more than one "
                               f"note ({MAX_NOTE_CHARS:,} characters at most); split it or export a notes table.")
+    if suffix != ".txt" and path.stat().st_size > MAX_NOTE_TABLE_BYTES:  # a table is read whole: bound it
+        raise QuarantineError(f"notes table {path.name} is {path.stat().st_size / 1e6:.1f} MB, more than the "
+                              f"{MAX_NOTE_TABLE_BYTES / 1e6:.0f} MB read at once; split it into smaller tables.")
     try:
-        text, encoding = decode_text(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise QuarantineError(f"note file {path.name} could not be read ({exc}); check its permissions.") from exc
+    if looks_binary(data):
+        raise QuarantineError(f"note file {path.name} holds binary data, not text (NUL or control bytes in its "
+                              "first 8 KB); it is not a note: remove it or export the note as text.")
+    text, encoding = decode_text(data)
     if suffix == ".txt":
         fields = _parse_txt(text, path.name)
         return [note_item(fields, secret, source_format="txt", encoding=encoding, where=path.name)]
@@ -111,6 +120,19 @@ def read_notes(path: Path, secret: str) -> list[NormalisedItem | QuarantineError
     if not results:
         raise QuarantineError(f"note file {path.name} has no rows; export the notes again.")
     return results
+
+
+def looks_binary(data: bytes, sample: int = 8192) -> bool:
+    """Whether a file's start is binary, not text: a NUL byte, or over 10% control bytes other than whitespace.
+
+    Why: every byte decodes as Latin-1, so a binary file would otherwise be parsed as a note (or as
+    thousands of bad table lines, each its own quarantined row) instead of being set aside once.
+    """
+    head = data[:sample]
+    if b"\0" in head:
+        return True
+    control = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    return bool(head) and control / len(head) > 0.10
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
