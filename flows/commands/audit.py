@@ -9,10 +9,19 @@ import typer
 audit_app = typer.Typer(help="The audit trail of the dashboard and user administration.", no_args_is_help=True)
 
 
+def open_trail(settings):  # noqa: ANN001, ANN201 - Settings -> flows.access.audit.AuditLog
+    """The configured trail, or exit 2 saying why (an unreadable key file, a key or anchor inside the home)."""
+    try:
+        return settings.audit_trail()
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: audit trail misconfigured: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _log():  # noqa: ANN202 - flows.access.audit.AuditLog
     from flows.settings import get_settings
 
-    return get_settings().audit_trail()
+    return open_trail(get_settings())
 
 
 @audit_app.command("verify")

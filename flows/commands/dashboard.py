@@ -5,6 +5,7 @@ Checked before any server starts, so a refusal leaves nothing listening:
 * the address Streamlit will bind (``--host``, else ``CLINFUSE_BIND_HOST``): off loopback it
   needs named users, because the open demo and the shared password give every visitor
   every permission (the dashboard process checks the same again, defence in depth);
+* the audit trail's key and anchor settings (an unreadable key would fail on the first audited click);
 * the home's secrets at rest: a user store, pseudonym secret or key file readable by other
   accounts refuses the start (``clinfuse doctor --fix-permissions`` repairs it).
 """
@@ -40,6 +41,9 @@ def dashboard(
     if refusal is not None:
         typer.echo(refusal, err=True)
         raise typer.Exit(2)
+    from flows.commands.audit import open_trail
+
+    open_trail(settings)  # an unreadable audit key or an anchor inside the home refuses now, not on first click
     found = loose(settings.private_paths())
     for entry in found:
         typer.echo(("refused: " if entry.item.secret else "warning: ") + entry.message(), err=True)

@@ -29,13 +29,15 @@ def _stores():  # noqa: ANN202 - (settings, UserStore, AuditLog)
     """The settings, the user store (created 0600 in a 0700 home when missing) and the audit trail."""
     from flows.access.reviews import access_db
     from flows.access.users import UserStore
+    from flows.commands.audit import open_trail
     from flows.settings import get_settings
 
     settings = get_settings()
+    trail = open_trail(settings)  # a misconfigured key refuses before anything is created
     settings.layout.ensure_root()
     store = UserStore(access_db(settings.access_dir), max_failures=settings.sign_in_max_failures,
                       lockout_s=settings.sign_in_lockout_s)
-    return settings, store, settings.audit_trail()
+    return settings, store, trail
 
 
 def _password(from_stdin: bool) -> str:

@@ -165,3 +165,16 @@ def test_cli_keygen_verify_and_anchor(cli_home: Path, monkeypatch: pytest.Monkey
     get_settings.cache_clear()
     with pytest.raises(ValueError, match="inside CLINFUSE_HOME"):
         get_settings().audit_trail()
+
+
+def test_misconfigured_key_is_refused_with_a_reason(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import app
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("CLINFUSE_AUDIT_KEY_FILE", str(cli_home / "keys" / "missing.key"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    for args in (["audit", "verify"], ["users", "add", "d.admin", "--role", "admin", "--password-stdin"]):
+        out = runner.invoke(app, args, input="correct-horse-7\n")
+        assert out.exit_code == 2 and "audit trail misconfigured" in out.output and "missing.key" in out.output
+    assert not (cli_home / "home").exists()  # refused before the home or user store was created
