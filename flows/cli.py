@@ -75,6 +75,9 @@ from flows.commands.audit import audit_app  # noqa: E402
 from flows.commands.users import users_app  # noqa: E402
 
 app.add_typer(users_app, name="users"); app.add_typer(audit_app, name="audit")
+from flows.commands.outbox import outbox_app  # noqa: E402
+
+app.add_typer(outbox_app, name="outbox")
 # --- end of command registrations ---
 
 

@@ -18,7 +18,8 @@ MAX_LISTED = 40
 def ingest(
     source: Path | None = typer.Option(None, "--source", help="Folder to ingest: DICOM (folders/.zip), EEG files, notes."),
     pacs: str | None = typer.Option(
-        None, "--pacs", help="Pull new series from this DICOMweb PACS (e.g. http://pacs:8042/dicom-web) instead of "
+        None, "--pacs", help="Pull new series from this DICOMweb PACS (e.g. http://pacs:8042/dicom-web), or over "
+                             "DIMSE from dicom://HOST:PORT/CALLED_AE (our AE: CLINFUSE_PACS_AE_TITLE), instead of "
                              "--source; credentials from CLINFUSE_PACS_USERNAME/CLINFUSE_PACS_PASSWORD."),
     cohort: Path | None = typer.Option(
         None, "--cohort", help="Cohort CSV (patient_id, label, optional demographics/labs); skipped when absent."),

@@ -20,15 +20,19 @@ from flows.prefect_env import settings_for
 
 @task(name="pacs-pull", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=3)
 def pacs_pull_task(url: str, home: str, query: dict[str, Any], pacs_dir: str) -> Any:
-    """``ingestion.pacs.pull``: QIDO-RS search, WADO-RS retrieve of new series into ``pacs_dir/staging``.
+    """``ingestion.pacs.pull``: QIDO-RS search, WADO-RS retrieve of new series into ``pacs_dir/staging``
+    (``ingestion.pacs_dimse.pull_dimse`` for a ``dicom://`` URL: C-FIND, C-GET).
 
     The credentials are read here from the settings, never passed as parameters (Prefect records those).
     """
     from pathlib import Path
 
     from ingestion.pacs import PacsQuery, connect, pull
+    from ingestion.pacs_dimse import is_dimse_url, pull_dimse
 
     settings = settings_for(home)
+    if is_dimse_url(url):  # dicom://HOST:PORT/CALLED_AE: C-FIND + C-GET, same staging and cursor
+        return pull_dimse(url, Path(pacs_dir), PacsQuery(**query), settings.pacs_ae_title, settings.pacs_timeout_s)
     password = settings.pacs_password.get_secret_value() if settings.pacs_password else None
     client = connect(url, settings.pacs_username, password, settings.pacs_timeout_s)
     return pull(client, url, Path(pacs_dir), PacsQuery(**query))

@@ -54,5 +54,8 @@ def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None =
     evaluation = (trained.evaluation if trained.alias == CHAMPION
                   else evaluate_flow(home=str(settings.home), answers=answers))
     predicted = predict_features((str(settings.home), dict(keys)), load_cohort(settings.cohort_path), settings, n_mc)
+    from flows.flows.outbox import batch_outbox  # the batch's SRs and FHIR bundle, sent where configured
+
+    predicted = {**predicted, "outbox": batch_outbox(predicted["path"], source, str(settings.home))}
     get_run_logger().info("pipeline done: v%s (%s), batch %s", trained.version, trained.alias, predicted["path"])
     return PipelineResult(ingested, trained, evaluation, predicted, str(settings.manifest_path))

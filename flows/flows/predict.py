@@ -100,7 +100,9 @@ def predict_flow(source: str, cohort_csv: str | None = None, home: str | None = 
         keys = encoder_keys(encode_flow(home=str(settings.home)))
     result = predict_features((str(settings.home), keys), cohort, settings, n_mc)
     publish_batch(result)
-    return {**result, "encoder_keys": keys}
+    from flows.flows.outbox import batch_outbox  # the batch's SRs and FHIR bundle, sent where configured
+
+    return {**result, "encoder_keys": keys, "outbox": batch_outbox(result["path"], source, str(settings.home))}
 
 
 def publish_batch(result: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from filelock import FileLock
 from ingestion.atomic_files import atomic_write_bytes, atomic_write_text
 from ingestion.deid.uids import ImageRef, deidentified_refs
 from models.outbox.fhir import build_bundle
-from models.outbox.result import PatientResult
+from models.outbox.result import PatientResult, results_from_batch
 from models.outbox.sr import sr_bytes
 
 IMAGE_MODALITIES = ("ct", "xray")
@@ -133,3 +133,21 @@ class Ledger:
             else:
                 failed[item] = {"reason": reason, "at": now}
             atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def write_batch_outbox(batch_path: Path, manifest_path: Path, source_root: Path | None, secret: str,
+                       outbox: Path) -> OutboxWrite:
+    """The outbox of one stored predictions batch: its patients' inputs and image references, then the files.
+
+    ``source_root`` is the folder that predict ingested (image references are
+    read from its DICOM headers and de-identified with ``secret``); None when
+    it is gone, and the results are then written without image references.
+    """
+    from ingestion.manifest import latest_per_source, read_manifest
+
+    batch = pd.read_parquet(batch_path)
+    manifest = latest_per_source(read_manifest(manifest_path))
+    root = Path(source_root) if source_root is not None and Path(source_root).is_dir() else None
+    inputs, refs, skipped = patient_sources(manifest, batch["patient_id"].astype(str), root, secret)
+    written = write_outbox(results_from_batch(batch, inputs, refs), outbox)
+    return OutboxWrite(written.sr_written, written.sr_present, written.bundle, written.bundle_written, tuple(skipped))
