@@ -6,6 +6,8 @@
   (``web2``, 235,970 entries) shipped inside ``english-words``. Only entries the
   dictionary spells in lower case count as words, so ``brown`` and ``smith``
   are words while ``Eliza`` (listed capitalised) is not.
+* spaCy's English stop words and a short list of irregular verb forms,
+  which a list of lemmas lacks (``has``, ``began``).
 * A clinical allow-list kept here: eponyms that name diseases, signs and
   devices (``Parkinson``, ``Crohn``, ``Foley``), drug and brand names, and
   clinical abbreviations, none of which is ever scrubbed as a name on its own.
@@ -59,6 +61,14 @@ september october november december
 """Drug, brand and abbreviation spellings that are not in a 1934 dictionary and are never names."""
 
 
+IRREGULAR_FORMS = frozenset("""
+began begun underwent undergone took taken gave given saw seen did done went gone came felt found made kept left
+brought thought told sent spent shown grown known written drew drawn held led fed bled broke broken chose chosen
+fell fallen froze frozen hid hidden lay lain lost meant met paid ran rang rose risen said sat sold shook slept spoke
+spoken stood struck swollen taught tore torn woke woken wore worn wrote ate eaten drank drunk bit bitten
+""".split())
+"""Irregular verb forms, which a list of lemmas lacks (``began``, ``undergone``)."""
+
 _SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("es", ""), ("s", ""),
              ("ly", ""), ("er", ""), ("al", ""))
 
@@ -73,7 +83,7 @@ def is_english_word(word: str) -> bool:
     if word in vocab:
         return True
     return any(word.endswith(end) and word[: len(word) - len(end)] + add in vocab
-               for end, add in _SUFFIXES if len(word) - len(end) >= 3)
+               for end, add in _SUFFIXES if len(word) - len(end) >= 2)
 
 
 def _read_package_file(package: str, name: str) -> str:
@@ -107,5 +117,7 @@ def english_words() -> frozenset[str]:
     """Words a dictionary spells in lower case (``web2``), plus the clinical allow-list."""
     from english_words import get_english_words_set
 
+    from spacy.lang.en.stop_words import STOP_WORDS
+
     web2 = get_english_words_set(["web2"], lower=False)
-    return frozenset(w for w in web2 if w.islower()) | CLINICAL_WORDS | EPONYMS
+    return frozenset(w for w in web2 if w.islower()) | STOP_WORDS | IRREGULAR_FORMS | CLINICAL_WORDS | EPONYMS

@@ -15,7 +15,9 @@ words:
 * an initial followed by a surname or unknown word (``E. Quarnstrom``);
 * ``Surname, Given`` (``Quarnstrom, Eliza``);
 * two adjacent capitalised words of 4+ letters that are in no dictionary
-  (``Oluwaseun Brantovik``): a rare given name and a rare surname;
+  (``Oluwaseun Brantovik``): a rare given name and a rare surname; not in a
+  note written all in capitals, where Latin anatomy (``TUNICA VAGINALIS``)
+  looks the same;
 * a lone given name that is not an English word (``Eliza was called``), and a
   lone unknown or surname word in the possessive (``Quarnstrom's``) or right
   after a verb that takes a person (``called Quarnstrom``, ``per Quarnstrom``).
@@ -37,6 +39,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from ingestion.deid.name_lexicon import EPONYMS, english_words, given_names, is_english_word, surnames
 
@@ -69,6 +73,8 @@ def find_person_names(text: str) -> list[tuple[int, int]]:
     tokens = [_token(m) for m in _TOKEN.finditer(text)]
     lower_words = {w.lower() for w in re.findall(r"\b[a-z][a-z]+\b", text)}
     kinds = [_kind(t, text, lower_words) for t in tokens]
+    if _shouting(text):  # capitals carry no signal: a word in no dictionary is not evidence of a name
+        kinds = ["word" if k == "unknown-caps" else k for k in kinds]
     spans: list[tuple[int, int]] = []
     i = 0
     while i < len(tokens):
@@ -81,6 +87,12 @@ def find_person_names(text: str) -> list[tuple[int, int]]:
                 spans.append((tokens[i].start, tokens[i].end))
             i += 1
     return spans
+
+
+def _shouting(text: str) -> bool:
+    """Whether the note is written (nearly) all in capitals."""
+    letters = sum(ch.isalpha() for ch in text)
+    return letters > 0 and sum(ch.islower() for ch in text) < 0.2 * letters
 
 
 def _token(match: re.Match[str]) -> _Token:
@@ -103,7 +115,7 @@ def _kind(token: _Token, text: str, lower_words: set[str]) -> str:
 
 
 def _part_kind(word: str, all_caps: bool, lower_words: set[str]) -> str:
-    if word in EPONYMS or word in lower_words:
+    if word in EPONYMS or word in lower_words or word in STOP_WORDS:  # An, In, My, Will, May are census names too
         return "word"
     vocab = english_words()
     is_word = word in vocab
