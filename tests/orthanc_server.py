@@ -3,6 +3,11 @@
 Started with a fresh storage folder, on free ports, in its own process group,
 and stopped (SIGTERM, then SIGKILL) when the context ends. Tests skip with a
 reason when the Debian packages ``orthanc``/``orthanc-dicomweb`` are absent.
+HTTP answers loopback only (``RemoteAccessAllowed: false``); Orthanc 1.10 has no
+bind-address option for its DICOM port, so when ``dicom`` is asked for that
+port listens on every interface for the few seconds of the test (a free port,
+and only the AE titles the test names get C-FIND/C-GET answers beyond
+Orthanc's always-allow defaults).
 """
 
 from __future__ import annotations
