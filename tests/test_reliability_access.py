@@ -106,11 +106,12 @@ def _page_text(at) -> str:
                     for e in getattr(at, kind)) + " " + " ".join(str(c.value) for c in at.sidebar.caption)
 
 
-def test_dashboard_without_password_is_open(app) -> None:
+def test_dashboard_without_password_is_open(app, settings) -> None:
     at = app(None).run()
     assert not at.exception
     assert not [t for t in at.text_input if t.label == "Password"]
     assert any("Sign-in: open local demo" in w.value and "every permission" in w.value for w in at.warning)
+    assert not (settings.access_dir / "access.db").exists()  # deciding the mode and the worklist read only
 
 
 @pytest.fixture

@@ -76,6 +76,8 @@ class ReviewStore(AccessDb):
             return Review(int(cur.lastrowid), patient_id, outcome, comment, username, role, now, p)
 
     def _select(self, where: str = "", args: tuple = ()) -> list[Review]:
+        if not self.exists:
+            return []  # nobody reviewed yet: reading creates nothing
         with self._db() as con:
             rows = con.execute(f"SELECT {_COLUMNS} FROM reviews {where} ORDER BY id DESC", args).fetchall()
         return [Review(r[0], r[1], r[2], r[3], r[4], r[5], r[6], PredictionRef(r[7], r[8], r[9], r[10]))

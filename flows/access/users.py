@@ -127,17 +127,23 @@ class UserStore(AccessDb):
             con.execute("DELETE FROM sign_in_failures WHERE username = ?", (username,))
 
     def get(self, username: str) -> User | None:
+        if not self.exists:
+            return None
         with self._db() as con:
             row = con.execute("SELECT username, role, disabled, created_at FROM users WHERE username = ?",
                               (username,)).fetchone()
         return User(row[0], row[1], bool(row[2]), row[3]) if row else None
 
     def list(self) -> list[User]:
+        if not self.exists:
+            return []
         with self._db() as con:
             rows = con.execute("SELECT username, role, disabled, created_at FROM users ORDER BY username").fetchall()
         return [User(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
     def count(self) -> int:
+        if not self.exists:
+            return 0
         with self._db() as con:
             return int(con.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 

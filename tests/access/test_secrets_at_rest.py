@@ -40,9 +40,17 @@ def test_home_and_user_store_are_private_whatever_the_umask(tmp_path: Path, wide
     assert _mode(layout.root) == 0o755  # an existing home is never changed behind the owner's back
 
 
-def test_count_users_reads_without_creating(tmp_path: Path) -> None:
+def test_reads_create_no_store(tmp_path: Path) -> None:
+    from flows.access.reviews import ReviewStore
+
     db = tmp_path / "access" / "access.db"
     assert count_users(db) == 0 and not db.parent.exists()
+    users, reviews = UserStore(db), ReviewStore(db)
+    assert users.list() == [] and users.count() == 0 and users.get("d.admin") is None
+    assert reviews.latest() == {} and reviews.for_patient("P0123456789ab") == []
+    assert not db.exists() and not db.parent.exists()  # opening and reading made no file
+    reviews.add("P0123456789ab", "positive", "", "c.clinician", "clinician")
+    assert count_users(db) == 0 and _mode(db) == 0o600  # a reviews-only store has no users table yet
     UserStore(db).add("c.clinician", "clinician", PASSWORD)
     assert count_users(db) == 1
 
