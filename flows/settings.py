@@ -126,6 +126,9 @@ class Settings(BaseSettings):
         default=None, description="Append-only file outside CLINFUSE_HOME that receives the audit trail's head "
                                   "every audit_anchor_every entries, so truncation is caught; unset = no anchor.")
     audit_anchor_every: int = Field(default=10, ge=1, description="Anchor the audit head every N entries.")
+    audit_anchor_syslog: str | None = Field(
+        default=None, description="Also send each audit anchor to syslog: a socket path (/dev/log) or HOST:PORT "
+                                  "(UDP), facility authpriv; unset = file sink only.")
     session_idle_minutes: float = Field(
         default=15.0, gt=0, description="Dashboard sessions idle longer than this are sent back to sign-in.")
     sign_in_max_failures: int = Field(
@@ -299,7 +302,7 @@ class Settings(BaseSettings):
         from flows.access.reviews import audit_path
 
         return AuditLog(audit_path(self.access_dir), AuditKeys(self.audit_key_bytes(), self.audit_retired_keys()),
-                        self.audit_anchor_path, self.audit_anchor_every)
+                        self.audit_anchor_path, self.audit_anchor_every, self.audit_anchor_syslog)
 
     def pacs_dir(self, url: str) -> Path:
         """Staging folder, cursor and temporary files of one PACS: ``<home>/pacs/<hash of its redacted URL>``."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from flows.access.audit_anchor import append_anchor, read_anchors
+from flows.access.audit_anchor import anchor_line, append_anchor, read_anchors, syslog_anchor
 from flows.access.audit_keys import AuditKeys
 from ingestion.atomic_files import atomic_write_text
 
@@ -82,15 +82,17 @@ class AuditLog:
     """The trail at ``path`` (``audit.jsonl``), its head ``audit.head`` and lock beside it.
 
     ``keys`` sign and verify (no current key: entries are written unkeyed, as before keys existed);
-    ``anchor`` is the sink outside the home that gets the head every ``anchor_every`` entries.
+    ``anchor`` (a file outside the home) and/or ``syslog`` (a socket path or HOST:PORT) get the head every
+    ``anchor_every`` entries.
     """
 
     def __init__(self, path: Path, keys: AuditKeys | None = None, anchor: Path | None = None,
-                 anchor_every: int = 10) -> None:
+                 anchor_every: int = 10, syslog: str | None = None) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_suffix(".head")
         self.keys = keys or AuditKeys()
         self.anchor, self.anchor_every = (Path(anchor) if anchor else None), max(1, int(anchor_every))
+        self.syslog = syslog or None
         self._lock = FileLock(str(self.path.with_suffix(".lock")), timeout=30)
 
     def _head(self) -> tuple[int, str]:
@@ -113,9 +115,20 @@ class AuditLog:
             os.fsync(fh.fileno())
         atomic_write_text(self.head_path, json.dumps({"seq": entry["seq"], "hash": entry["hash"],
                                                       "kid": entry.get("kid")}))
-        if self.anchor is not None and (anchor or entry["seq"] % self.anchor_every == 0):
-            append_anchor(self.anchor, self.path, entry["seq"], entry["hash"], entry.get("kid"))
+        if anchor or entry["seq"] % self.anchor_every == 0:
+            self._anchor(entry["seq"], entry["hash"], entry.get("kid"))
         return entry
+
+    def _anchor(self, seq: int, digest: str, kid: str | None) -> dict | None:
+        """Send the head to every configured sink (the entry is already written when a sink fails)."""
+        if self.anchor is None and self.syslog is None:
+            return None
+        line = anchor_line(self.path, seq, digest, kid)
+        if self.anchor is not None:
+            append_anchor(self.anchor, line)
+        if self.syslog is not None:
+            syslog_anchor(self.syslog, line)
+        return line
 
     def _new(self, seq: int, prev: str, user: str, role: str, action: str, patient_id: str | None,
              detail: str) -> dict:
@@ -139,12 +152,10 @@ class AuditLog:
             return self._seal_locked()
 
     def anchor_now(self) -> dict | None:
-        """Append the current head to the anchor sink now (e.g. from cron); None without a sink or entries."""
+        """Send the current head to the anchor sinks now (e.g. from cron); None without a sink or entries."""
         with self._lock:
             seq, digest, kid = self._head_record()
-            if self.anchor is None or seq == 0:
-                return None
-            return append_anchor(self.anchor, self.path, seq, digest, kid)
+            return self._anchor(seq, digest, kid) if seq else None
 
     def append(self, user: str, role: str, action: str, patient_id: str | None = None, detail: str = "") -> dict:
         """Append one entry and return it; refuses unknown actions and any patient id that is not a pseudonym."""

@@ -6,12 +6,17 @@ can cut entries off the end and rewrite the head to match. An anchor line
 writers cannot rewrite (a file on another volume or owned by another account,
 ideally made append-only with ``chattr +a``) fixes a point the trail must still
 reach, with the hash it must still have there. Anchors from several homes may
-share one sink; each line names its trail by absolute path.
+share one sink; each line names its trail by absolute path. The same line can
+also go to syslog (``/dev/log`` or a remote ``HOST:PORT`` over UDP, facility
+authpriv), which hands it to another machine's append-only log; only the file
+sink is read back by ``verify``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +27,14 @@ def trail_name(trail: Path) -> str:
     return str(Path(trail).expanduser().resolve())
 
 
-def append_anchor(sink: Path, trail: Path, seq: int, digest: str, kid: str | None) -> dict:
-    """Append one anchor line for ``trail`` at ``seq`` (O_APPEND, fsync); returns it."""
-    line = {"trail": trail_name(trail), "seq": seq, "hash": digest, "kid": kid,
+def anchor_line(trail: Path, seq: int, digest: str, kid: str | None) -> dict:
+    """The anchor of ``trail`` at ``seq``: what every sink receives."""
+    return {"trail": trail_name(trail), "seq": seq, "hash": digest, "kid": kid,
             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def append_anchor(sink: Path, line: dict) -> dict:
+    """Append ``line`` to the file ``sink`` (O_APPEND, fsync, created 0600); returns it."""
     sink = Path(sink)
     sink.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -35,6 +44,25 @@ def append_anchor(sink: Path, trail: Path, seq: int, digest: str, kid: str | Non
     finally:
         os.close(fd)
     return line
+
+
+def syslog_anchor(address: str, line: dict) -> None:
+    """Send one anchor line to syslog at ``address`` (a socket path such as /dev/log, or HOST:PORT over UDP).
+
+    Raises OSError when a local socket cannot be reached, so a configured sink that is missing is noticed.
+    """
+    host, _, port = address.rpartition(":")
+    target: str | tuple[str, int] = (host, int(port)) if not address.startswith("/") and port.isdigit() else address
+    handler = logging.handlers.SysLogHandler(address=target, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
+    try:
+        message = "clinfuse-audit-anchor: " + json.dumps(line, sort_keys=True)
+        data = f"<{handler.encodePriority(handler.facility, 'info')}>{message}\0".encode("utf-8")
+        if handler.unixsocket:
+            handler.socket.send(data)
+        else:
+            handler.socket.sendto(data, target)
+    finally:
+        handler.close()
 
 
 def read_anchors(sink: Path, trail: Path) -> list[dict]:

@@ -88,8 +88,10 @@ def seal() -> None:
 def anchor() -> None:
     """Append the trail's current head to the anchor sink now (run from cron between periodic anchors)."""
     log = _log()
-    if log.anchor is None:
-        typer.echo("error: no anchor sink configured (CLINFUSE_AUDIT_ANCHOR_FILE)", err=True)
+    if log.anchor is None and log.syslog is None:
+        typer.echo("error: no anchor sink configured (CLINFUSE_AUDIT_ANCHOR_FILE or CLINFUSE_AUDIT_ANCHOR_SYSLOG)",
+                   err=True)
         raise typer.Exit(2)
     line = log.anchor_now()
-    typer.echo(f"anchored seq={line['seq']} in {log.anchor}" if line else "nothing to anchor: the trail is empty")
+    sinks = " and ".join(str(s) for s in (log.anchor, log.syslog) if s)
+    typer.echo(f"anchored seq={line['seq']} in {sinks}" if line else "nothing to anchor: the trail is empty")

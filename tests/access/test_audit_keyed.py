@@ -178,3 +178,21 @@ def test_misconfigured_key_is_refused_with_a_reason(cli_home: Path, monkeypatch:
         out = runner.invoke(app, args, input="correct-horse-7\n")
         assert out.exit_code == 2 and "audit trail misconfigured" in out.output and "missing.key" in out.output
     assert not (cli_home / "home").exists()  # refused before the home or user store was created
+
+
+@pytest.mark.server
+def test_anchors_also_go_to_syslog(tmp_path: Path) -> None:
+    """A UDP syslog receiver on loopback (started and stopped here) gets the head every N entries."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(10)
+        address = f"127.0.0.1:{receiver.getsockname()[1]}"
+        log = _fill(AuditLog(tmp_path / "audit.jsonl", AuditKeys(KEY), anchor_every=2, syslog=address), 3)
+        data = receiver.recv(65536).decode("utf-8")
+    assert data.startswith("<86>")  # authpriv.info
+    line = json.loads(data.split("clinfuse-audit-anchor: ", 1)[1].rstrip("\0"))
+    entries = _lines(log.path)
+    assert (line["seq"], line["hash"], line["kid"]) == (2, entries[1]["hash"], key_id(KEY))
+    assert line["trail"] == str(log.path.resolve())
