@@ -64,18 +64,14 @@ def _shared_password(settings: Settings) -> SecretStr | None:
     return password if password is not None and password.get_secret_value() else None
 
 
-def served_hosts() -> list[str | None]:
+def served_hosts() -> list[str]:
     """Where this Streamlit server is reachable: its configured address and every address it listens on.
 
-    Streamlit with no ``server.address`` binds every interface; under AppTest there is no
-    server and no socket, so the list is empty.
+    Streamlit with no ``server.address`` binds every interface, which shows up as a 0.0.0.0 / ::
+    listening socket of this process; under AppTest there is no server, so only the option counts.
     """
     configured = st.get_option("server.address")
-    listening = listening_hosts()
-    hosts: list[str | None] = list(listening)
-    if configured or listening:
-        hosts.append(configured or None)
-    return hosts
+    return [*listening_hosts(), *([configured] if configured else [])]
 
 
 def current_mode(settings: Settings) -> str:
