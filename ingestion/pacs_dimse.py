@@ -98,8 +98,9 @@ def _find(assoc, identifier: Dataset) -> Iterator[Dataset]:
         if code in (0xFF00, 0xFF01) and match is not None:
             yield match
         elif code != 0x0000:
-            raise PacsError(f"C-FIND failed with status 0x{code & 0xFFFF:04X}" if code >= 0 else
-                            "C-FIND got no answer (association aborted or timed out)")
+            raise PacsError(f"C-FIND failed with status 0x{code:04X}" if code >= 0 else
+                            "C-FIND got no answer: the PACS closed the association or timed out (a PACS that does "
+                            "not allow our AE title to query aborts like this: register it there)")
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -200,8 +201,8 @@ def pull_dimse(url: str, pacs_dir: Path, query: PacsQuery = PacsQuery(), our_aet
             save_cursor(cursor, cursor_path)
             pulled, written, unchanged, nbytes = pulled + 1, written + new, unchanged + n - new, nbytes + size
     except PacsError as exc:
-        raise PacsError(f"PACS {pacs}: {exc}; nothing was lost: {pulled} series pulled before the failure are "
-                        "staged and in the cursor, and the next pull resumes") from None
+        raise PacsError(f"PACS {pacs} (our AE {our_aet!r}): {exc}; nothing was lost: {pulled} series pulled "
+                        "before the failure are staged and in the cursor, and the next pull resumes") from None
     finally:
         assoc.release()
     report = PullReport(pacs, str(staging), len(refs), pulled, current, written, unchanged, nbytes,

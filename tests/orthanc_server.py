@@ -5,9 +5,8 @@ and stopped (SIGTERM, then SIGKILL) when the context ends. Tests skip with a
 reason when the Debian packages ``orthanc``/``orthanc-dicomweb`` are absent.
 HTTP answers loopback only (``RemoteAccessAllowed: false``); Orthanc 1.10 has no
 bind-address option for its DICOM port, so when ``dicom`` is asked for that
-port listens on every interface for the few seconds of the test (a free port,
-and only the AE titles the test names get C-FIND/C-GET answers beyond
-Orthanc's always-allow defaults).
+port listens on every interface for the few seconds of the test (a free port;
+only the AE titles the test names in ``known_aets`` may C-FIND and C-GET).
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def run_orthanc(root: Path, dicom: bool = False, known_aets: tuple[str, ...] = (
     config = {"Name": "clinfuse-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
               "HttpPort": port,
               "DicomServerEnabled": dicom, "DicomPort": dicom_port, "DicomAet": "ORTHANC",
-              "DicomCheckCalledAet": False, "DicomAlwaysAllowGet": True, "DicomAlwaysAllowFind": True,
+              "DicomCheckCalledAet": False, "DicomAlwaysAllowGet": False, "DicomAlwaysAllowFind": False,
               "DicomModalities": {aet.lower(): [aet, "127.0.0.1", free_port()] for aet in known_aets},
               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [plugin],
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}

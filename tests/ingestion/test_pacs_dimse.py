@@ -81,6 +81,16 @@ def test_dimse_pull_narrowed_by_modality(cohorts, tmp_path: Path) -> None:
     assert report.series_pulled > 0 and modalities == {"CT"}
 
 
+def test_pacs_that_does_not_know_our_ae_fails_with_reason(cohorts, tmp_path: Path) -> None:
+    first, _ = cohorts
+    with run_orthanc(tmp_path / "orthanc", dicom=True, known_aets=(OUR_AET,)) as pacs:
+        pacs.upload(next((first / "dicom").rglob("*.dcm")))
+        url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
+        with pytest.raises(PacsError, match="our AE 'STRANGER'.*register it there"):
+            pull_dimse(url, tmp_path / "pacs", our_aet="STRANGER")
+    assert not (tmp_path / "pacs" / "cursor.json").exists()
+
+
 def test_unreachable_dimse_pacs_fails_with_reason_and_keeps_cursor(tmp_path: Path) -> None:
     url = f"dicom://127.0.0.1:{free_port()}/NOBODY"
     with pytest.raises(PacsError, match="refused or did not answer the association"):
