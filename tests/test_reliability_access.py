@@ -175,3 +175,21 @@ def test_dashboard_with_password_requires_sign_in(app) -> None:
     assert "clinfuse — sign in" not in [t.value for t in at.title]
     assert "Sign-in: shared password" in _page_text(at)
     assert not any(PASSWORD in str(getattr(e, "value", "")) for e in at.main)
+
+
+@pytest.mark.parametrize("audit_key", [None, "audit-key-5d0e7f31c2"], ids=["unkeyed", "keyed"])
+def test_admin_page_says_when_the_trail_is_unkeyed(app, settings, monkeypatch, audit_key) -> None:
+    from flows.access.users import UserStore
+
+    UserStore(settings.access_dir / "access.db").add("d.admin", "admin", "correct-horse-7")
+    if audit_key:
+        monkeypatch.setenv("CLINFUSE_AUDIT_KEY", audit_key)
+    else:
+        monkeypatch.delenv("CLINFUSE_AUDIT_KEY", raising=False)
+    at = app(None).run()
+    at.text_input(key="sign_in_user").input("d.admin")
+    at.text_input(key="sign_in_password").input("correct-horse-7")
+    at.form_submit_button[0].click().run()
+    assert not at.exception and any("Intact" in s.value for s in at.success)
+    unkeyed = [w.value for w in at.warning if "No audit key" in w.value]
+    assert bool(unkeyed) == (audit_key is None)

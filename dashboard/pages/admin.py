@@ -30,6 +30,9 @@ log = auth.audit_log(settings)
 check = log.verify()
 if check.ok:
     st.success(f"Intact: {check.n_entries} entries, every hash and link verified.", icon=":material/verified:")
+    if not check.keyed:
+        st.warning("No audit key is configured: the chain is unkeyed, so anyone who can write the home could "
+                   "rewrite it consistently (see OPERATIONS, 'The audit trail').", icon=":material/key_off:")
 else:
     st.error(f"The audit trail was tampered with: {len(check.problems)} problem(s).", icon=":material/gpp_bad:")
     for problem in check.problems:
