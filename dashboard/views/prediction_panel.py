@@ -1,4 +1,4 @@
-"""Prediction panel: calibrated risk with interval, modality contributions, imputation donors, abstention."""
+"""Prediction panel: calibrated risk with its Venn-Abers range, modality contributions, imputation donors, abstention."""
 
 from __future__ import annotations
 
@@ -37,7 +37,12 @@ def render_prediction(row: pd.Series) -> None:
     risk, low, high = float(row["risk"]), float(row["risk_low"]), float(row["risk_high"])
     c1, c2, c3 = st.columns(3)
     c1.metric("Calibrated risk", f"{risk:.0%}", help="Calibrated probability of the positive class.")
-    c2.metric("95 % interval", f"{low:.0%} – {high:.0%}")
+    c2.metric("Calibration range", f"{low:.0%} – {high:.0%}",
+              help="Venn-Abers range: how far the calibrated risk moves with the calibration patients "
+                   "(and, for imputed modalities, with redraws of the imputed data). Not a confidence "
+                   "interval for the patient's true risk. The class comes with a conformal set at the "
+                   "model's stated level (\"NN % nominal\"); when that set holds both classes the model "
+                   "abstains.")
     c3.metric("Predicted class", "positive" if int(row["predicted_class"]) == 1 else "negative")
     st.caption(f"Model {row.get('model_name', '')} v{row.get('model_version', '')} · batch {row.get('batch_id', '')}"
                f" · predicted {pd.Timestamp(row['predicted_at']).strftime('%Y-%m-%d %H:%M UTC')}")

@@ -8,8 +8,11 @@ the RAW covariates as named columns in the units of ``cohort.csv``: ``age``,
 (string ``M``/``F``). The model standardises them with its training patients'
 statistics, so a caller never computes anything over a batch and a patient's
 output is the same alone or in any batch. Output: the Predictions table of
-docs/CONTRACTS.md less the stamps the store adds (risk, interval, class,
-abstain, per-modality contributions, mask incl. ``imputed``, donors).
+docs/CONTRACTS.md less the stamps the store adds (risk, its Venn-Abers range
+``risk_low``/``risk_high``, class, abstain with a reason that states the conformal
+set's level as "NN % nominal", per-modality contributions, mask incl.
+``imputed``, donors). The level and the range's kind are also in the logged
+model's metadata (``interval_level``, ``risk_range``), read from the bundle.
 
 ``load_context`` loads the bundle once from the model's own artifacts, so the
 pyfunc holds no path of the machine that trained it; ``predict`` is pure.

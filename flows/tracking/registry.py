@@ -110,7 +110,20 @@ def log_pyfunc(model_dir: Path, features: FeatureSet, n_example: int = 2) -> mlf
             signature=model_signature(tuple(features.modalities), tuple(features.covariate_names)),
             input_example=example,
             pip_requirements=_requirements(),
+            metadata=_output_metadata(model_dir),
         )
+
+
+def _output_metadata(model_dir: Path) -> dict[str, str]:
+    """How to read the output, from the bundle: the conformal level ("90 % nominal") and the range's kind."""
+    import json
+
+    from models.training.uncertainty import level_text
+
+    meta = json.loads((Path(model_dir) / "model.json").read_text())
+    level = meta.get("config", {}).get("interval_level")
+    return {"interval_level": level_text(float(level)) if level is not None else "unknown",
+            "risk_range": "Venn-Abers range of the calibrated risk (not a confidence interval of the true risk)"}
 
 
 def held_out_risk(model_uri: str, held_out: FeatureSet) -> np.ndarray:

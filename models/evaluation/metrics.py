@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -144,14 +144,49 @@ def align_answers(patient_ids: tuple[str, ...], answers: pd.DataFrame | None) ->
     return table.loc[list(patient_ids)].reset_index()
 
 
+def set_coverage(labels: np.ndarray, in_set: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """Share of patients whose true class is in their conformal set (all, and per class), and set sizes."""
+    y = np.asarray(labels).astype(int)
+    has_neg, has_pos = (np.asarray(a, bool) for a in in_set)
+    hit = np.where(y == 1, has_pos, has_neg)
+    size = has_neg.astype(int) + has_pos.astype(int)
+    out = {"set_coverage": float(hit.mean()), "set_both_rate": float((size == 2).mean()),
+           "set_empty_rate": float((size == 0).mean())}
+    for cls, name in ((0, "negative"), (1, "positive")):
+        if (y == cls).any():
+            out[f"set_coverage_{name}"] = float(hit[y == cls].mean())
+    return out
+
+
+def review_agreement(patient_ids: tuple[str, ...], predicted_class: np.ndarray, cohort_labels: np.ndarray,
+                     confirmed: Mapping[str, int]) -> dict[str, float]:
+    """Agreement of clinician-confirmed outcomes with the model's class and with the cohort's label.
+
+    Reported beside the evaluation, never inside it: the confirmed outcomes of held-out patients are not
+    their labels here (the clinician may have seen the model's output: incorporation bias).
+    """
+    rows = [i for i, p in enumerate(patient_ids) if p in confirmed]
+    out = {"review_n": float(len(rows))}
+    if rows:
+        truth = np.array([confirmed[patient_ids[i]] for i in rows])
+        out["review_agree_model"] = float((np.asarray(predicted_class)[rows] == truth).mean())
+        out["review_agree_cohort"] = float((np.asarray(cohort_labels)[rows] == truth).mean())
+    return out
+
+
 def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answers: pd.DataFrame | None = None,
-                   n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
+                   n_boot: int = 500, seed: int = 0, confirmed: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Evaluate a TrainedModel on labelled held-out patients; write ``report.md`` + PNGs into ``out_dir``.
 
-    Returns ``{"metrics": flat numbers, "out_dir": str, "report": path, "predictions": DataFrame}``; the
-    metrics include paired/partial cohorts, ECE before and after temperature
-    scaling, the abstain rate, mean |Shapley| per modality and, with an answers
-    table, model/oracle AUROC and the interaction subset.
+    Returns ``{"metrics": flat numbers, "out_dir": str, "report": path}``; the
+    metrics include paired/partial cohorts, ECE before and after calibration
+    (and which calibrator the cross-fitted folds kept), the conformal set's
+    coverage of the true class at ``interval_level`` ("NN % nominal"), the
+    abstain rate and answered AUROC, mean |Shapley| per modality and, with an
+    answers table, model/oracle AUROC, the range's coverage of the best
+    possible risk and the interaction subset. ``held_out`` carries the cohort's
+    labels; clinician-confirmed outcomes (``confirmed``) are reported as
+    agreement only (:func:`review_agreement`).
     """
     from models.evaluation.report import write_model_report
 
@@ -167,6 +202,13 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     metrics["ece_uncalibrated"] = expected_calibration_error(y, raw)
     metrics["temperature"] = float(model.calibrator.temperature_)
     metrics["calibration_bias"] = float(getattr(model.calibrator, "bias_", 0.0))
+    metrics["interval_level"] = float(model.config.interval_level)
+    cal = getattr(model, "metrics", {}).get("calibration", {})
+    for kind, value in cal.get("ece_cross_fitted", {}).items():  # what the folds compared, and kept
+        metrics[f"ece_cross_fitted_{kind}"] = float(value)
+    if "chosen" in cal:
+        metrics["calibration_kept_identity"] = float(cal["chosen"] == "identity")
+    metrics.update(set_coverage(y, model.class_sets(risk)))
     if getattr(model, "shapley_baseline", None) is not None:
         metrics["shapley_baseline"] = float(model.shapley_baseline)
     metrics["interval_width_mean"] = float((pred["risk_high"] - pred["risk_low"]).mean())
@@ -190,6 +232,8 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
         inter = ans["interaction"].to_numpy(bool)
         if inter.sum() >= 10 and len(np.unique(y[inter])) == 2:
             metrics["interaction_auroc"] = float(roc_auc_score(y[inter], risk[inter]))
+    if confirmed:
+        metrics.update(review_agreement(tuple(held_out.patient_ids), pred["predicted_class"].to_numpy(), y, confirmed))
     curve = reliability_curve(y, risk), reliability_curve(y, raw)
     report = write_model_report(out, model.config.as_dict(), metrics, pred, curve)
     pred.drop(columns=["donors_json"]).to_csv(out / "predictions.csv", index=False)

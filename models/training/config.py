@@ -37,14 +37,16 @@ class TrainConfig:
     dropout: float = 0.1
     k_donors: int = 10
     class_weighted: bool = False  # pos_weight in the loss: shifts every logit by a constant (kept for comparison)
-    calibration: str = "platt"  # "platt" (temperature + bias) or "temperature" (scale only; cannot undo a shift)
+    # calibration candidate besides Venn-Abers and none ("platt": temperature + bias; "temperature": scale
+    # only); the lowest cross-fitted ECE of the three is kept (models.training.calibration.choose_calibrator)
+    calibration: str = "platt"
     abstain_share: float = 0.5
-    abstain_width: float = 0.5  # abstain when the risk interval is wider than this (risk units)
-    abstain_band: float = 0.02  # abstain when |risk - threshold| is below this
     threshold: float = 0.5  # risk at which the predicted class turns positive
-    interval_level: float = 0.9  # nominal coverage of the risk interval
-    n_calibrators: int = 50  # bootstrap refits of the calibrator on validation patients (interval)
-    ensemble: int = 0  # extra fusion networks on bootstrap resamples of the training patients (interval)
+    # nominal coverage of the conformal class set ("90 % nominal"); abstain when the set holds both classes
+    interval_level: float = 0.9
+    cv_folds: int = 5  # cross-fitting folds over the training patients (calibrator, conformal sets, small cohorts)
+    n_calibrators: int = 5  # legacy knob: 0 turns cross-fitting off (inner fits of a selection; cv_folds = 0)
+    ensemble: int = 0  # extra fusion networks on bootstrap resamples of the training patients (widen the range)
     device: str = "cpu"
     threads: int = 1  # torch intra-op threads while training/scoring; 0 = torch's default
     encoders: dict = field(default_factory=dict)  # modality -> encoder version the embeddings came from (joint/finetune)
@@ -63,6 +65,8 @@ class TrainConfig:
             raise ValueError("select_on must be 'auroc' or 'loss'")
         if self.calibration not in ("platt", "temperature"):
             raise ValueError("calibration must be 'platt' or 'temperature'")
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ValueError("cv_folds must be 0 (no cross-fitting) or at least 2")
         if not 0 < self.interval_level < 1:
             raise ValueError("interval_level must be in (0, 1)")
         if not 0 <= self.modality_dropout < 1:

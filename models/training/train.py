@@ -1,13 +1,19 @@
 """One training loop for every fusion kind and imputation method, on frozen embeddings.
 
 ``train(features, config)`` splits patients (stratified, patient-level), fits
-the covariate scaler and the imputer on the training split only, trains the
+the covariate scaler and the imputer on the training patients only, trains the
 fusion model with modality dropout, an unweighted loss (a class-weighted loss
 shifts every logit by a constant) and early stopping on the validation split,
-fits Platt scaling (temperature + bias) and its bootstrap replicates on the
-validation split, and returns a :class:`~models.training.trained_model.TrainedModel`
-that carries all of them. Nothing here sees a patient outside ``features``:
-the callers pass training patients only (the held-out split never reaches it).
+then cross-fits (:mod:`models.training.crossfit`): every training patient gets
+an out-of-fold score, on which the calibrator is chosen (Platt, Venn-Abers or
+none: the lowest cross-fitted ECE, so calibration never makes ECE worse there)
+and the conformal class sets are fitted. When the validation split is small
+(< 100 patients or < 20 of the minority class), the folds replace it: they pick
+the epoch count and compare the network with a logistic regression on the same
+fused inputs, and the better head on the folds is trained on every training
+patient. Returns a :class:`~models.training.trained_model.TrainedModel` that
+carries all of it. Nothing here sees a patient outside ``features``: the
+callers pass training patients only (the held-out split never reaches it).
 
 ``strategy="frozen"`` (embeddings computed once by the encoders, fusion
 trained on top) is this loop alone; ``"joint"`` and ``"finetune"`` train the
@@ -32,9 +38,11 @@ from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation.registry import build_imputer
 from models.imputation.select import select_imputer, selection_record
-from models.training.calibration import PlattScaler, TemperatureScaler
+from models.training import crossfit
+from models.training.calibration import CALIBRATORS, PlattScaler, VennAbersCalibrator, choose_calibrator
 from models.training.config import STRATEGIES, TrainConfig, fusion_config
 from models.training.trained_model import TrainedModel
+from models.training.uncertainty import ConformalSets
 
 __all__ = ["STRATEGIES", "TrainConfig", "train", "fit_network", "patient_split", "modality_dropout"]
 
@@ -85,8 +93,12 @@ def bce_loss(labels: torch.Tensor, class_weighted: bool = False) -> torch.nn.BCE
 
 
 def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionInputs, config: TrainConfig,
-                progress: Callable[[int, dict], None] | None = None) -> list[dict]:
+                progress: Callable[[int, dict], None] | None = None, restore_best: bool = True,
+                epoch_logits: list | None = None) -> list[dict]:
     """Train ``model`` in place, restore the best validation epoch; return the history.
+
+    ``restore_best=False`` keeps the last epoch (cross-fitting trains a fixed epoch count);
+    ``epoch_logits`` collects the validation logits after every epoch (the inner-fold curve).
 
     "Best" is the highest validation AUROC by default (``select_on="auroc"``):
     temperature scaling fixes calibration afterwards, and the validation loss
@@ -111,6 +123,8 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
             opt.step()
             total += loss.item() * len(b)
         val_logits = predict_logits(model, val_in)
+        if epoch_logits is not None:
+            epoch_logits.append(val_logits)
         val_loss = float(val_loss_fn(torch.as_tensor(val_logits), val_in.labels.cpu()))
         y = val_in.labels.cpu().numpy()
         auc = float(roc_auc_score(y, val_logits)) if len(np.unique(y)) == 2 else float("nan")
@@ -125,7 +139,8 @@ def fit_network(model: torch.nn.Module, train_in: FusionInputs, val_in: FusionIn
             waited += 1
             if waited >= config.patience:
                 break
-    model.load_state_dict(best_state)
+    if restore_best:
+        model.load_state_dict(best_state)
     return history
 
 
@@ -145,19 +160,6 @@ def train(features: FeatureSet, config: TrainConfig,
         return trained
 
 
-def fit_calibrators(config: TrainConfig, val_logits: np.ndarray, labels: np.ndarray):
-    """The calibrator and its bootstrap replicates over validation patients (the interval's calibration part)."""
-    y = np.asarray(labels).astype(int)
-    calibrator = (PlattScaler() if config.calibration == "platt" else TemperatureScaler()).fit(val_logits, y)
-    rng = np.random.default_rng(config.seed)
-    replicates = []
-    for _ in range(config.n_calibrators):
-        idx = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) == 2:
-            replicates.append(PlattScaler().fit(val_logits[idx], y[idx]))
-    return calibrator, replicates
-
-
 def fit_ensemble(config: TrainConfig, dims: dict[str, int], n_covariates: int, train_in: FusionInputs,
                  val_in: FusionInputs) -> list[tuple[torch.nn.Module, PlattScaler]]:
     """``config.ensemble`` networks, each on a bootstrap resample of the training patients, Platt-calibrated on
@@ -173,28 +175,141 @@ def fit_ensemble(config: TrainConfig, dims: dict[str, int], n_covariates: int, t
     return members
 
 
+def _fixed_epochs(config: TrainConfig) -> Callable[[torch.nn.Module, FusionInputs, FusionInputs, int], list]:
+    """``fit(net, train, held, epochs)``: exactly ``epochs`` epochs, no selection; held logits per epoch."""
+    def fit(net: torch.nn.Module, train_in: FusionInputs, held_in: FusionInputs, epochs: int) -> list:
+        per_epoch: list = []
+        fit_network(net, train_in, held_in, replace(config, epochs=epochs, patience=epochs + 1),
+                     restore_best=False, epoch_logits=per_epoch)
+        return per_epoch
+    return fit
+
+
+def _pooled_auroc(labels: np.ndarray, logits: np.ndarray) -> float:
+    return float(roc_auc_score(labels, logits)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def _epoch_from_curve(labels: np.ndarray, curve: np.ndarray) -> tuple[int, list[dict]]:
+    """(best epoch, history rows) from the pooled out-of-fold AUROC after each epoch, smoothed over 3 epochs
+    (single-epoch maxima on a hundred patients are noise)."""
+    aucs = np.array([_pooled_auroc(labels, c) for c in curve])
+    smooth = np.nan_to_num(aucs, nan=0.0)
+    if len(aucs) >= 3:
+        smooth = np.r_[smooth[0], np.convolve(smooth, np.ones(3) / 3, mode="valid"), smooth[-1]]
+    best = int(np.nanargmax(smooth))
+    rows = [{"epoch": e, "train_loss": float("nan"), "val_loss": float("nan"), "val_auroc": float(aucs[e]),
+             "source": "pooled out-of-fold"} for e in range(len(aucs))]
+    return best, rows
+
+
 def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> TrainedModel:
     seed_everything(config.seed)
     tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
     scaler = CovariateScaler().fit(features.covariates[tr_idx])
     scaled = replace(features, covariates=scaler.transform(features.covariates))
-    train_fs, val_fs = scaled.subset(tr_idx), scaled.subset(va_idx)
     params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
-    imputer = build_imputer(config.impute, **params).fit(train_fs)
-    if hasattr(imputer, "training_rows"):  # complete-case: the network learns from complete patients only
-        train_fs = train_fs.subset(imputer.training_rows(train_fs))
-    train_in = to_inputs(imputer.transform(train_fs), config.device)
-    val_in = to_inputs(imputer.transform(val_fs), config.device)
-    model = build_fusion(config.fusion, features.dims(), fusion_config(config, scaled.covariates.shape[1]))
-    model = model.to(config.device)
-    history = fit_network(model, train_in, val_in, config, progress)
-    calibrator, replicates = fit_calibrators(config, predict_logits(model, val_in), val_fs.labels)
-    members = fit_ensemble(config, features.dims(), scaled.covariates.shape[1], train_in, val_in)
+    make_imputer = lambda fs: build_imputer(config.impute, **params).fit(fs)  # noqa: E731
+    n_cov, dims = scaled.covariates.shape[1], features.dims()
+
+    def build(k: int) -> torch.nn.Module:
+        torch.manual_seed(config.seed + 100 + k)
+        return build_fusion(config.fusion, dims, fusion_config(config, n_cov)).to(config.device)
+
+    labels = np.asarray(features.labels).astype(int)
+    folds_k = 0 if config.n_calibrators == 0 else config.cv_folds  # n_calibrators 0: the legacy "off"
+    small = bool(folds_k) and crossfit.is_small(labels[va_idx])
+    selection: dict = {"small_cohort": small, "cv_folds": folds_k, "n_training_patients": int(len(labels)),
+                       "n_validation_patients": int(len(va_idx))}
+    if small:
+        model, imputer, history, oof, folds, head = _fit_small(scaled, config, make_imputer, build, folds_k,
+                                                              selection)
+        val_ids = ()
+    else:
+        seed_everything(config.seed)
+        train_fs, val_fs = scaled.subset(tr_idx), scaled.subset(va_idx)
+        imputer = make_imputer(train_fs)
+        if hasattr(imputer, "training_rows"):  # complete-case: the network learns from complete patients only
+            train_fs = train_fs.subset(imputer.training_rows(train_fs))
+        train_in = to_inputs(imputer.transform(train_fs), config.device)
+        val_in = to_inputs(imputer.transform(val_fs), config.device)
+        model = build_fusion(config.fusion, dims, fusion_config(config, n_cov)).to(config.device)
+        history = fit_network(model, train_in, val_in, config, progress)
+        head, val_ids = "network", tuple(val_fs.patient_ids)
+        if folds_k:
+            folds = crossfit.patient_folds(scaled, folds_k, config.seed)
+            data = crossfit.fold_data(scaled, folds, make_imputer, config.device)
+            epochs = _best_epoch(history, config) + 1
+            oof = crossfit.oof_fixed_epochs(data, len(labels), build, _fixed_epochs(config), epochs)
+            selection["epochs_per_fold"] = epochs
+        else:  # no cross-fitting: the validation split is the calibration set
+            oof, folds = predict_logits(model, val_in), None
+        members = fit_ensemble(config, dims, n_cov, train_in, val_in)
+    cal_labels = labels if folds_k else np.asarray(val_fs.labels).astype(int)
+    if folds is not None:
+        calibrator, record, oof_risk = choose_calibrator(oof, cal_labels, folds, config.calibration)
+        record["source"] = "out-of-fold scores of every training patient"
+    else:  # inner fits of a selection (cv_folds 0): nobody reads their calibration, keep it cheap
+        calibrator = CALIBRATORS[config.calibration]().fit(oof, cal_labels)
+        record = {"chosen": config.calibration, "source": "validation split (no cross-fitting)"}
+        oof_risk = calibrator.transform(oof)
+    if small:  # bootstrap members of the chosen head's epoch count, sharing its calibrator
+        members = _small_ensemble(config, scaled, imputer, build, selection.get("epochs", 1), calibrator) \
+            if head == "network" else []
     trained = TrainedModel(config=config, network=model, imputer=imputer, calibrator=calibrator,
-                           modalities=tuple(features.modalities), n_covariates=scaled.covariates.shape[1],
-                           history=history, val_patient_ids=tuple(val_fs.patient_ids), scaler=scaler,
+                           modalities=tuple(features.modalities), n_covariates=n_cov,
+                           history=history, val_patient_ids=val_ids, scaler=scaler,
                            covariate_names=tuple(features.covariate_names),
-                           encoder_keys=dict(features.encoder_keys), calibrator_replicates=replicates,
-                           members=members)
-    trained.shapley_baseline = float(np.mean(trained.risk(train_in)))
+                           encoder_keys=dict(features.encoder_keys), members=members,
+                           range_calibrator=VennAbersCalibrator().fit(oof, cal_labels),
+                           conformal=ConformalSets().fit(oof_risk, cal_labels), head=head)
+    trained.metrics["calibration"] = record
+    trained.metrics["selection"] = selection
+    all_in = to_inputs(imputer.transform(scaled), config.device)
+    trained.shapley_baseline = float(np.mean(trained.risk(all_in)))
     return trained
+
+
+def _small_ensemble(config: TrainConfig, scaled: FeatureSet, imputer, build, epochs: int, calibrator) -> list:
+    """``config.ensemble`` networks on bootstrap resamples of every training patient (small cohort: no
+    validation split), ``epochs`` epochs each, scored through the model's own calibrator."""
+    fit_fs = scaled.subset(imputer.training_rows(scaled)) if hasattr(imputer, "training_rows") else scaled
+    all_in = to_inputs(imputer.transform(fit_fs), config.device)
+    gen, members = np.random.default_rng([config.seed, 17]), []
+    for k in range(config.ensemble):
+        idx = torch.as_tensor(gen.integers(0, len(all_in), len(all_in)))
+        net = build(1000 + k)
+        boot = all_in.rows(idx)
+        _fixed_epochs(replace(config, seed=config.seed + 1000 + k))(net, boot, boot, epochs)
+        members.append((net, calibrator))
+    return members
+
+
+def _best_epoch(history: list[dict], config: TrainConfig) -> int:
+    """The epoch ``fit_network`` restored (highest validation AUROC, or lowest loss)."""
+    if config.select_on == "loss" or all(np.isnan(r["val_auroc"]) for r in history):
+        return int(min(history, key=lambda r: r["val_loss"])["epoch"])
+    return int(max(history, key=lambda r: -np.inf if np.isnan(r["val_auroc"]) else r["val_auroc"])["epoch"])
+
+
+def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: int, selection: dict):
+    """Small cohort: folds pick the epoch count and the head (network vs logistic regression); the chosen
+    head is trained on every training patient. Returns (model, imputer, history, oof logits, folds, head)."""
+    labels = np.asarray(scaled.labels).astype(int)
+    folds = crossfit.patient_folds(scaled, k, config.seed)
+    data = crossfit.fold_data(scaled, folds, make_imputer, config.device)
+    curve = crossfit.oof_epoch_curve(data, len(labels), build, _fixed_epochs(config), config.epochs)
+    best, history = _epoch_from_curve(labels, curve)
+    fcfg = fusion_config(config, scaled.covariates.shape[1])
+    lin_oof, c = crossfit.oof_linear(data, len(labels), scaled.dims(), fcfg, config.seed)
+    net_auc, lin_auc = _pooled_auroc(labels, curve[best]), _pooled_auroc(labels, lin_oof)
+    head = "linear" if lin_auc >= net_auc else "network"
+    selection.update(epochs=best + 1, oof_auroc_network=net_auc, oof_auroc_linear=lin_auc, linear_c=c, head=head)
+    imputer = make_imputer(scaled)
+    fit_fs = scaled.subset(imputer.training_rows(scaled)) if hasattr(imputer, "training_rows") else scaled
+    all_in = to_inputs(imputer.transform(fit_fs), config.device)
+    if head == "linear":
+        return (crossfit.fit_linear(all_in, scaled.dims(), fcfg, c, config.seed, config.device), imputer, history,
+                lin_oof, folds, head)
+    model = build(-1)
+    _fixed_epochs(config)(model, all_in, all_in, best + 1)
+    return model, imputer, history, curve[best], folds, head

@@ -1,7 +1,9 @@
 """A trained fusion model with everything it was fitted with, so it can score raw inputs alone.
 
 The bundle carries the covariate scaler (training patients' statistics), the
-imputer, the calibrator and its bootstrap replicates, the covariate order, the
+imputer, the calibrator chosen on cross-fitted scores, the Venn-Abers range
+map, the conformal class sets, the head (fusion network or, on a small cohort
+where it did better on the folds, a logistic regression), the covariate order, the
 embedding dims, the encoder versions the embeddings came from and the Shapley
 reference. ``predict`` takes *raw* covariates (units as in ``cohort.csv``, NaN =
 unknown), embeddings and the availability mask, and a patient's row of the
@@ -15,7 +17,8 @@ code, so MLflow can log the folder as artifacts and a pyfunc can load it on
 another machine. ``predict`` returns the Predictions table of
 docs/CONTRACTS.md, less the columns that the caller stamps (``model_name``,
 ``model_version``, ``run_id``, ``batch_id``, ``predicted_at``). The interval and
-abstain rule are described in :mod:`models.training.uncertainty`.
+abstain rule are described in :mod:`models.training.uncertainty`; the level is
+``config.interval_level``, printed everywhere as "NN % nominal" (:func:`level_text`).
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation.methods import ImputedFeatures
 from models.imputation.registry import load_imputer, save_imputer
-from models.training.calibration import PlattScaler, TemperatureScaler
+from models.training.calibration import PlattScaler, VennAbersCalibrator, calibrator_from_dict, calibrator_to_dict
 from models.training.config import TrainConfig, fusion_config
+from models.training.crossfit import LinearFusion
 from models.training.shapley import exact_modality_shapley
-from models.training.uncertainty import abstain_decisions, imputation_draws, risk_interval
+from models.training.uncertainty import ConformalSets, abstain_decisions, imputation_draws, level_text, risk_range
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+"""3: Venn-Abers range + conformal sets fitted on cross-fitted scores (2 had bootstrap calibrator replicates)."""
 
 PredictionFrame = pd.DataFrame
 """Columns: ``prediction_columns(modalities)``; one row per patient."""
@@ -51,16 +56,8 @@ def prediction_columns(modalities: tuple[str, ...]) -> list[str]:
             + [f"contrib_{m}" for m in modalities] + [f"mask_{m}" for m in modalities] + ["donors_json"])
 
 
-def _calibrator_from(data: dict[str, Any]) -> PlattScaler | TemperatureScaler:
-    if data.get("kind") == "platt":
-        return PlattScaler.from_dict(data)
-    out = TemperatureScaler()
-    out.temperature_ = float(data["temperature"])
-    return out
-
-
-def _calibrator_dict(cal: Any) -> dict[str, Any]:
-    return cal.to_dict() if hasattr(cal, "to_dict") else {"kind": "temperature", "temperature": cal.temperature_}
+_calibrator_from = calibrator_from_dict
+_calibrator_dict = calibrator_to_dict
 
 
 @dataclass
@@ -68,7 +65,7 @@ class TrainedModel:
     config: TrainConfig
     network: torch.nn.Module
     imputer: object
-    calibrator: PlattScaler | TemperatureScaler
+    calibrator: Any  # models.training.calibration.CALIBRATORS: the lowest cross-fitted ECE
     modalities: tuple[str, ...]
     n_covariates: int
     history: list[dict] = field(default_factory=list)
@@ -77,9 +74,11 @@ class TrainedModel:
     scaler: CovariateScaler | None = None  # None: a format-1 model whose inputs were already standardised
     covariate_names: tuple[str, ...] = ()
     encoder_keys: dict = field(default_factory=dict)  # modality -> (encoder_name, version, preprocessing_hash)
-    calibrator_replicates: list = field(default_factory=list)
     shapley_baseline: float | None = None
     members: list = field(default_factory=list)  # [(network, PlattScaler)] fitted on bootstrap resamples
+    range_calibrator: VennAbersCalibrator | None = None  # the risk range [p0, p1]
+    conformal: ConformalSets | None = None  # class sets at config.interval_level
+    head: str = "network"  # "network" (the fusion kind in config) or "linear" (LinearFusion)
 
     # -- prediction ----------------------------------------------------
     @property
@@ -120,7 +119,7 @@ class TrainedModel:
         return self.risk(to_inputs(self.impute(features), self.config.device))
 
     def predict(self, features: FeatureSet, n_mc: int = 30, seed: int = 0) -> PredictionFrame:
-        """The Predictions table: risk, interval, class, abstain, Shapley contributions, mask, donors."""
+        """The Predictions table: risk, range, class, abstain, Shapley contributions, mask, donors."""
         imp = self.impute(features)
         inputs = to_inputs(imp, self.config.device)
         shap = exact_modality_shapley(lambda mk: self.risk(inputs.with_mask(torch.as_tensor(mk))),
@@ -130,9 +129,9 @@ class TrainedModel:
         cfg = self.config
         no_imp = self.risk(inputs.with_mask(inputs.mask & ~inputs.imputed))
         abstain, reasons = abstain_decisions(
-            risk=risk, low=low, high=high, present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
+            risk=risk, in_set=self.class_sets(risk), present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
             contrib=shap.contributions, no_imputed_risk=no_imp, modalities=self.modalities,
-            threshold=cfg.threshold, share=cfg.abstain_share, width=cfg.abstain_width, band=cfg.abstain_band)
+            threshold=cfg.threshold, share=cfg.abstain_share, level=cfg.interval_level)
         frame = {"patient_id": list(features.patient_ids), "risk": risk, "risk_low": low, "risk_high": high,
                  "predicted_class": (risk >= cfg.threshold).astype(int), "abstain": abstain,
                  "abstain_reason": reasons}
@@ -143,9 +142,13 @@ class TrainedModel:
         frame["donors_json"] = [imp.donors_json(i) for i in range(len(features))]
         return pd.DataFrame(frame, columns=prediction_columns(self.modalities))
 
+    def class_sets(self, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(negative in set, positive in set) at ``config.interval_level`` for calibrated risks."""
+        return self.conformal.sets(risk, self.config.interval_level)
+
     def _interval(self, imp: ImputedFeatures, inputs: FusionInputs, risk: np.ndarray,
                   n_mc: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrator replicates x (for imputed patients) Monte-Carlo redraws; see models.training.uncertainty."""
+        """Venn-Abers range over (for imputed patients) Monte-Carlo redraws; see models.training.uncertainty."""
         with torch_threads(self.config.threads):
             base = predict_logits(self.network, inputs)
         samples = np.repeat(base[None], max(n_mc, 1), axis=0)  # (S, N)
@@ -162,8 +165,7 @@ class TrainedModel:
                 samples[:, rows] = predict_logits(self.network, sub).reshape(n_mc, len(rows))
         with torch_threads(self.config.threads):
             members = np.array([cal.transform(predict_logits(net, inputs)) for net, cal in self.members])
-        return risk_interval(risk, samples, [c.transform for c in self.calibrator_replicates],
-                             self.config.interval_level, members if len(self.members) else None)
+        return risk_range(self.range_calibrator.bounds, risk, samples, members if len(self.members) else None)
 
     # -- persistence ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -180,9 +182,9 @@ class TrainedModel:
                 "covariate_names": list(self.covariate_names),
                 "scaler": self.scaler.to_dict() if self.scaler is not None else None,
                 "encoder_keys": {m: (list(k) if k is not None else None) for m, k in self.encoder_keys.items()},
-                "calibrator": _calibrator_dict(self.calibrator),
-                "temperature": float(self.calibrator.temperature_),
-                "calibrator_replicates": [_calibrator_dict(c) for c in self.calibrator_replicates],
+                "calibrator": _calibrator_dict(self.calibrator), "head": self.head,
+                "range_calibrator": self.range_calibrator.to_dict(), "conformal": self.conformal.to_dict(),
+                "interval_level": level_text(self.config.interval_level),
                 "shapley_baseline": self.shapley_baseline, "history": self.history,
                 "members": [_calibrator_dict(cal) for _, cal in self.members],
                 "val_patient_ids": list(self.val_patient_ids), "metrics": self.metrics}
@@ -196,26 +198,29 @@ class TrainedModel:
         if not meta_path.exists():
             raise FileNotFoundError(f"{meta_path} not found: is {directory} a saved TrainedModel folder?")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") not in (1, FORMAT_VERSION):
-            raise ValueError(f"model format {meta.get('format_version')} unsupported (expected {FORMAT_VERSION})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"model format {meta.get('format_version')} unsupported (expected {FORMAT_VERSION}): "
+                             "models saved before the cross-fitted calibration and conformal sets must be retrained")
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in known})
         config.device = device
         modalities = tuple(meta["modalities"])
         dims = {m: meta["dims"][m] for m in modalities}
-        def network_from(path: Path) -> torch.nn.Module:
-            net = build_fusion(config.fusion, dims, fusion_config(config, int(meta["n_covariates"])))
+        def network_from(path: Path, head: str = "network") -> torch.nn.Module:
+            fcfg = fusion_config(config, int(meta["n_covariates"]))
+            net = LinearFusion(dims, fcfg) if head == "linear" else build_fusion(config.fusion, dims, fcfg)
             net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
             return net.to(device).eval()
 
-        network = network_from(directory / "model.pt")
+        head = meta.get("head", "network")
+        network = network_from(directory / "model.pt", head)
         members = [(network_from(directory / "members" / f"{k}.pt"), _calibrator_from(cal))
                    for k, cal in enumerate(meta.get("members", []))]
-        calibrator = _calibrator_from(meta.get("calibrator") or {"temperature": meta["temperature"]})
+        calibrator = _calibrator_from(meta["calibrator"])
         scaler = CovariateScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
         return cls(config, network, load_imputer(directory / "imputer"), calibrator, modalities,
                    int(meta["n_covariates"]), meta.get("history", []), tuple(meta.get("val_patient_ids", [])),
                    meta.get("metrics", {}), scaler, tuple(meta.get("covariate_names", [])),
                    {m: (tuple(k) if k is not None else None) for m, k in (meta.get("encoder_keys") or {}).items()},
-                   [_calibrator_from(c) for c in meta.get("calibrator_replicates", [])],
-                   meta.get("shapley_baseline"), members)
+                   meta.get("shapley_baseline"), members, VennAbersCalibrator.from_dict(meta["range_calibrator"]),
+                   ConformalSets.from_dict(meta["conformal"]), head)
