@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from requests.adapters import HTTPAdapter
 from ingestion.atomic_files import atomic_write_bytes
 
 from ingestion.pacs_cursor import PacsCursor, load_cursor, redact_url, save_cursor, uid_token
+from ingestion.pacs_stream import DownloadError, DownloadLimits, iter_instances
 
 log = logging.getLogger(__name__)
 
@@ -173,29 +177,30 @@ def _count_instances(client: Any, ref: SeriesRef, page_size: int) -> int:
                                  series_instance_uid=ref.series_uid))
 
 
-def _instance_bytes(client: Any, ref: SeriesRef) -> Iterator[bytes]:
-    """WADO-RS: each instance of the series as the PACS stored it, streamed part by part.
+def _instance_bytes(client: Any, ref: SeriesRef, limits: DownloadLimits = DownloadLimits()) -> Iterator[bytes]:
+    """WADO-RS: each instance of the series as the PACS stored it, streamed part by part within ``limits``.
 
-    Uses the client's multipart decoder on the raw response so the bytes are
-    the stored file's; if that (non-public) part of dicomweb-client ever goes,
-    falls back to its public iterator and writes each dataset like the original.
+    Parses the raw multipart answer itself (:mod:`ingestion.pacs_stream`) so the bytes are the stored
+    file's and a lying server (wrong type, truncated, huge, dripping) is stopped with a reason; if the
+    client's (non-public) URL helpers ever go, falls back to its public iterator and writes each
+    dataset like the original.
     """
     try:
         from dicomweb_client.web import _Transaction
 
         url = client._get_series_url(_Transaction.RETRIEVE, ref.study_uid, ref.series_uid)
-        response = client._http_get(url, headers={"Accept": ACCEPT_ORIGINAL}, stream=True)
-        decode = client._decode_multipart_message
+        response = client._http_get(url, headers={"Accept": ACCEPT_ORIGINAL, "Accept-Encoding": "identity"},
+                                    stream=True)
     except AttributeError:
         for ds in client.iter_series(ref.study_uid, ref.series_uid, media_types=(("application/dicom", "*"),)):
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=False)
             yield buffer.getvalue()
         return
-    if response.headers.get("Content-Type", "").startswith("application/dicom"):
-        yield response.content  # a single non-encapsulated part (some servers do this)
-        return
-    yield from decode(response, stream=True)
+    try:
+        yield from iter_instances(response, limits)  # a single application/dicom answer is one instance
+    finally:
+        response.close()
 
 
 def _same_file(path: Path, data: bytes) -> bool:
@@ -205,24 +210,38 @@ def _same_file(path: Path, data: bytes) -> bool:
         return hashlib.file_digest(fh, "sha256").digest() == hashlib.sha256(data).digest()
 
 
-def _stage_series(client: Any, ref: SeriesRef, staging: Path, tmp_dir: Path) -> tuple[int, int, int]:
-    """Write one series' instances under ``staging``; returns (instances, written, bytes written)."""
+def _stage_series(client: Any, ref: SeriesRef, staging: Path, tmp_dir: Path,
+                  limits: DownloadLimits = DownloadLimits()) -> tuple[int, int, int]:
+    """Write one series' instances under ``staging``; returns (instances, written, bytes written).
+
+    Instances go to a private folder first and move into ``staging`` only once the whole answer was
+    read: a download stopped half-way (truncated, too large, past its deadline) stages nothing of the
+    series, so ingest never reads a series with slices missing.
+    """
     folder = staging / uid_token(ref.study_uid) / uid_token(ref.series_uid)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    n = written = nbytes = 0
-    for data in _instance_bytes(client, ref):
-        n += 1
-        sop = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
-                              specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID")
-        name = uid_token(str(sop)) if sop else hashlib.sha256(data).hexdigest()[:20]
-        target = folder / f"{name}.dcm"
-        if _same_file(target, data):
-            continue
-        atomic_write_bytes(target, data)
-        written += 1
-        nbytes += len(data)
-    return n, written, nbytes
+    pending = Path(tempfile.mkdtemp(prefix="series-", dir=_mkdir(tmp_dir)))
+    try:
+        n, moves = 0, []
+        for data in _instance_bytes(client, ref, limits):
+            n += 1
+            sop = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
+                                  specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID")
+            name = uid_token(str(sop)) if sop else hashlib.sha256(data).hexdigest()[:20]
+            if _same_file(folder / f"{name}.dcm", data):
+                continue
+            atomic_write_bytes(pending / f"{name}.dcm", data)
+            moves.append((pending / f"{name}.dcm", folder / f"{name}.dcm", len(data)))
+        _mkdir(folder)
+        for source, target, _ in moves:
+            os.replace(source, target)
+        return n, len(moves), sum(size for _, _, size in moves)
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _explain(exc: Exception, pacs: str, pulled: int) -> PacsError:
@@ -235,18 +254,22 @@ def _explain(exc: Exception, pacs: str, pulled: int) -> PacsError:
             return PacsError(f"PACS {pacs} refused the credentials (HTTP {code}); set CLINFUSE_PACS_USERNAME and "
                              f"CLINFUSE_PACS_PASSWORD; {kept}")
         return PacsError(f"PACS {pacs} answered HTTP {code} ({exc.response.reason}); {kept}")
+    if isinstance(exc, DownloadError):
+        return PacsError(f"PACS {pacs}: series {pulled + 1} could not be downloaded: {exc}; {kept}")
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return PacsError(f"PACS {pacs} did not answer ({type(exc).__name__}); check the URL and that the server "
                          f"is running and reachable; {kept}")
     return PacsError(f"PACS {pacs}: {type(exc).__name__}: {exc}; {kept}")
 
 
-def pull(client: Any, url: str, pacs_dir: Path, query: PacsQuery = PacsQuery()) -> PullReport:
+def pull(client: Any, url: str, pacs_dir: Path, query: PacsQuery = PacsQuery(),
+         limits: DownloadLimits = DownloadLimits()) -> PullReport:
     """Pull every series not yet pulled (or whose instance count changed) into ``pacs_dir/staging``.
 
     The cursor (``pacs_dir/cursor.json``) is saved after each series, so a
-    failure keeps what was finished. Raises :class:`PacsError` with a clear
-    reason when the PACS cannot be queried or read.
+    failure keeps what was finished and never records a series it did not
+    stage whole. Raises :class:`PacsError` with a clear reason when the PACS
+    cannot be queried or read, or an answer breaks ``limits`` (size, deadline).
     """
     started = time.perf_counter()
     pacs, pacs_dir = redact_url(url), Path(pacs_dir)
@@ -262,7 +285,7 @@ def pull(client: Any, url: str, pacs_dir: Path, query: PacsQuery = PacsQuery()) 
             if cursor.is_current(ref.series_uid, ref.n_instances):
                 current += 1
                 continue
-            n, new, size = _stage_series(client, ref, staging, pacs_dir / "tmp")
+            n, new, size = _stage_series(client, ref, staging, pacs_dir / "tmp", limits)
             cursor.record(ref.series_uid, ref.study_uid, n, ref.study_date)
             save_cursor(cursor, cursor_path)
             pulled, written, unchanged, nbytes = pulled + 1, written + new, unchanged + n - new, nbytes + size
