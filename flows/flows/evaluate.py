@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -17,6 +18,7 @@ from flows.tracking import runs as tracking
 from flows.tracking.model_card_log import log_model_card, registry_looks
 from flows.tracking.registry import require_champion
 from models.defaults import N_BOOT
+from models.features.stage_inputs import EncoderKeys, as_encoder_keys
 from models.held_out import HELD_OUT_FRACTION
 from models.stages import EvaluateConfig, EvaluationResult
 
@@ -39,6 +41,18 @@ def model_dir_for_id(settings: Settings, model_id: str) -> Path:
     return path
 
 
+def evaluation_encoder_keys(settings: Settings, model_dir: Path, synthetic: int) -> EncoderKeys:
+    """The embeddings a model is judged on: the encoder versions it recorded, as predict pins them.
+
+    Scoring a model on a newer encoder's embeddings would judge another model than the one registered;
+    only a model that recorded no versions falls back to the current encoders.
+    """
+    recorded = json.loads((model_dir / "model.json").read_text()).get("encoder_keys") or {}
+    if synthetic or not any(recorded.values()):
+        return current_encoder_keys(str(settings.home), synthetic)
+    return as_encoder_keys(recorded)
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(home: str | None = None, model_id: str | None = None,
                   held_out_fraction: float = HELD_OUT_FRACTION, answers: str | None = None, n_boot: int = N_BOOT,
@@ -53,7 +67,7 @@ def evaluate_flow(home: str | None = None, model_id: str | None = None,
     else:
         model_dir, version = champion_dir(settings)
     config = EvaluateConfig(
-        home=settings.home, model_dir=model_dir, encoder_keys=current_encoder_keys(str(settings.home), synthetic),
+        home=settings.home, model_dir=model_dir, encoder_keys=evaluation_encoder_keys(settings, model_dir, synthetic),
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         n_boot=n_boot, seed=settings.seed, device=settings.resolved_device(),
         secret=settings.pseudonym_secret.get_secret_value() if answers else "")

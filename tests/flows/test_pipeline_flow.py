@@ -42,6 +42,21 @@ def _task_states(since: datetime, timeout_s: float = 60.0) -> dict[str, list[str
             time.sleep(2)
 
 
+def _assert_model_fitted_on_training_patients_only(settings, cohort: pd.DataFrame, model_dir) -> None:
+    """Held-out hygiene on the path users run: the model's recorded fitted-on patients are exactly the
+    labelled patients outside the held-out hash (recomputed here from the rule, not read from the study)."""
+    from models.held_out import HELD_OUT_FRACTION, held_out_mask
+    from models.study_definition import fit_ids_sha256, read_fitted_on
+
+    ids = tuple(cohort["patient_id"].astype(str))
+    held = held_out_mask(ids, HELD_OUT_FRACTION, settings.seed)
+    labelled = cohort["label"].notna().to_numpy()
+    expected = [p for p, h, y in zip(ids, held, labelled) if y and not h]
+    recorded = read_fitted_on(model_dir)
+    assert recorded is not None and recorded["n_patients"] == len(expected) < len(ids)
+    assert recorded["fit_patients_sha256"] == fit_ids_sha256(expected)
+
+
 @pytest.mark.slow
 def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, monkeypatch):
     import mlflow
@@ -62,6 +77,7 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
         assert set(batch.patient_id) == set(cohort.patient_id)
         assert batch.patient_id.str.fullmatch(r"P[0-9a-f]{12}").all()
         assert set(batch.model_version) == {"1"} and set(batch.run_id) == {first.train.run_id}
+        _assert_model_fitted_on_training_patients_only(settings, cohort, first.train.trained.model_dir)
         manifest_mtime = settings.manifest_path.stat().st_mtime_ns
         store_index = settings.embeddings_dir / "index.parquet"
         store_mtime = store_index.stat().st_mtime_ns
@@ -84,8 +100,10 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
         sum(v for n, v in EXPECTED.items() if n != "encode") - 1, states
     assert store_index.stat().st_mtime_ns == store_mtime  # no embedding computed or written again
     assert set(states) <= {"ingest", "encode", "encode-chunks", "train", "evaluate", "register", "predict",
-                           "load-features"}
+                           "load-features", "outbox-write"}  # outbox-write runs, finds the batch's files, writes none
     assert second.predict["path"] == first.predict["path"]
+    assert first.predict["outbox"]["written"].sr_written == len(cohort)
+    assert (second.predict["outbox"]["written"].sr_written, second.predict["outbox"]["written"].bundle_written) == (0, False)
     assert len(batch_files(settings.predictions_dir)) == 1
     assert settings.manifest_path.stat().st_mtime_ns == manifest_mtime
     assert len(mlflow.MlflowClient().search_model_versions("name='clinfuse'")) == 1
