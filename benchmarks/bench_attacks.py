@@ -24,6 +24,23 @@ from benchmarks.markdown_section import RELIABILITY_MD, write_section  # noqa: E
 HEADING = "## Attacks: hostile files and lying servers (tests/test_reliability_attacks.py, tests/test_reliability_hostile_pacs.py)"
 
 
+CHOICES = (
+    "Limits and choices: a .zip is checked on its declared sizes before anything is unpacked (Python's zipfile "
+    "stops at the declared size and fails the CRC beyond it): more than 512 MiB in one member, 16 GiB in all, "
+    "200,000 members, or a member over 8 MiB expanding more than 200:1 quarantines the whole archive unread, "
+    "and members are read at most 512 MiB. A DICOM file may declare at most 2^28 pixels (rows x columns x "
+    "frames x samples), and a JPEG 2000 codestream no larger an image than its Rows/Columns, checked before "
+    "any decoder allocates. An EDF/BDF whose samples per record cannot fit the file, or exceed 100 kHz, is "
+    "refused before MNE reads it. Note tables over 64 MB and binary notes are refused unread. **Placeholder "
+    "patient ids** (blank, Unknown, ANONYMOUS, anon, N/A, 0, all-zero or all-dash ids, X, and similar words) "
+    "are quarantined with the reason rather than given a per-study id: an invented id joins no cohort label "
+    "and no other modality of the person, so the item could only show as a phantom patient; the export must "
+    "carry the real id. PACS downloads are parsed by clinfuse itself with per-instance and per-series size "
+    "caps and a total deadline per series checked on every arrival (a download ends at most one socket "
+    "timeout after it); a series is staged in a private folder and moved in only when its answer completed, "
+    "so the cursor records no series that was not stored whole.")
+
+
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -50,6 +67,7 @@ def render(rows: list[AttackRow], load: tuple[tuple[float, ...], tuple[float, ..
         lines.append(f"| {_cell(r.kind)} | {_cell(r.happened)} | {memory} | {r.lost} | {r.outside} | "
                      f"{r.seconds:.1f} | {'yes' if r.held else '**no**'} |")
     before, after = (" / ".join(f"{x:.1f}" for x in la) for la in load)
+    lines += ["", CHOICES]
     lines += ["", f"Load average (1 / 5 / 15 min) before the run: {before}; after: {after}. Ingest seconds are "
                   "whole processes, start-up (spaCy, MNE, torch imports) included, on that load."]
     return "\n".join(lines)
