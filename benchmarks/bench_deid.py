@@ -47,7 +47,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingestion.deid.notes import scrub_note, scrub_precision, scrub_recall  # noqa: E402
+from ingestion.deid.notes import find_phi, scrub_note, scrub_precision, scrub_recall  # noqa: E402
 from tests.ingestion.planted_real_notes import load_real_notes, plant, planted_corpus, score  # noqa: E402
 from tests.ingestion.test_deid_notes import planted_notes  # noqa: E402
 
@@ -120,7 +120,8 @@ def phantom_row(patients: int, tmp: Path) -> str:
 
 def real_rows(realdata: Path) -> list[str]:
     sets = {"Indiana reports (already de-identified)": ("indiana_reports_subset.csv", ("findings", "impression")),
-            "MTSamples transcriptions": ("mtsamples_subset.csv", ("transcription",))}
+            "MTSamples transcriptions": ("mtsamples_subset.csv", ("transcription",)),
+            "MTSamples transcriptions upper-cased": ("mtsamples_subset.csv", ("transcription",))}
     rows = []
     for name, (file, columns) in sets.items():
         path = realdata / "notes" / file
@@ -128,6 +129,8 @@ def real_rows(realdata: Path) -> list[str]:
             continue
         frame = pd.read_csv(path)
         texts = [" ".join(str(r[c]) for c in columns if pd.notna(r[c])) for _, r in frame.iterrows()]
+        if name.endswith("upper-cased"):
+            texts = [t.upper() for t in texts]
         replaced, before, after = Counter(), 0, 0
         for text in texts:
             out = scrub_note(text)
@@ -150,20 +153,27 @@ REAL_HEADING = "### Note scrubber on real notes with planted identifiers (benchm
 
 
 def _spans(text: str) -> list[tuple[int, int]]:
-    return [(s.start, s.end) for s in scrub_note(text).spans]
+    return [(s.start, s.end) for s in find_phi(text)]
 
 
-def real_planted_table(realdata: Path, n_mts: int, n_indiana: int, seeds: tuple[int, int]) -> tuple[str, float]:
-    """Recall by form and precision on planted real notes, for the development and a fresh seed; notes/s."""
+def _spans_cued(text: str) -> list[tuple[int, int]]:
+    return [(s.start, s.end) for s in find_phi(text, names_without_cues=False)]
+
+
+def real_planted_table(realdata: Path, n_mts: int, n_indiana: int,
+                       seeds: tuple[int, int]) -> tuple[str, float, float]:
+    """Recall by form and precision on planted real notes, for the development and a fresh seed, and on the
+    fresh seed without the cue-free name layer (the scrubber before issue 27); notes/s."""
     results = []
-    for seed in seeds:
+    for seed, finder in ((seeds[0], _spans), (seeds[1], _spans), (seeds[1], _spans_cued)):
         corpus = planted_corpus(realdata, n_mts, n_indiana, seed=seed)
         scrub_note("warm-up: Eliza Quarnstrom.")  # loads the word lists once
         t0 = time.process_time()
-        scores = score(corpus, _spans)
+        scores = score(corpus, finder)
         cpu = time.process_time() - t0
         results.append((seed, corpus, scores, cpu))
-    head = "| form | " + " | ".join(f"seed {seed} ({'development' if i == 0 else 'fresh'}): caught / planted"
+    titles = ("development", "fresh", "fresh; before: title/label rules only")
+    head = "| form | " + " | ".join(f"seed {seed} ({titles[i]}): caught / planted"
                                      for i, (seed, *_rest) in enumerate(results)) + " |"
     lines = [head, "|---|" + "---:|" * len(results)]
     for form in NAME_FORMS + ("lone-surname",) + OTHER_FORMS:
@@ -180,10 +190,10 @@ def real_planted_table(realdata: Path, n_mts: int, n_indiana: int, seeds: tuple[
     lines.append("| precision (replaced stretches overlapping a planted one) | "
                  + " | ".join(f"{sc.precision:.3f} ({len(sc.false_spans)} of {sc.true_spans + len(sc.false_spans)} "
                               "not planted)" for _, _, sc, _ in results) + " |")
-    lines.append("| speed (scrub + score, CPU) | " + " | ".join(
+    lines.append("| speed (find PHI + score, CPU) | " + " | ".join(
         f"{len(corpus) / cpu:.0f} notes/s, {sum(len(n.text) for n in corpus) / cpu / 1e3:.0f} k chars/s"
         for _, corpus, _, cpu in results) + " |")
-    fresh = results[-1][2]
+    fresh = results[1][2]
     common = Counter(results[0][2].false_spans).most_common(12)
     lines += ["", "Most frequent stretches replaced that were not planted (development seed): "
               + ", ".join(f"`{t}` ×{n}" for t, n in common) + ". Dates and names after a title in the real "

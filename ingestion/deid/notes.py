@@ -125,8 +125,12 @@ def scrub_note(text: str, known_identifiers: Sequence[str] = ()) -> ScrubResult:
     return ScrubResult("".join(pieces), len(spans), dict(sorted(counts.items())), tuple(spans))
 
 
-def find_phi(text: str, known_identifiers: Sequence[str] = ()) -> list[PHISpan]:
-    """Non-overlapping PHI spans of ``text``, in order (see :func:`scrub_note`)."""
+def find_phi(text: str, known_identifiers: Sequence[str] = (), *, names_without_cues: bool = True) -> list[PHISpan]:
+    """Non-overlapping PHI spans of ``text``, in order (see :func:`scrub_note`).
+
+    ``names_without_cues=False`` leaves out :func:`find_person_names` (names
+    with no title or label), so a benchmark can show what that layer adds.
+    """
     spans: list[PHISpan] = []
     for category, pattern, group in _RULES:
         for match in pattern.finditer(text):
@@ -136,7 +140,8 @@ def find_phi(text: str, known_identifiers: Sequence[str] = ()) -> list[PHISpan]:
             if end > start:
                 spans.append(PHISpan(start, end, category))
     spans.extend(_phone_spans(text))
-    spans.extend(PHISpan(start, end, "NAME") for start, end in find_person_names(text))
+    if names_without_cues:
+        spans.extend(PHISpan(start, end, "NAME") for start, end in find_person_names(text))
     names = {text[s.start : s.end] for s in spans if s.category == "NAME"}
     spans.extend(_known_spans(text, known_identifiers, names))
     return _merge(spans)

@@ -22,6 +22,15 @@ def test_the_two_sentences_that_leaked_are_scrubbed() -> None:
     assert second == "The resident spoke to [NAME] by phone and answered her questions."
 
 
+def test_the_cue_free_layer_can_be_left_out_for_comparison() -> None:
+    """``names_without_cues=False`` is the scrubber before issue 27 (the benchmark's "before" column)."""
+    text = "Eliza Quarnstrom was called. Mrs. Vanessa Delsenko agreed."
+    before = {text[s.start : s.end] for s in find_phi(text, names_without_cues=False)}
+    after = {text[s.start : s.end] for s in find_phi(text)}
+    assert before == {"Vanessa Delsenko"}
+    assert after == {"Eliza Quarnstrom", "Vanessa Delsenko"}
+
+
 @pytest.mark.parametrize(("sentence", "name"), [
     ("Quarnstrom's daughter asked about discharge. Eliza Quarnstrom was seen.", "Quarnstrom"),  # possessive
     ("DISCUSSED WITH ELIZA QUARNSTROM AT THE BEDSIDE.", "QUARNSTROM"),  # all caps
