@@ -33,6 +33,7 @@ def test_pools_deployments_and_a_worker_run(settings, small_phantom):
                 assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 1
                 dep = client.read_deployment_by_name("train/train-weekly")
                 assert dep.work_pool_name == "gpu" and dep.schedules[0].schedule.cron == "0 4 * * 0"
+                assert dep.parameters == {"fusion": "early", "impute": "auto"}  # the CLI's defaults, spelled out
             services.start(worker(settings, "cpu", api))
             run = run_deployment("ingest/ingest-nightly", timeout=600, poll_interval=3)
             assert run.state.is_completed(), run.state
