@@ -52,19 +52,26 @@ def send_srs(outbox: Path, client: Any, url: str, report: SendReport | None = No
     """STOW-RS every SR of the outbox not yet stored at ``url`` (``client``: a ``DICOMwebClient``)."""
     report = report or SendReport()
     ledger, destination = Ledger(outbox), f"stow:{redact_url(url)}"
+    unreachable: str | None = None
     for path in pending_items(outbox)["sr"]:
         if ledger.was_sent(destination, path.name):
             report.already["sr"] += 1
             continue
-        try:
-            client.store_instances([pydicom.dcmread(path)])
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
-            reason = _reason(exc, f"PACS {redact_url(url)}")
-            ledger.record(destination, path.name, reason)
-            report.failed["sr"].append(f"{path.name}: {reason}")
-            continue
-        ledger.record(destination, path.name)
-        report.sent["sr"] += 1
+        if unreachable is None:
+            try:
+                client.store_instances([pydicom.dcmread(path)])
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
+                reason = _reason(exc, f"PACS {redact_url(url)}")
+                if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                    unreachable = reason  # the rest are not tried: one timeout each would stall the batch
+            else:
+                ledger.record(destination, path.name)
+                report.sent["sr"] += 1
+                continue
+        else:
+            reason = f"not tried: {unreachable}"
+        ledger.record(destination, path.name, reason)
+        report.failed["sr"].append(f"{path.name}: {reason}")
     return report
 
 
@@ -77,20 +84,27 @@ def post_bundles(outbox: Path, base_url: str, session: requests.Session | None =
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    unreachable: str | None = None
     for path in pending_items(outbox)["fhir"]:
         if ledger.was_sent(destination, path.name):
             report.already["fhir"] += 1
             continue
-        try:
-            body = path.read_bytes()
-            validate_bundle(body)
-            response = session.post(base_url.rstrip("/"), data=body, headers=headers, timeout=timeout_s)
-            response.raise_for_status()
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
-            reason = _reason(exc, f"FHIR server {redact_url(base_url)}")
-            ledger.record(destination, path.name, reason)
-            report.failed["fhir"].append(f"{path.name}: {reason}")
-            continue
-        ledger.record(destination, path.name)
-        report.sent["fhir"] += 1
+        if unreachable is None:
+            try:
+                body = path.read_bytes()
+                validate_bundle(body)
+                response = session.post(base_url.rstrip("/"), data=body, headers=headers, timeout=timeout_s)
+                response.raise_for_status()
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
+                reason = _reason(exc, f"FHIR server {redact_url(base_url)}")
+                if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                    unreachable = reason
+            else:
+                ledger.record(destination, path.name)
+                report.sent["fhir"] += 1
+                continue
+        else:
+            reason = f"not tried: {unreachable}"
+        ledger.record(destination, path.name, reason)
+        report.failed["fhir"].append(f"{path.name}: {reason}")
     return report

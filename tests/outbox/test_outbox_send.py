@@ -128,6 +128,8 @@ def test_stow_to_a_dead_pacs_keeps_items_with_a_reason(outbox, tmp_path: Path) -
     assert report.sent["sr"] == 0 and len(report.failed["sr"]) == len(outbox[1])
     failed = Ledger(box).read()["failed"][f"stow:{url}"]
     assert len(failed) == len(outbox[1]) and all("did not answer" in v["reason"] for v in failed.values())
+    tried = [v["reason"] for v in failed.values() if not v["reason"].startswith("not tried")]
+    assert len(tried) == 1  # after the first connection failure the rest wait for the next send
     assert len(list((box / "sr").iterdir())) == len(outbox[1])
 
 
