@@ -48,6 +48,19 @@ def _where_to_look(settings) -> list[str]:
     ]
 
 
+def outbox_lines(outbox: dict | None, settings) -> list[str]:
+    """What the batch left in the outbox and what was sent (counts only: no ids)."""
+    if not outbox:
+        return []
+    written, sent = outbox["written"], outbox.get("sent")
+    lines = [f"Outbox:      {settings.outbox_dir} ({written.sr_written} SR written, {written.sr_present} already "
+             f"there; FHIR bundle {Path(written.bundle).name})"]
+    if sent is not None:
+        lines.append(f"Sent:        {sent.sent['sr']} SR, {sent.sent['fhir']} FHIR bundle(s); {sent.n_failed} failed"
+                     + (" (kept in the outbox: clinfuse outbox status)" if sent.n_failed else ""))
+    return lines
+
+
 def pipeline(
     source: Path = typer.Option(..., "--source", help="Cohort export folder: DICOM, EEG, notes (e.g. from `clinfuse phantom`)."),
     cohort: Path | None = typer.Option(None, "--cohort", help="Cohort CSV with patient_id and label; default SOURCE/cohort.csv."),
@@ -86,6 +99,8 @@ def pipeline(
     console.print(f"Champion on {result.evaluation.n_held_out} held-out patients: AUROC {auroc_text(m)}"
                   f"{oracle}; report {result.evaluation.report}")
     console.print(f"Latest batch: {result.predict['path']} ({result.predict['n']} patients)")
+    for line in outbox_lines(result.predict.get("outbox"), settings):
+        console.print(line, soft_wrap=True)
     for line in _where_to_look(settings):
         console.print(line, soft_wrap=True)  # whole lines, so the commands can be copied
 
@@ -107,4 +122,6 @@ def predict(
         source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None, n_mc=n_mc))
     console.print(f"[green]Stored[/green] {result['n']} predictions of clinfuse v{result['model_version']} "
                   f"in {result['path']} ({result['abstained']} abstained).")
+    for line in outbox_lines(result.get("outbox"), settings):
+        console.print(line, soft_wrap=True)
     console.print(_where_to_look(settings)[-1], soft_wrap=True)

@@ -55,3 +55,20 @@ def test_outbox_send_and_status(cli_home, monkeypatch, fhir_server: str) -> None
         assert sent.exit_code == 0 and "FHIR bundle: 1 sent, 0 sent before, 0 failed" in sent.output
         assert len(FakeFhir.received) == 1
         assert f"fhir:{fhir_server}: 1 sent, 0 failed" in runner.invoke(app, ["outbox", "status"]).output
+
+
+def test_predict_summary_lines_say_what_was_written_and_sent(tmp_path) -> None:
+    from flows.commands.pipeline import outbox_lines
+    from flows.settings import Settings
+    from models.outbox.outbox import OutboxWrite
+    from models.outbox.send import SendReport
+
+    settings = Settings(home=tmp_path / "home")
+    written = OutboxWrite(3, 1, str(tmp_path / "home" / "outbox" / "fhir" / "clinfuse-abc.json"), True)
+    assert outbox_lines(None, settings) == []
+    only_files = outbox_lines({"written": written, "sent": None}, settings)
+    assert len(only_files) == 1 and "3 SR written, 1 already there; FHIR bundle clinfuse-abc.json" in only_files[0]
+    report = SendReport()
+    report.sent["sr"], report.failed["fhir"] = 4, ["clinfuse-abc.json: FHIR server did not answer"]
+    lines = outbox_lines({"written": written, "sent": report}, settings)
+    assert "4 SR, 0 FHIR bundle(s); 1 failed (kept in the outbox: clinfuse outbox status)" in lines[1]
