@@ -112,6 +112,11 @@ def surnames() -> frozenset[str]:
     return frozenset(_census("dist.all.last"))
 
 
+def is_census_name(word: str) -> bool:
+    """``word`` (lower case) is a US Census 1990 given name or surname."""
+    return word in given_names() or word in surnames()
+
+
 @lru_cache(maxsize=1)
 def english_words() -> frozenset[str]:
     """Words a dictionary spells in lower case (``web2``), plus the clinical allow-list."""

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-from ingestion.deid.name_lexicon import english_words
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from ingestion.deid.name_lexicon import IRREGULAR_FORMS, english_words, is_census_name, is_english_word
 from ingestion.deid.person_names import find_person_names
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
@@ -148,13 +150,23 @@ def find_phi(text: str, known_identifiers: Sequence[str] = (), *, names_without_
 
 
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int]:
-    """Cut a name match before its first stopword (``Dr. Brennan Reports`` -> ``Brennan``)."""
+    """Cut a name match before its first stopword (``Dr. Brennan Reports`` -> ``Brennan``); in capitals, where
+    every word looks like a name token, also before a function word or a dictionary word that no census lists as
+    a name (``THE PATIENT TOLERATED``, ``PATIENT WENT HOME`` -> nothing)."""
     cursor = start
     for token in re.finditer(r"[^\s,]+", text[start:end]):
-        if token.group().strip(".").lower() in NAME_STOPWORDS:
+        raw = token.group().strip(".")
+        word = raw.lower()
+        if word in NAME_STOPWORDS or (len(raw) > 1 and raw.isupper() and _caps_word(word)):
             break
         cursor = start + token.end()
     return start, cursor
+
+
+def _caps_word(word: str) -> bool:
+    """A word in capitals that is English, not a name: a function word or irregular verb form, or a
+    dictionary word that no census lists as a name."""
+    return word in STOP_WORDS or word in IRREGULAR_FORMS or (is_english_word(word) and not is_census_name(word))
 
 
 def _phone_spans(text: str) -> list[PHISpan]:

@@ -130,3 +130,12 @@ def test_few_names_found_in_real_transcriptions_mixed_case_or_capitals(realdata:
     for variant in (texts, [t.upper() for t in texts]):
         found = sum(len(find_person_names(t)) for t in variant)
         assert found <= 0.1 * len(variant), found
+    # The title/label rules too: before, "THE PATIENT TOLERATED" gave 309 names in the upper-cased notes.
+    upper_names = sum(s.category == "NAME" for t in texts for s in find_phi(t.upper()))
+    assert upper_names <= 0.2 * len(texts), upper_names
+
+
+def test_label_rules_in_capitals_stop_at_dictionary_words() -> None:
+    text = "THE PATIENT TOLERATED THE PROCEDURE WELL. PATIENT WENT HOME. SEEN BY DR. ELIZA QUARNSTROM TODAY."
+    assert scrub_note(text).text == ("THE PATIENT TOLERATED THE PROCEDURE WELL. PATIENT WENT HOME. "
+                                     "SEEN BY DR. [NAME] TODAY.")
