@@ -2,7 +2,7 @@
 
 One ingest subprocess (2 workers) reads a source holding every attack of ``tests/corpus/hostile.py`` (a
 zip with one 3 GiB member, a DICOM declaring 60,000 x 60,000 x 1,000 frames, a JPEG 2000 codestream
-declaring 60,000 x 60,000, an EDF header implying terabytes, 100 MB and binary notes, placeholder
+declaring 60,000 x 60,000 and a JPEG frame header declaring the same, an EDF header implying terabytes, 100 MB and binary notes, placeholder
 patient ids) beside ordinary good files. Its memory is measured by the kernel (peak RSS of its largest
 process) and guarded (the tree is killed past 4 GiB, so a regression fails here, not on the machine).
 """
@@ -44,6 +44,7 @@ def test_peak_memory_is_bounded(attacked) -> None:
 
 @pytest.mark.parametrize("name", [
     "zip_one_3gib_member", "dicom_60000x60000x1000_frames", "jpeg2000_codestream_declares_60000x60000",
+    "jpeg_frame_header_declares_60000x60000",
     "edf_samples_imply_tens_of_tb", "note_100_mb", "notes_table_100_mb", "note_binary_1_mb",
     "notes_jsonl_binary_1_mb", "ct_patient_id_unknown_0", "ct_patient_id_unknown_1", "xray_patient_id_anonymous",
     "xray_patient_id_anon", "xray_patient_id_0", "xray_patient_id_na", "note_mrn_anonymous",

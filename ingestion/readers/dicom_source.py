@@ -148,6 +148,10 @@ J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1
                           "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
                           "1.2.840.10008.1.2.4.203"})
 """JPEG 2000 and HTJ2K transfer syntaxes: their codestreams carry their own image size (the SIZ marker)."""
+JPEG_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                           "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+"""JPEG and JPEG-LS transfer syntaxes: the frame header (SOF marker) carries the image size."""
+_SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7})
 
 
 def check_pixel_budget(ds: Dataset, name: str) -> None:
@@ -165,13 +169,16 @@ def check_pixel_budget(ds: Dataset, name: str) -> None:
             f"{name}: the header declares {pixels:,} pixels ({rows} x {cols} x {frames} frame(s)), more than the "
             f"{MAX_PIXELS_PER_FILE:,} clinfuse decodes from one file (a decompression bomb or a corrupt header)"
         )
-    if str(ds.file_meta.TransferSyntaxUID) in J2K_SYNTAXES and "PixelData" in ds:
-        size = j2k_declared_size(ds.PixelData)
-        if size is not None and (size[0] > cols or size[1] > rows):
-            raise QuarantineError(
-                f"{name}: its JPEG 2000 codestream declares {size[0]:,} x {size[1]:,} pixels but the header says "
-                f"{cols} x {rows}; decoding would allocate the codestream's size (a decompression bomb): re-export it"
-            )
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if "PixelData" not in ds or ts not in J2K_SYNTAXES | JPEG_SYNTAXES:
+        return
+    size = j2k_declared_size(ds.PixelData) if ts in J2K_SYNTAXES else jpeg_declared_size(ds.PixelData)
+    if size is not None and (size[0] > cols or size[1] > rows):
+        kind = "JPEG 2000" if ts in J2K_SYNTAXES else "JPEG"
+        raise QuarantineError(
+            f"{name}: its {kind} codestream declares {size[0]:,} x {size[1]:,} pixels but the header says "
+            f"{cols} x {rows}; decoding would allocate the codestream's size (a decompression bomb): re-export it"
+        )
 
 
 def _count(ds: Dataset, keyword: str) -> int:
@@ -194,6 +201,33 @@ def j2k_declared_size(pixel_data: bytes) -> tuple[int, int] | None:
         return None
     xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", head[at + 8:at + 24])
     return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+
+
+def jpeg_declared_size(pixel_data: bytes) -> tuple[int, int] | None:
+    """(width, height) the first JPEG / JPEG-LS frame header (SOF) declares, or None if there is none to read.
+
+    Walks the marker segments from the start-of-image marker by their lengths (so bytes inside an APP
+    segment are never mistaken for a frame header), over the first 64 KB of the encapsulated data.
+    """
+    head = bytes(pixel_data[:65536])
+    at = head.find(b"\xff\xd8")
+    if at < 0:
+        return None
+    pos = at + 2
+    while pos + 4 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(head):
+                return None
+            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header: malformed
+            return None
+        pos += 2 + struct.unpack(">H", head[pos + 2:pos + 4])[0]
+    return None
 
 
 def check_pixel_length(ds: Dataset, name: str, frames: int = 1) -> None:

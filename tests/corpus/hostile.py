@@ -11,6 +11,7 @@ what is wrong with it. Every builder returns the :class:`CorpusCase` list
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, generate_uid
 
 from ingestion.modalities import STANDARD_1020
 from tests.corpus.build import CorpusCase, _save
@@ -190,3 +191,32 @@ def build_hostile(src: Path, attacks: list[str] | None = None, good: bool = True
     for label in attacks or list(HOSTILE_BUILDERS):
         cases += HOSTILE_BUILDERS[label](src)
     return cases
+
+
+def _jpeg_codestream(rows: int, cols: int, declared: tuple[int, int]) -> bytes:
+    """A real baseline JPEG (Pillow) of a ``rows x cols`` 8-bit image whose frame header then claims ``declared``."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.full((rows, cols), 120, np.uint8)).save(out, format="JPEG", quality=90)
+    stream = bytearray(out.getvalue())
+    sof = stream.find(b"\xff\xc0")
+    assert sof > 0, "Pillow writes a baseline frame header"
+    stream[sof + 5:sof + 9] = struct.pack(">HH", declared[1], declared[0])  # height, width
+    return bytes(stream)
+
+
+def jpeg_bomb(src: Path) -> list[CorpusCase]:
+    """A JPEG baseline radiograph whose header says 64 x 64 but whose frame header declares 60,000 x 60,000."""
+    ds = cr_dataset(np.full((64, 64), 120, np.uint16), patient_id="MRN98000006")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([_jpeg_codestream(64, 64, (60000, 60000))])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    _save(ds, src / "hostile_dicom" / "jpeg_bomb.dcm")
+    return [CorpusCase("jpeg_frame_header_declares_60000x60000", "hostile_dicom/jpeg_bomb.dcm", "quarantined",
+                       reason="JPEG codestream declares")]
+
+
+HOSTILE_BUILDERS["JPEG frame header declaring 60,000 x 60,000"] = jpeg_bomb

@@ -97,3 +97,14 @@ def test_placeholder_ids_are_recognised(value: str) -> None:
 @pytest.mark.parametrize("value", ["MRN00412345", "12345", "A0", "P-0001", "Anonymous1"])
 def test_real_ids_are_not_placeholders(value: str) -> None:
     assert placeholder_reason(value) is None
+
+
+def test_jpeg_frame_header_larger_than_its_header_is_refused(tmp_path: Path) -> None:
+    from ingestion.readers.dicom_source import jpeg_declared_size
+    from tests.corpus.hostile import _jpeg_codestream, jpeg_bomb
+
+    assert jpeg_declared_size(_jpeg_codestream(64, 48, (48, 64))) == (48, 64)
+    assert jpeg_declared_size(_jpeg_codestream(64, 64, (60000, 60000))) == (60000, 60000)
+    jpeg_bomb(tmp_path)
+    with pytest.raises(QuarantineError, match="JPEG codestream declares 60,000 x 60,000 pixels"):
+        read_xray(tmp_path / "hostile_dicom" / "jpeg_bomb.dcm")
