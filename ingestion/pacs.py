@@ -255,7 +255,7 @@ def _explain(exc: Exception, pacs: str, pulled: int) -> PacsError:
                              f"CLINFUSE_PACS_PASSWORD; {kept}")
         return PacsError(f"PACS {pacs} answered HTTP {code} ({exc.response.reason}); {kept}")
     if isinstance(exc, DownloadError):
-        return PacsError(f"PACS {pacs}: series {pulled + 1} could not be downloaded: {exc}; {kept}")
+        return PacsError(f"PACS {pacs}: a series could not be downloaded: {exc}; {kept}")
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return PacsError(f"PACS {pacs} did not answer ({type(exc).__name__}); check the URL and that the server "
                          f"is running and reachable; {kept}")
