@@ -99,16 +99,24 @@ def md_table(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def calibration_text(config: dict[str, Any], metrics: dict[str, float]) -> str:
-    """ECE with its bootstrap interval, before and after the calibrator fitted on validation patients."""
+    """ECE before/after the calibrator the cross-fitted folds kept; the conformal set's coverage at its level."""
+    from models.training.uncertainty import level_text
+
     ece = metrics.get("ece", float("nan"))
+    folds = {k.removeprefix("ece_cross_fitted_"): v for k, v in metrics.items() if k.startswith("ece_cross_fitted_")}
+    kept = min(folds, key=folds.get) if folds else str(config.get("calibration", "platt"))
+    kept = "no calibration" if kept == "identity" else f"{kept} calibration"
     text = (f"ECE {ece:.3f} (95 % bootstrap interval {metrics.get('ece_low', float('nan')):.3f} - "
-            f"{metrics.get('ece_high', float('nan')):.3f}) after {config.get('calibration', 'temperature')} "
-            f"calibration (T = {metrics.get('temperature', float('nan')):.3f}, bias = "
-            f"{metrics.get('calibration_bias', 0.0):.3f}, fitted on validation patients only); "
+            f"{metrics.get('ece_high', float('nan')):.3f}) after {kept} (kept for the lowest ECE on cross-fitted "
+            "out-of-fold scores of the training patients among Platt, Venn-Abers and none); "
             f"{metrics.get('ece_uncalibrated', float('nan')):.3f} before. ")
+    level = level_text(float(metrics.get("interval_level", config.get("interval_level", 0.9))))
+    if "set_coverage" in metrics:
+        text += (f"Conformal class set ({level}) contains the true class for {metrics['set_coverage']:.1%} of "
+                 f"held-out patients; it holds both classes for {metrics.get('set_both_rate', float('nan')):.1%}. ")
     if "interval_coverage" in metrics:
-        text += (f"Risk interval ({config.get('interval_level', 0.9):.0%} nominal) covers the best possible risk "
-                 f"of {metrics['interval_coverage']:.1%} of held-out patients. ")
+        text += (f"The Venn-Abers range (no nominal level: not a confidence interval of the true risk) contains "
+                 f"the best possible risk of {metrics['interval_coverage']:.1%} of held-out patients. ")
     text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%}; AUROC of the answered patients "
              f"{metrics.get('auroc_not_abstained', float('nan')):.3f}.")
     return text
