@@ -7,17 +7,18 @@ English NER model installs here, so names are recognised from dictionaries
 (:mod:`ingestion.deid.name_lexicon`) and the shape of runs of capitalised
 words:
 
-* a census given name that is not an English word, followed by a surname,
-  an unknown capitalised word, another given name or an initial
-  (``Eliza Quarnstrom``, ``ELIZA QUARNSTROM``, ``Eliza M. Quarnstrom``);
-* any census given name followed by a census surname that is not an English
-  word (``Mark Abernathy``; ``Mark Brown`` is left to the title rules);
+* two adjacent name-like words: a census given name or surname that is not
+  an English word, or a capitalised word in no dictionary, optionally with a
+  middle name or initial (``Eliza Quarnstrom``, ``ELIZA QUARNSTROM``,
+  ``Eliza M. Quarnstrom``, ``Hanan Orvaker``);
+* a census given name that is also an English word (``Mark``, ``Earl``), or
+  any capitalised dictionary word in mid-sentence (``and Avis Selovik``),
+  followed by a name-like word (``Mark Abernathy``; ``Mark Brown`` is left to
+  the title rules, and ``An``/``In``/``May`` never start a name);
 * an initial followed by a surname or unknown word (``E. Quarnstrom``);
 * ``Surname, Given`` (``Quarnstrom, Eliza``);
-* two adjacent capitalised words of 4+ letters that are in no dictionary
-  (``Oluwaseun Brantovik``): a rare given name and a rare surname; not in a
-  note written all in capitals, where Latin anatomy (``TUNICA VAGINALIS``)
-  looks the same;
+* in a note written all in capitals, a word in no dictionary does not count
+  as name-like: Latin anatomy (``TUNICA VAGINALIS``) looks the same there;
 * a lone given name that is not an English word (``Eliza was called``), and a
   lone unknown or surname word in the possessive (``Quarnstrom's``) or right
   after a verb that takes a person (``called Quarnstrom``, ``per Quarnstrom``).
