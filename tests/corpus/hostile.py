@@ -188,7 +188,7 @@ HOSTILE_BUILDERS: dict[str, Callable[[Path], list[CorpusCase]]] = {
 def build_hostile(src: Path, attacks: list[str] | None = None, good: bool = True) -> list[CorpusCase]:
     """Write the named attacks (default: all) and, with ``good``, the ordinary items beside them."""
     cases = good_items(src) if good else []
-    for label in attacks or list(HOSTILE_BUILDERS):
+    for label in list(HOSTILE_BUILDERS) if attacks is None else attacks:
         cases += HOSTILE_BUILDERS[label](src)
     return cases
 
