@@ -44,7 +44,7 @@ def test_peak_memory_is_bounded(attacked) -> None:
 
 @pytest.mark.parametrize("name", [
     "zip_one_3gib_member", "dicom_60000x60000x1000_frames", "jpeg2000_codestream_declares_60000x60000",
-    "jpeg_frame_header_declares_60000x60000",
+    "jpeg_frame_header_declares_60000x60000", "dicom_deflated_dataset_3gib",
     "edf_samples_imply_tens_of_tb", "note_100_mb", "notes_table_100_mb", "note_binary_1_mb",
     "notes_jsonl_binary_1_mb", "ct_patient_id_unknown_0", "ct_patient_id_unknown_1", "xray_patient_id_anonymous",
     "xray_patient_id_anon", "xray_patient_id_0", "xray_patient_id_na", "note_mrn_anonymous",

@@ -12,7 +12,7 @@ import os
 import struct
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
+from ingestion.readers.dicom_deflate import deflate_problem
 from ingestion.readers.records import QuarantineError
 from ingestion.readers.zip_limits import read_member
 
@@ -75,6 +76,12 @@ def read_dataset(path: str | os.PathLike[str], *, headers_only: bool = False) ->
     name = os.fspath(path)
     with read_errors_are_quarantine(name):
         src = open_source(path)
+        with open(src, "rb") if isinstance(src, Path) else nullcontext(src) as fh:
+            problem = deflate_problem(fh)  # pydicom would inflate a deflated dataset whole, unbounded
+        if problem:
+            raise QuarantineError(f"{name}: {problem}")
+        if not isinstance(src, Path):
+            src.seek(0)
         ds = pydicom.dcmread(src, stop_before_pixels=headers_only, force=False)
     if "TransferSyntaxUID" not in ds.file_meta:
         raise QuarantineError(f"{name}: file meta has no TransferSyntaxUID; re-export the file")

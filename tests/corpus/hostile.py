@@ -220,3 +220,32 @@ def jpeg_bomb(src: Path) -> list[CorpusCase]:
 
 
 HOSTILE_BUILDERS["JPEG frame header declaring 60,000 x 60,000"] = jpeg_bomb
+
+
+def deflated_dicom_bomb(src: Path) -> list[CorpusCase]:
+    """A 3 MB DICOM file in Deflated Explicit VR Little Endian whose dataset inflates to 3 GiB of zeros."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import ComputedRadiographyImageStorage, DeflatedExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    head = io.BytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, meta, enforce_standard=True)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = comp.compress(bytes(_MIB)) + comp.flush(zlib.Z_FULL_FLUSH)
+    path = src / "hostile_dicom" / "deflate_bomb.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(head.getvalue())
+        for _ in range(ZIP_BOMB_BYTES // _MIB):
+            fh.write(chunk)
+        fh.write(comp.flush(zlib.Z_FINISH))
+    return [CorpusCase("dicom_deflated_dataset_3gib", "hostile_dicom/deflate_bomb.dcm", "quarantined",
+                       reason="inflates past")]
+
+
+HOSTILE_BUILDERS["deflated DICOM dataset of 3 GiB"] = deflated_dicom_bomb

@@ -108,3 +108,28 @@ def test_jpeg_frame_header_larger_than_its_header_is_refused(tmp_path: Path) -> 
     jpeg_bomb(tmp_path)
     with pytest.raises(QuarantineError, match="JPEG codestream declares 60,000 x 60,000 pixels"):
         read_xray(tmp_path / "hostile_dicom" / "jpeg_bomb.dcm")
+
+
+def test_deflated_dicom_bomb_is_refused_before_pydicom_inflates_it(tmp_path: Path) -> None:
+    import resource
+
+    from tests.corpus.hostile import deflated_dicom_bomb
+
+    deflated_dicom_bomb(tmp_path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(QuarantineError, match="inflates past 256 MiB"):
+        read_dataset(tmp_path / "hostile_dicom" / "deflate_bomb.dcm", headers_only=True)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 200 * 1024, f"the refusal itself grew the process by {grown_kib / 1024:.0f} MiB"
+
+
+def test_a_small_deflated_dicom_is_still_read(tmp_path: Path) -> None:
+    import numpy as np
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from tests.ingestion.dicom_factory import cr_dataset
+
+    ds = cr_dataset(np.full((32, 32), 300, np.uint16))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    assert read_dataset(tmp_path / "deflated.dcm").Rows == 32
