@@ -147,7 +147,7 @@ class AuditLog:
 
     def seal(self) -> dict | None:
         """Seal a trail written before the key was configured (also done by the first keyed append)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
             return self._seal_locked()
 
@@ -163,7 +163,7 @@ class AuditLog:
             raise ValueError(f"unknown audit action {action!r}")
         if patient_id is not None and not PSEUDONYM_RE.match(patient_id):
             raise ValueError("the audit trail records pseudonymous patient ids only")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
             self._seal_locked()
             seq, prev = self._head()

@@ -50,6 +50,7 @@ def dashboard(
     if any(entry.item.secret for entry in found):
         typer.echo("run `clinfuse doctor --fix-permissions` (or chmod them) and start again", err=True)
         raise typer.Exit(2)
+    settings.layout.ensure_root()  # a home this command creates is 0700 from the start
     password = settings.dashboard_password is not None and bool(settings.dashboard_password.get_secret_value())
     console.print(describe_mode(sign_in_mode(named, password)))
     console.print(f"clinfuse dashboard on http://{bind}:{port}  (data: {settings.home})")

@@ -135,6 +135,7 @@ def test_other_loopback_address_is_served(tmp_path: Path) -> None:
                 time.sleep(0.3)
         procs = tree(proc.pid)
         assert "open local demo" in log.read_text(errors="replace")
+        assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700  # the home it created is private
         assert _nothing_listens(port)  # bound to 127.0.0.2 only, not 127.0.0.1 (nor every interface)
     finally:
         proc.send_signal(signal.SIGTERM)
