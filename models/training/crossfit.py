@@ -113,14 +113,17 @@ def fold_data(features: FeatureSet, folds: np.ndarray, make_imputer: Callable[[F
 
 def oof_fixed_epochs(data: list[FoldData], n: int, build: Callable[[int], torch.nn.Module],
                      fit: Callable[[torch.nn.Module, FusionInputs, FusionInputs, int], list[np.ndarray]],
-                     epochs: int) -> np.ndarray:
-    """Out-of-fold logits of networks trained for exactly ``epochs`` epochs on each fold's training rows."""
-    out = np.empty(n)
+                     epochs: int) -> tuple[np.ndarray, list[torch.nn.Module]]:
+    """(out-of-fold logits, the fold networks) of networks trained for exactly ``epochs`` epochs on each
+    fold's training rows. The fold networks are the model's predictors: the calibrator and the conformal
+    sets were fitted on exactly their kind of scores (a network trained on every patient is sharper)."""
+    out, nets = np.empty(n), []
     for k, d in enumerate(data):
         net = build(k)
         fit(net, d.train, d.held, epochs)
         out[d.rows] = predict_logits(net, d.held)
-    return out
+        nets.append(net.eval())
+    return out, nets
 
 
 def oof_epoch_curve(data: list[FoldData], n: int, build: Callable[[int], torch.nn.Module],
@@ -152,6 +155,12 @@ def oof_linear(data: list[FoldData], n: int, dims: dict[str, int], config: Fusio
         if best is None or auc > best[0] + 1e-9:
             best, best_c = (auc, out), c
     return best[1], best_c
+
+
+def fold_linear(data: list[FoldData], dims: dict[str, int], config: FusionConfig, c: float, seed: int,
+                device: str) -> list[LinearFusion]:
+    """The logistic-regression head fitted on each fold's training rows (the fold predictors)."""
+    return [LinearFusion(dims, config).to(device).fit(d.train, c, seed) for d in data]
 
 
 def fit_linear(inputs: FusionInputs, dims: dict[str, int], config: FusionConfig, c: float, seed: int,

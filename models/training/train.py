@@ -221,8 +221,8 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
     selection: dict = {"small_cohort": small, "cv_folds": folds_k, "n_training_patients": int(len(labels)),
                        "n_validation_patients": int(len(va_idx))}
     if small:
-        model, imputer, history, oof, folds, head = _fit_small(scaled, config, make_imputer, build, folds_k,
-                                                              selection)
+        model, imputer, history, oof, folds, head, fold_nets = _fit_small(scaled, config, make_imputer, build,
+                                                                         folds_k, selection)
         val_ids = ()
     else:
         seed_everything(config.seed)
@@ -239,10 +239,10 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
             folds = crossfit.patient_folds(scaled, folds_k, config.seed)
             data = crossfit.fold_data(scaled, folds, make_imputer, config.device)
             epochs = _best_epoch(history, config) + 1
-            oof = crossfit.oof_fixed_epochs(data, len(labels), build, _fixed_epochs(config), epochs)
+            oof, fold_nets = crossfit.oof_fixed_epochs(data, len(labels), build, _fixed_epochs(config), epochs)
             selection["epochs_per_fold"] = epochs
         else:  # no cross-fitting: the validation split is the calibration set
-            oof, folds = predict_logits(model, val_in), None
+            oof, folds, fold_nets = predict_logits(model, val_in), None, []
         members = fit_ensemble(config, dims, n_cov, train_in, val_in)
     cal_labels = labels if folds_k else np.asarray(val_fs.labels).astype(int)
     if folds is not None:
@@ -261,7 +261,8 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
                            covariate_names=tuple(features.covariate_names),
                            encoder_keys=dict(features.encoder_keys), members=members,
                            range_calibrator=VennAbersCalibrator().fit(oof, cal_labels),
-                           conformal=ConformalSets().fit(oof_risk, cal_labels), head=head)
+                           conformal=ConformalSets().fit(oof_risk, cal_labels), head=head,
+                           fold_networks=fold_nets)
     trained.metrics["calibration"] = record
     trained.metrics["selection"] = selection
     all_in = to_inputs(imputer.transform(scaled), config.device)
@@ -305,11 +306,9 @@ def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: 
     head = "linear" if lin_auc >= net_auc else "network"
     selection.update(epochs=best + 1, oof_auroc_network=net_auc, oof_auroc_linear=lin_auc, linear_c=c, head=head)
     imputer = make_imputer(scaled)
-    fit_fs = scaled.subset(imputer.training_rows(scaled)) if hasattr(imputer, "training_rows") else scaled
-    all_in = to_inputs(imputer.transform(fit_fs), config.device)
     if head == "linear":
-        return (crossfit.fit_linear(all_in, scaled.dims(), fcfg, c, config.seed, config.device), imputer, history,
-                lin_oof, folds, head)
-    model = build(-1)
-    _fixed_epochs(config)(model, all_in, all_in, best + 1)
-    return model, imputer, history, curve[best], folds, head
+        nets = crossfit.fold_linear(data, scaled.dims(), fcfg, c, config.seed, config.device)
+        return nets[0], imputer, history, lin_oof, folds, head, nets
+    # the fold networks at the chosen epoch count (same seeds: the curve's scores at that epoch)
+    oof, nets = crossfit.oof_fixed_epochs(data, len(labels), build, _fixed_epochs(config), best + 1)
+    return nets[0], imputer, history, oof, folds, head, nets

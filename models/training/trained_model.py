@@ -79,6 +79,10 @@ class TrainedModel:
     range_calibrator: VennAbersCalibrator | None = None  # the risk range [p0, p1]
     conformal: ConformalSets | None = None  # class sets at config.interval_level
     head: str = "network"  # "network" (the fusion kind in config) or "linear" (LinearFusion)
+    # cross-fitted predictors: when present, the risk is the mean of calibrator(fold network) over them (the
+    # calibrator and conformal sets were fitted on their out-of-fold scores); ``network`` then only selected
+    # the epoch count (large cohorts) or is the first of them (small cohorts)
+    fold_networks: list = field(default_factory=list)
 
     # -- prediction ----------------------------------------------------
     @property
@@ -104,15 +108,23 @@ class TrainedModel:
     def impute(self, features: FeatureSet) -> ImputedFeatures:
         return self.imputer.transform(self.prepare(features))
 
+    @property
+    def predictors(self) -> list:
+        """The networks whose calibrated risks are averaged: the fold networks, or the one network."""
+        return list(self.fold_networks) or [self.network]
+
     def risk(self, inputs: FusionInputs) -> np.ndarray:
         """Calibrated probability for tensors already scaled and imputed."""
         with torch_threads(self.config.threads):
-            return self.calibrator.transform(predict_logits(self.network, inputs))
+            return np.mean([self.calibrator.transform(predict_logits(n, inputs)) for n in self.predictors], axis=0)
 
     def logits(self, features: FeatureSet) -> np.ndarray:
-        """Uncalibrated logits (for ECE before calibration)."""
+        """Uncalibrated logits (for ECE before calibration): log-odds of the predictors' mean raw probability."""
+        inputs = to_inputs(self.impute(features), self.config.device)
         with torch_threads(self.config.threads):
-            return predict_logits(self.network, to_inputs(self.impute(features), self.config.device))
+            p = np.mean([1 / (1 + np.exp(-predict_logits(n, inputs).astype(float))) for n in self.predictors], axis=0)
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return np.log(p / (1 - p))
 
     def predict_risk(self, features: FeatureSet) -> np.ndarray:
         """Calibrated risk only (fast path for evaluation sweeps)."""
@@ -148,11 +160,10 @@ class TrainedModel:
 
     def _interval(self, imp: ImputedFeatures, inputs: FusionInputs, risk: np.ndarray,
                   n_mc: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Venn-Abers range over (for imputed patients) Monte-Carlo redraws; see models.training.uncertainty."""
-        with torch_threads(self.config.threads):
-            base = predict_logits(self.network, inputs)
-        samples = np.repeat(base[None], max(n_mc, 1), axis=0)  # (S, N)
+        """Venn-Abers range over (for imputed patients) Monte-Carlo redraws, averaged over the predictors;
+        see models.training.uncertainty."""
         rows = np.flatnonzero(imp.imputed.any(1))
+        sub = None
         if len(rows) and n_mc > 0:
             emb = {m: imp.features.embeddings[m] for m in self.modalities}
             draws = imputation_draws(imp.features.patient_ids, rows, emb, imp.uncertainty, self.modalities,
@@ -161,11 +172,21 @@ class TrainedModel:
             dev = sub.mask.device
             sub = FusionInputs({m: torch.as_tensor(v, device=dev) for m, v in draws.items()}, sub.mask,
                                sub.imputed, sub.covariates, None)
+        lows, highs = [], []
+        for net in self.predictors:
             with torch_threads(self.config.threads):
-                samples[:, rows] = predict_logits(self.network, sub).reshape(n_mc, len(rows))
+                samples = np.repeat(predict_logits(net, inputs)[None], max(n_mc, 1), axis=0)  # (S, N)
+                if sub is not None:
+                    samples[:, rows] = predict_logits(net, sub).reshape(n_mc, len(rows))
+            low, high = risk_range(self.range_calibrator.bounds, risk, samples)
+            lows.append(low)
+            highs.append(high)
         with torch_threads(self.config.threads):
             members = np.array([cal.transform(predict_logits(net, inputs)) for net, cal in self.members])
-        return risk_range(self.range_calibrator.bounds, risk, samples, members if len(self.members) else None)
+        low, high = np.minimum(np.mean(lows, axis=0), risk), np.maximum(np.mean(highs, axis=0), risk)
+        if len(self.members):
+            low, high = np.minimum(low, members.min(axis=0)), np.maximum(high, members.max(axis=0))
+        return low, high
 
     # -- persistence ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -174,6 +195,9 @@ class TrainedModel:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.network.state_dict(), directory / "model.pt")
         save_imputer(self.imputer, directory / "imputer")
+        for k, net in enumerate(self.fold_networks):
+            (directory / "folds").mkdir(exist_ok=True)
+            torch.save(net.state_dict(), directory / "folds" / f"{k}.pt")
         for k, (net, _) in enumerate(self.members):
             (directory / "members").mkdir(exist_ok=True)
             torch.save(net.state_dict(), directory / "members" / f"{k}.pt")
@@ -183,6 +207,7 @@ class TrainedModel:
                 "scaler": self.scaler.to_dict() if self.scaler is not None else None,
                 "encoder_keys": {m: (list(k) if k is not None else None) for m, k in self.encoder_keys.items()},
                 "calibrator": _calibrator_dict(self.calibrator), "head": self.head,
+                "n_fold_networks": len(self.fold_networks),
                 "range_calibrator": self.range_calibrator.to_dict(), "conformal": self.conformal.to_dict(),
                 "interval_level": level_text(self.config.interval_level),
                 "shapley_baseline": self.shapley_baseline, "history": self.history,
@@ -223,4 +248,5 @@ class TrainedModel:
                    meta.get("metrics", {}), scaler, tuple(meta.get("covariate_names", [])),
                    {m: (tuple(k) if k is not None else None) for m, k in (meta.get("encoder_keys") or {}).items()},
                    meta.get("shapley_baseline"), members, VennAbersCalibrator.from_dict(meta["range_calibrator"]),
-                   ConformalSets.from_dict(meta["conformal"]), head)
+                   ConformalSets.from_dict(meta["conformal"]), head,
+                   [network_from(directory / "folds" / f"{k}.pt", head) for k in range(meta.get("n_fold_networks", 0))])
