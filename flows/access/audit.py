@@ -14,10 +14,14 @@ its ``seq`` and line. Appends hold a file lock, so dashboard sessions and CLI
 commands writing at once keep one chain.
 
 Trails written before a key was configured (entries without ``kid``, hashed
-with plain SHA-256) are migrated by a *seal*: the first keyed append writes an
-``audit_keyed`` entry whose ``sealed`` field covers every earlier entry, and its
-HMAC covers the link to them. Unkeyed entries beyond the newest seal fail
-verification, so a trail rewritten with the old unkeyed hashing is detected.
+with plain SHA-256) are migrated by a *seal*, an explicit, one-time operator act
+(:meth:`AuditLog.seal`, ``clinfuse audit seal``): an ``audit_keyed`` entry whose
+``sealed`` field covers every earlier entry and whose HMAC covers the link to
+them. Unkeyed entries no seal covers fail verification, so a trail rewritten with
+the old unkeyed hashing is detected, also after later keyed appends. Sealing is
+never automatic and is refused once the trail (or the anchor sink) holds a keyed
+entry: otherwise someone could rewrite the whole trail unkeyed and let the next
+append vouch for it.
 """
 
 from __future__ import annotations
@@ -135,21 +139,29 @@ class AuditLog:
         return {"seq": seq, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": user,
                 "role": role, "action": action, "patient_id": patient_id, "detail": detail[:300], "prev": prev}
 
-    def _seal_locked(self) -> dict | None:
-        """With a key and unkeyed entries at the head: append the keyed seal covering them (lock held)."""
-        seq, prev, kid = self._head_record()
-        if self.keys.current is None or seq == 0 or kid is not None:
-            return None
-        entry = self._new(seq + 1, prev, "clinfuse", "-", "audit_keyed", None,
-                          f"entries 1-{seq} were written before the audit key; sealed as they stand")
-        entry["sealed"] = seq
-        return self._write(entry, anchor=True)
-
     def seal(self) -> dict | None:
-        """Seal a trail written before the key was configured (also done by the first keyed append)."""
+        """Vouch, once, for the unkeyed entries written before the key was configured; None when empty.
+
+        ValueError without a current key, or when the trail or the anchor sink already holds a keyed
+        entry: after that point unkeyed entries may be a rewrite, and a seal would bless it.
+        """
+        if self.keys.current is None:
+            raise ValueError("no audit key is configured: nothing to seal with")
+        keyed = [e["seq"] for e in self.entries() if e.get("kid") is not None]
+        if self.anchor is not None:
+            keyed += [a["seq"] for a in read_anchors(self.anchor, self.path) if a.get("kid")]
+        if keyed:
+            raise ValueError(f"the trail already holds keyed entries (from seq {min(keyed)}): sealing now could "
+                             "vouch for entries rewritten since, so the unkeyed ones stay reported")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
-            return self._seal_locked()
+            seq, prev = self._head()
+            if seq == 0:
+                return None
+            entry = self._new(seq + 1, prev, "clinfuse", "-", "audit_keyed", None,
+                              f"entries 1-{seq} were written before the audit key; sealed as they stand")
+            entry["sealed"] = seq
+            return self._write(entry, anchor=True)
 
     def anchor_now(self) -> dict | None:
         """Send the current head to the anchor sinks now (e.g. from cron); None without a sink or entries."""
@@ -165,7 +177,6 @@ class AuditLog:
             raise ValueError("the audit trail records pseudonymous patient ids only")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
-            self._seal_locked()
             seq, prev = self._head()
             return self._write(self._new(seq + 1, prev, user, role, action, patient_id, detail), anchor=False)
 
@@ -275,7 +286,8 @@ def _unkeyed_problems(intact: dict[int, tuple[int, dict]], keyed: bool) -> list[
     sealed = max((int(e.get("sealed") or 0) for _, e in intact.values()
                   if e.get("kid") is not None and e.get("action") == "audit_keyed"), default=0)
     return [Problem("unkeyed", seq, lineno, f"entry seq={seq} (line {lineno}) carries no audit key id and no "
-                    "seal covers it: it was written or rewritten without the audit key")
+                    "seal covers it: it was written or rewritten without the audit key (entries from before "
+                    "the key are sealed once with `clinfuse audit seal`, before any keyed entry)")
             for seq, (lineno, e) in sorted(intact.items()) if e.get("kid") is None and seq > sealed]
 
 

@@ -34,8 +34,8 @@ def verify() -> None:
         typer.echo(f"audit trail intact: {result.n_entries} entries ({log.path}){anchored}")
         if not result.keyed:
             typer.echo("warning: no audit key is configured, so the chain is unkeyed: anyone who can write the "
-                       "home can rewrite it consistently. Run `clinfuse audit keygen FILE` and set "
-                       "CLINFUSE_AUDIT_KEY_FILE (see docs/OPERATIONS.md).", err=True)
+                       "home can rewrite it consistently. Run `clinfuse audit keygen FILE`, set "
+                       "CLINFUSE_AUDIT_KEY_FILE, then `clinfuse audit seal` (see docs/OPERATIONS.md).", err=True)
         return
     for problem in result.problems:
         typer.echo(f"{problem.kind}: {problem.message}")
@@ -74,14 +74,15 @@ def keygen(out: Path = typer.Argument(..., help="Key file to create (mode 0600),
 
 @audit_app.command("seal")
 def seal() -> None:
-    """Seal the entries written before the audit key was configured (the first keyed append does it too)."""
+    """Vouch once for the entries written before the audit key was configured (run it before any keyed entry)."""
     log = _log()
-    if log.keys.current is None:
-        typer.echo("error: no audit key configured (CLINFUSE_AUDIT_KEY_FILE); nothing to seal with", err=True)
-        raise typer.Exit(2)
-    entry = log.seal()
+    try:
+        entry = log.seal()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"sealed entries 1-{entry['sealed']} at seq={entry['seq']}" if entry else
-               "nothing to seal: the trail is empty or already keyed at its head")
+               "nothing to seal: the trail is empty")
 
 
 @audit_app.command("anchor")

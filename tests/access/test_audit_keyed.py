@@ -64,6 +64,10 @@ def test_consistent_unkeyed_rewrite_is_detected(tmp_path: Path) -> None:
     result = log.verify()  # ...the keyed one is not
     assert not result.ok
     assert [(p.kind, p.seq) for p in result.problems] == [("unkeyed", s) for s in range(1, 6)]
+    _fill(log, 2)  # later keyed appends chain onto the rewrite but do not vouch for it
+    assert [(p.kind, p.seq) for p in log.verify().problems] == [("unkeyed", s) for s in range(1, 6)]
+    with pytest.raises(ValueError, match="already holds keyed entries"):
+        log.seal()  # nor can a seal be slipped in now
 
 
 def test_rewrite_with_a_guessed_key_is_detected(tmp_path: Path) -> None:
@@ -74,21 +78,37 @@ def test_rewrite_with_a_guessed_key_is_detected(tmp_path: Path) -> None:
     assert kinds == {"unverifiable"}  # signed with a key this site does not hold
 
 
-def test_legacy_trail_is_sealed_by_the_first_keyed_append(tmp_path: Path) -> None:
+def test_legacy_trail_is_sealed_once(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     _fill(AuditLog(path), 3)  # written before any key existed
     keyed = AuditLog(path, AuditKeys(KEY))
-    assert [p.kind for p in keyed.verify().problems] == ["unkeyed"] * 3  # not sealed yet: not trusted
+    problems = keyed.verify().problems
+    assert [p.kind for p in problems] == ["unkeyed"] * 3 and "clinfuse audit seal" in problems[0].message
+    seal = keyed.seal()
+    assert seal is not None and seal["action"] == "audit_keyed" and seal["sealed"] == 3 and seal["seq"] == 4
     keyed.append("b.jones", "analyst", "export_csv")
-    entries = _lines(path)
-    assert entries[3]["action"] == "audit_keyed" and entries[3]["sealed"] == 3 and entries[4]["seq"] == 5
     assert keyed.verify().ok
+    entries = _lines(path)
     entries[1]["detail"] = "rewritten"  # the sealed legacy part can no longer be rewritten...
     entries[1]["hash"] = entry_hash(entries[1])
     entries[2]["prev"] = entries[1]["hash"]
     entries[2]["hash"] = entry_hash(entries[2])  # ...even consistently: the seal's HMAC covers the link
     _write(path, entries)
     assert ("edited", 3) in [(p.kind, p.seq) for p in keyed.verify().problems]
+    with pytest.raises(ValueError, match="already holds keyed entries"):
+        keyed.seal()
+    with pytest.raises(ValueError, match="no audit key"):
+        AuditLog(path).seal()
+
+
+def test_seal_refused_when_the_anchor_sink_saw_keyed_entries(tmp_path: Path) -> None:
+    """Rewriting the whole trail unkeyed also removes its keyed entries; the anchor sink outside the home
+    still remembers them, so the rewrite cannot be sealed."""
+    sink = tmp_path / "outside" / "anchors.jsonl"
+    log = _fill(AuditLog(tmp_path / "audit.jsonl", AuditKeys(KEY), anchor=sink, anchor_every=2), 4)
+    _rewrite_unkeyed(log, {"user": "someone.else"})
+    with pytest.raises(ValueError, match="already holds keyed entries"):
+        log.seal()
 
 
 def test_truncation_with_rewritten_head_is_caught_by_the_anchor(tmp_path: Path) -> None:
