@@ -4,7 +4,7 @@ A site with neither a PACS nor an EHR endpoint still gets the files
 (``<home>/outbox/sr/*.dcm``, ``<home>/outbox/fhir/*.json``). Writing is
 idempotent: names come from the results' keys, so re-running predict on the
 same batch finds its files there and writes nothing. The ledger
-(``ledger.json``) records, per destination, what was sent and when, and the
+(``ledger.jsonl``) records, per destination, what was sent and when, and the
 last failure's reason for what was not; an item stays in the outbox until it
 is sent, and is never sent twice to the same destination.
 """
@@ -12,6 +12,7 @@ is sent, and is never sent twice to the same destination.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -103,36 +104,60 @@ def pending_items(outbox: Path) -> dict[str, list[Path]]:
 class Ledger:
     """What was sent where (``sent[destination][item]`` = time) and why an item was not (``failed``).
 
-    Read-modify-write under a file lock and written atomically, so a
-    ``clinfuse outbox send`` overlapping a predict never loses a record.
+    Append-only JSON lines (``ledger.jsonl``), one per attempt, folded when
+    read: a send of n items costs n short appends, not n rewrites of a growing
+    file. Appends are one ``write`` each under a file lock, so a ``clinfuse
+    outbox send`` overlapping a predict never tears or loses a record. A line
+    torn by a crash is skipped: that attempt counts as not made, and the item
+    is sent again (an SR keeps its SOP Instance UID and a RiskAssessment is a
+    ``PUT`` of its id, so a repeat replaces, never duplicates).
     """
 
     def __init__(self, outbox: Path) -> None:
-        self.path = Path(outbox) / "ledger.json"
+        self.path = Path(outbox) / "ledger.jsonl"
         self._lock = FileLock(str(self.path) + ".lock")
 
     def read(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"sent": {}, "failed": {}}
         if not self.path.is_file():
-            return {"sent": {}, "failed": {}}
-        data = json.loads(self.path.read_text(encoding="utf-8"))
-        return {"sent": dict(data.get("sent", {})), "failed": dict(data.get("failed", {}))}
+            return state
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                destination, item, at = rec["destination"], rec["item"], rec["at"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            failed = state["failed"].setdefault(destination, {})
+            if rec.get("reason") is None:
+                state["sent"].setdefault(destination, {})[item] = at
+                failed.pop(item, None)
+            else:
+                failed[item] = {"reason": rec["reason"], "at": at}
+        return state
+
+    def sent_items(self, destination: str) -> set[str]:
+        """The items already sent to ``destination``."""
+        return set(self.read()["sent"].get(destination, {}))
 
     def was_sent(self, destination: str, item: str) -> bool:
-        return item in self.read()["sent"].get(destination, {})
+        return item in self.sent_items(destination)
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as raw:
+            raw.seek(-1, os.SEEK_END)
+            return raw.read(1) == b"\n"
 
     def record(self, destination: str, item: str, reason: str | None = None) -> None:
         """Record ``item`` as sent to ``destination`` (``reason`` None) or as failed with ``reason``."""
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        line = json.dumps({"destination": destination, "item": item, "reason": reason,
+                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            data = self.read()
-            failed = data["failed"].setdefault(destination, {})
-            if reason is None:
-                data["sent"].setdefault(destination, {})[item] = now
-                failed.pop(item, None)
-            else:
-                failed[item] = {"reason": reason, "at": now}
-            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+        with self._lock, open(self.path, "a+", encoding="utf-8") as fh:
+            if fh.tell() > 0 and not self._ends_with_newline():
+                line = "\n" + line  # close a line torn by a crash so this record stands on its own
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_batch_outbox(batch_path: Path, manifest_path: Path, source_root: Path | None, secret: str,

@@ -53,8 +53,9 @@ def send_srs(outbox: Path, client: Any, url: str, report: SendReport | None = No
     report = report or SendReport()
     ledger, destination = Ledger(outbox), f"stow:{redact_url(url)}"
     unreachable: str | None = None
+    sent_before = ledger.sent_items(destination)
     for path in pending_items(outbox)["sr"]:
-        if ledger.was_sent(destination, path.name):
+        if path.name in sent_before:
             report.already["sr"] += 1
             continue
         if unreachable is None:
@@ -85,8 +86,9 @@ def post_bundles(outbox: Path, base_url: str, session: requests.Session | None =
     if token:
         headers["Authorization"] = f"Bearer {token}"
     unreachable: str | None = None
+    sent_before = ledger.sent_items(destination)
     for path in pending_items(outbox)["fhir"]:
-        if ledger.was_sent(destination, path.name):
+        if path.name in sent_before:
             report.already["fhir"] += 1
             continue
         if unreachable is None:

@@ -156,3 +156,9 @@ def test_ledger_keeps_failure_reason_until_sent(tmp_path: Path) -> None:
     ledger.record("stow:http://pacs", "a.dcm")
     assert ledger.was_sent("stow:http://pacs", "a.dcm") and not ledger.was_sent("stow:http://other", "a.dcm")
     assert ledger.read()["failed"]["stow:http://pacs"] == {}
+    with open(ledger.path, "a", encoding="utf-8") as fh:
+        fh.write('{"destination": "stow:http://pacs", "item": "b.dc')  # a crash mid-append
+    assert ledger.sent_items("stow:http://pacs") == {"a.dcm"}  # the torn attempt counts as not made
+    ledger.record("stow:http://pacs", "b.dcm")
+    assert ledger.sent_items("stow:http://pacs") == {"a.dcm", "b.dcm"}  # the next record starts a line of its own
+    assert len(ledger.path.read_text().splitlines()) == 4
