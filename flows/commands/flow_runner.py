@@ -80,8 +80,45 @@ def run_flow(console: Console, title: str, call: Callable[[], Any], epochs: int 
             bar.update(overall, note="[red]stopped")
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
+        except ConnectionError as exc:  # a server (MLflow, the PACS) that did not answer, after the retries
+            bar.update(overall, note="[red]server down")
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        except Exception as exc:
+            full = disk_full_message(exc)
+            if full is None:
+                raise
+            bar.update(overall, note="[red]disk full")
+            console.print(f"[red]{full}[/red]")
+            raise typer.Exit(1) from exc
         bar.update(overall, total=1, completed=1, note="[green]done")
     return result
+
+
+def disk_full_message(exc: BaseException) -> str | None:
+    """What to tell a person when ``exc`` came from a full disk, else None.
+
+    Either the failure says so itself (a ``DiskFullError`` naming the folder, or an
+    ``OSError`` with ENOSPC), or it is a Prefect API error while the home's own disk
+    is full (the embedded Prefect database lives there, so the flow's failure could
+    not even be recorded).
+    """
+    from flows.settings import get_settings
+    from ingestion.atomic_files import LOW_SPACE_BYTES, DiskFullError, free_bytes, is_disk_full
+
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, DiskFullError):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    home = get_settings().home
+    free = free_bytes(home)
+    if is_disk_full(exc) or (free is not None and free < LOW_SPACE_BYTES):
+        where = getattr(exc, "filename", None) or home
+        left = f"{free / 1e6:.1f} MB free" if free is not None else "free space unknown"
+        return (f"disk full: no space left under {where} ({left}; the run stopped with {type(exc).__name__}); "
+                "free space there and re-run: what was finished is kept")
+    return None
 
 
 def auroc_text(metrics: dict[str, float]) -> str:

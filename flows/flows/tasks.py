@@ -35,10 +35,13 @@ from models.stages import (
 )
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unless the stage refused its input (bad config, a missing store, no champion): that stays wrong."""
+    """Retry unless the stage refused its input (bad config, a missing store, no champion) or the disk is full:
+    that stays wrong until someone acts."""
+    from ingestion.atomic_files import DiskFullError
+
     try:
         state.result()
-    except (ValueError, FileNotFoundError, LookupError):
+    except (ValueError, FileNotFoundError, LookupError, DiskFullError):
         return False
     except Exception:  # noqa: BLE001 - anything else may be transient
         return True

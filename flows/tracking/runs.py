@@ -29,14 +29,41 @@ from flows.settings import Settings
 from ingestion.driver.hashing import sha256_file
 
 EXPERIMENT_PREFIX = "clinfuse-"
+HTTP_RETRIES = 3
+"""MLflow's own retries of one request to a tracking server (its default, 7, waits about 4 minutes on a server
+that is down): 3 wait about 14 s, and the flow's task retries (``flows.flows.tasks.RETRY``) add two more
+attempts, so a registration against a dead server fails in about a minute, clearly, instead of hanging.
+An ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` set in the environment wins."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _KEY_RE = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
+class TrackingUnavailable(ConnectionError):
+    """The MLflow tracking server did not answer: nothing the run's data did, so worth a retry, then a clear stop."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) is a refused, reset or timed-out connection."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError | requests.ConnectionError | requests.Timeout):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def configure_mlflow(settings: Settings) -> str:
     """Point this process's MLflow client at ``settings.tracking_uri``; returns the URI."""
+    import os
+
     settings.home.mkdir(parents=True, exist_ok=True)
     uri = settings.tracking_uri
+    if uri.startswith("http"):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -83,12 +110,24 @@ def _package_version() -> str:
 @contextmanager
 def stage_run(stage: str, settings: Settings, run_name: str | None = None,
               tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run in experiment ``clinfuse-<stage>`` tagged with the code version; ends with the block."""
+    """An MLflow run in experiment ``clinfuse-<stage>`` tagged with the code version; ends with the block.
+
+    A tracking server that does not answer (before or inside the block) raises :class:`TrackingUnavailable`
+    naming the server and what is kept, rather than MLflow's request error.
+    """
     configure_mlflow(settings)
-    exp = experiment_id(stage, settings)
-    all_tags = {**code_version(), "clinfuse.stage": stage, **(tags or {})}
-    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
-        yield run
+    try:
+        exp = experiment_id(stage, settings)
+        all_tags = {**code_version(), "clinfuse.stage": stage, **(tags or {})}
+        with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
+            yield run
+    except Exception as exc:
+        if isinstance(exc, TrackingUnavailable) or not unreachable(exc):
+            raise
+        raise TrackingUnavailable(
+            f"MLflow at {settings.tracking_uri} did not answer during the {stage} run ({type(exc).__name__}); "
+            f"nothing was registered half-way and what was computed stays under {settings.home}: re-run the same "
+            "command once MLflow is back (a trained model is registered without training again)") from exc
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

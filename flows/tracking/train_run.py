@@ -17,6 +17,7 @@ import pandas as pd
 
 from flows.settings import Settings
 from flows.tracking import registry, runs as tracking
+from flows.tracking.registration import register_once
 from flows.tracking.model_card_log import log_model_card
 from models.features.feature_set import FeatureSet
 from models.stages import EvaluationResult
@@ -53,7 +54,7 @@ def log_training_run(model_dir: Path, held_out: FeatureSet, *, settings: Setting
         mlflow.log_artifact(str(Path(model_dir) / "model.json"), artifact_path="bundle")
         log_imputation_choice(Path(model_dir))
         info = registry.log_pyfunc(Path(model_dir), held_out)
-        decision = registry.register_with_gate(info.model_uri, None, held_out, min_gain=min_gain)
+        decision = register_once(info.model_uri, held_out, model_key=Path(model_dir).name, min_gain=min_gain)
         log_model_card(evaluation.out_dir, decision.looks)
         url = tracking.run_url(settings, run)
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "url": url, **asdict(decision)}

@@ -54,7 +54,7 @@ from ingestion.driver.worker import (
     ItemResult, LazyReader, Readers, ReaderConfig, WorkUnit, default_readers, process_unit, quarantined_result,
     write_quarantine_pointer,
 )
-from ingestion.atomic_files import atomic_path
+from ingestion.atomic_files import DiskFullError, atomic_path
 from ingestion.manifest import read_manifest, update_manifest, upsert_manifest
 from ingestion.readers.records import QuarantineError
 
@@ -157,6 +157,8 @@ def _run_alone(unit: WorkUnit, args: tuple[Any, ...]) -> list[ItemResult]:
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context(), initializer=_worker_init) as pool:
             return pool.submit(process_unit, unit, *args).result()
+    except DiskFullError:
+        raise
     except BrokenProcessPool:
         reason = (f"{unit.source_uri}: the reader's worker process died twice on this item (a crash in a "
                   "decoder or running out of memory); inspect the file, or ingest it on a larger machine")
@@ -192,7 +194,7 @@ def run_units(units: Sequence[WorkUnit], args: tuple[Any, ...], workers: int) ->
                         unit = in_flight[future]
                         try:
                             results = future.result()
-                        except BrokenProcessPool:
+                        except (BrokenProcessPool, DiskFullError):
                             raise
                         except Exception as exc:  # noqa: BLE001 - never lose an item to an odd worker error
                             results = [quarantined_result(unit, f"{unit.source_uri}: the worker failed "
@@ -333,17 +335,31 @@ def _read_new(plan: IngestPlan, layout: HomeLayout, config: ReaderConfig, secret
         progress(skipped, total)
     new_items, batch, finished, flushed_at = 0, [], skipped, time.monotonic()
     preload_readers({unit.kind for unit in plan.todo}, readers)
-    for unit, results in run_units(plan.todo, (config, layout.root, secret, readers), workers):
-        batch += record_results(plan, layout, version, results)
-        new_items += len(results)
-        finished += 1
-        if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
-            upsert_manifest(layout.manifest_path, batch)
-            batch, flushed_at = [], time.monotonic()
-        if progress:
-            progress(finished, total)
+    try:
+        for unit, results in run_units(plan.todo, (config, layout.root, secret, readers), workers):
+            batch += record_results(plan, layout, version, results)
+            new_items += len(results)
+            finished += 1
+            if len(batch) >= FLUSH_EVERY or (batch and time.monotonic() - flushed_at >= FLUSH_EVERY_S):
+                upsert_manifest(layout.manifest_path, batch)
+                batch, flushed_at = [], time.monotonic()
+            if progress:
+                progress(finished, total)
+    except DiskFullError:
+        _flush_finished(layout.manifest_path, batch)
+        raise
     upsert_manifest(layout.manifest_path, batch)
     return new_items
+
+
+def _flush_finished(manifest_path: Path, batch: list[dict]) -> None:
+    """Record the rows finished before the disk filled, if the manifest still fits; else they are read again."""
+    if not batch:
+        return
+    try:
+        upsert_manifest(manifest_path, batch)
+    except DiskFullError:
+        log.warning("disk full: %d finished item(s) not recorded; the re-run reads them again", len(batch))
 
 
 def finish_ingest(plan: IngestPlan, source: Path, cohort_csv: Path | None, layout: HomeLayout, secret: str,

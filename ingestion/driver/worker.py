@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import ingestion
-from ingestion.atomic_files import atomic_path
+from ingestion.atomic_files import DiskFullError, atomic_path
 from ingestion.deid.pseudonym import date_shift_days, pseudonymise
 from ingestion.readers.patient_ids import placeholder_reason
 from ingestion.readers.records import NormalisedItem, QuarantineError
@@ -280,6 +280,8 @@ def process_unit(unit: WorkUnit, config: ReaderConfig, home: Path, secret: str, 
         return [_ok_result(unit, outcome, home, secret, item_id=unit.item_sha, source_uri=unit.source_uri)]
     except QuarantineError as exc:
         reason = _scrub(exc.reason, unit.original_patient_id, pseudonym)
+    except DiskFullError:
+        raise  # the home's disk, not this file: stops the run, and the item is read again once space is freed
     except MemoryError:
         reason = f"{unit.source_uri}: ran out of memory while reading; ingest it on a larger machine or with fewer workers"
     except Exception as exc:  # noqa: BLE001 - any reader failure is a quarantine reason, never a crash
