@@ -29,7 +29,9 @@ def outbox_write_task(batch_path: str, source: str | None, home: str) -> Any:
                                  settings.pseudonym_secret.get_secret_value(), settings.outbox_dir)
     logger = get_run_logger()
     logger.info("outbox: %d SR written, %d already there; bundle %s (%s)", written.sr_written, written.sr_present,
-                Path(written.bundle).name, "written" if written.bundle_written else "already there")
+                Path(written.bundle).name or "none", "written" if written.bundle_written else "not written")
+    for reason in written.failed:
+        logger.warning("outbox: a result was left out (its prediction is in the batch file): %s", reason)
     for reason in written.references_skipped[:20]:
         logger.warning("outbox: an image reference was left out: %s", reason)
     return written

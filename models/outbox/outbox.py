@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from ingestion.atomic_files import atomic_write_bytes, atomic_write_text
 from ingestion.deid.uids import ImageRef, deidentified_refs
-from models.outbox.fhir import build_bundle
+from models.outbox.fhir import build_bundle, risk_assessment
 from models.outbox.result import PatientResult, results_from_batch
 from models.outbox.sr import sr_bytes
 
@@ -38,8 +38,11 @@ class OutboxWrite:
     sr_written: int
     sr_present: int
     bundle: str
+    """Path of the batch's bundle; empty when no result of the batch could be expressed in FHIR."""
     bundle_written: bool
     references_skipped: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    """Per result left out of the SRs or the bundle: pseudonym and reason (e.g. a non-finite interval)."""
 
 
 def sr_dir(outbox: Path) -> Path:
@@ -78,22 +81,48 @@ def patient_sources(manifest: pd.DataFrame, patient_ids: Iterable[str], source_r
     return inputs, refs, skipped
 
 
+def _fhir_ready(results: Sequence[PatientResult], failed: list[str]) -> list[PatientResult]:
+    """The results that make a valid RiskAssessment; each other one adds its reason to ``failed``."""
+    ready = []
+    for result in results:
+        try:
+            risk_assessment(result)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            failed.append(f"{result.patient_id}: no RiskAssessment: {' '.join(str(exc).split())[:240]}")
+            continue
+        ready.append(result)
+    return ready
+
+
 def write_outbox(results: Sequence[PatientResult], outbox: Path) -> OutboxWrite:
-    """Write each result's SR and the batch's bundle into ``outbox``; files already there are kept as they are."""
+    """Write each result's SR and the batch's bundle into ``outbox``; files already there are kept as they are.
+
+    A result that cannot be written (a non-finite value, say) is left out with
+    its reason in ``failed``; the batch's other results are written.
+    """
     written = present = 0
+    failed: list[str] = []
     for result in results:
         path = sr_dir(outbox) / sr_name(result)
         if path.is_file():
             present += 1
             continue
-        atomic_write_bytes(path, sr_bytes(result))
+        try:
+            data = sr_bytes(result)
+        except ValueError as exc:
+            failed.append(f"{result.patient_id}: no SR: {' '.join(str(exc).split())[:240]}")
+            continue
+        atomic_write_bytes(path, data)
         written += 1
-    bundle = build_bundle(results)
+    ready = _fhir_ready(results, failed)
+    if not ready:
+        return OutboxWrite(written, present, "", False, failed=tuple(failed))
+    bundle = build_bundle(ready)
     path = fhir_dir(outbox) / f"{bundle['id']}.json"
     fresh = not path.is_file()
     if fresh:
         atomic_write_text(path, json.dumps(bundle, indent=1, sort_keys=True))
-    return OutboxWrite(written, present, str(path), fresh)
+    return OutboxWrite(written, present, str(path), fresh, failed=tuple(failed))
 
 
 def pending_items(outbox: Path) -> dict[str, list[Path]]:
@@ -175,4 +204,5 @@ def write_batch_outbox(batch_path: Path, manifest_path: Path, source_root: Path 
     root = Path(source_root) if source_root is not None and Path(source_root).is_dir() else None
     inputs, refs, skipped = patient_sources(manifest, batch["patient_id"].astype(str), root, secret)
     written = write_outbox(results_from_batch(batch, inputs, refs), outbox)
-    return OutboxWrite(written.sr_written, written.sr_present, written.bundle, written.bundle_written, tuple(skipped))
+    return OutboxWrite(written.sr_written, written.sr_present, written.bundle, written.bundle_written, tuple(skipped),
+                       written.failed)

@@ -162,3 +162,14 @@ def test_ledger_keeps_failure_reason_until_sent(tmp_path: Path) -> None:
     ledger.record("stow:http://pacs", "b.dcm")
     assert ledger.sent_items("stow:http://pacs") == {"a.dcm", "b.dcm"}  # the next record starts a line of its own
     assert len(ledger.path.read_text().splitlines()) == 4
+
+
+def test_a_result_with_a_non_finite_value_is_left_out_with_its_reason(tmp_path: Path) -> None:
+    good, bad = _result("P0123456789ab"), _result("Pba9876543210", risk_low=float("nan"))
+    written = write_outbox([good, bad], tmp_path / "outbox")
+    assert written.sr_written == 1 and written.bundle_written
+    assert len(written.failed) == 2 and all(f.startswith("Pba9876543210: no ") for f in written.failed)
+    assert {pydicom.dcmread(p).PatientID for p in (tmp_path / "outbox" / "sr").iterdir()} == {"P0123456789ab"}
+    entries = json.loads(Path(written.bundle).read_text())["entry"]
+    assert [e["resource"]["subject"]["reference"] for e in entries] == ["Patient/P0123456789ab"]
+    assert write_outbox([bad], tmp_path / "other").bundle == ""
