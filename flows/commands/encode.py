@@ -42,11 +42,22 @@ def encode(
                                         help="auto (CUDA when present), cpu or cuda; default from settings."),
     batch_size: int = typer.Option(0, "--batch-size", min=0,
                                    help="Items per encoder batch; 0 picks one for the device's memory."),
+    force: bool = typer.Option(False, "--force", help="Run even when nothing changed since the last successful run."),
 ) -> None:
-    """Encode ok manifest items per modality into <home>/embeddings (store hits are skipped)."""
+    """Encode ok manifest items per modality into <home>/embeddings (store hits are skipped).
+
+    When the manifest, the store, the encoder weights, options and settings are as the last successful run
+    left them, it says so and exits without starting the flow.
+    """
     from flows.commands.flow_runner import prepare, run_flow
+    from flows.commands.up_to_date import encode_check, inputs_now, nothing_to_do, remember
+    from flows.settings import get_settings
 
     console = make_console()
+    check = encode_check(get_settings(), modality.value, device.value if device else None, batch_size)
+    if nothing_to_do(console, get_settings(), check, force):
+        return
+    before = inputs_now(check)
     settings = prepare(console)
     from flows.flows.encode import encode_flow
 
@@ -66,3 +77,5 @@ def encode(
     if result.failures:
         console.print(f"{len(result.failures)} item(s) failed; listed in "
                       f"{settings.quarantine_dir}/encode_failures_*.parquet")
+    else:  # a run with failures is retried next time, not vouched for
+        remember(settings.home, check, before)

@@ -28,12 +28,16 @@ def ingest(
     exclude: list[Path] = typer.Option(
         [], "--exclude", help="File or folder under SOURCE that is not clinical input (repeatable), "
                               "e.g. a phantom's answers.parquet."),
+    force: bool = typer.Option(False, "--force", help="Run even when nothing changed since the last successful run."),
 ) -> None:
     """Ingest and de-identify every file under SOURCE; bad files are quarantined with a reason, never dropped.
 
-    Runs the ingest flow. Re-running on unchanged input does no work (items are keyed by content hash).
+    Runs the ingest flow. Re-running on unchanged input does no work (items are keyed by content hash), and
+    when no file, option or setting changed since the last successful run it does not even start the flow.
     """
     from flows.commands.flow_runner import prepare, run_flow
+    from flows.commands.up_to_date import ingest_check, inputs_now, nothing_to_do, remember
+    from flows.settings import get_settings
 
     console = make_console()
     if (source is None) == (pacs is None):
@@ -48,6 +52,10 @@ def ingest(
     if not source.is_dir():
         console.print(f"[red]source folder {source} does not exist or is not a folder; pass --source DIR[/red]")
         raise typer.Exit(2)
+    check = ingest_check(get_settings(), source, cohort, exclude, workers)
+    if nothing_to_do(console, get_settings(), check, force):
+        return
+    before = inputs_now(check)
     prepare(console)
     from flows.flows.ingest import ingest_flow
 
@@ -55,6 +63,7 @@ def ingest(
         source=str(source.resolve()), cohort_csv=str(cohort.resolve()) if cohort else None,
         exclude=[str(p.resolve()) for p in exclude] or None, workers=workers))
     print_report(console, report)
+    remember(get_settings().home, check, before)
 
 
 def _ingest_pacs(console: Console, url: str, cohort: Path | None) -> None:

@@ -37,12 +37,26 @@ def train(
     held_out_fraction: float = typer.Option(HELD_OUT_FRACTION, "--held-out-fraction", help="Patients never trained on, for evaluation."),
     synthetic: int = typer.Option(0, "--synthetic", help="Train on a synthetic cohort of N patients instead of the home's embeddings."),
     min_gain: float = typer.Option(0.0, "--min-gain", help="Held-out AUROC the new model must beat the champion by to replace it."),
+    force: bool = typer.Option(False, "--force", help="Run even when nothing changed since the last successful run."),
 ) -> None:
-    """Train one fusion model, evaluate it on the held-out patients, log it to MLflow and run the champion gate."""
+    """Train one fusion model, evaluate it on the held-out patients, log it to MLflow and run the champion gate.
+
+    When the embeddings, labels, encoders, models, registry, options and settings are as the last successful
+    run left them, it says so and exits without training again.
+    """
     from flows.commands.flow_runner import prepare, run_flow
+    from flows.commands.up_to_date import inputs_now, nothing_to_do, remember, train_check
+    from flows.settings import get_settings
 
     fusion, impute, pool, strategy = fusion.value, impute.value, pool.value, strategy.value
     console = make_console()
+    check = train_check(get_settings(), dict(
+        fusion=fusion, impute=impute, epochs=epochs, hidden=hidden, layers=layers, pool=pool, lr=lr,
+        modality_dropout=modality_dropout, strategy=strategy, joint_epochs=joint_epochs, encoder_lr=encoder_lr,
+        held_out_fraction=held_out_fraction, synthetic=synthetic, min_gain=min_gain))
+    if nothing_to_do(console, get_settings(), check, force):
+        return
+    before = inputs_now(check)
     prepare(console)
     from flows.flows.train import train_flow
 
@@ -59,3 +73,4 @@ def train(
                   f"[{m['auroc_low']:.3f}, {m['auroc_high']:.3f}]; report {result.evaluation.report}")
     console.print(f"model [bold]{trained.model_id}[/bold] is clinfuse v{result.version} ([bold]{result.alias}[/bold]: "
                   f"{result.reason})")
+    remember(get_settings().home, check, before)
