@@ -75,18 +75,28 @@ def pipeline(
     answers: Path | None = typer.Option(
         None, "--answers", help="Phantom answers.parquet (evaluation only): never ingested, used to report "
                                 "AUROC against the Bayes-optimal oracle. Default SOURCE/answers.parquet if present."),
+    force: bool = typer.Option(False, "--force", help="Run even when nothing changed since the last successful run."),
 ) -> None:
     """Ingest -> encode -> train (+ champion gate) -> evaluate -> predict, as Prefect flows.
 
     With no Prefect server configured the flows run in this process; a re-run on
-    unchanged data is all cache hits.
+    unchanged data is all cache hits, and when no file, option or setting changed
+    since the last successful run it says so without starting the flows.
     """
     from flows.commands.flow_runner import auroc_text, prepare, run_flow
+    from flows.commands.up_to_date import inputs_now, nothing_to_do, pipeline_check, remember
+    from flows.settings import get_settings
 
     console = make_console()
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
     answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
+    check = pipeline_check(get_settings(), source, cohort, {
+        "source": str(source.resolve()), "cohort": str(cohort.resolve()) if cohort else None, "fusion": fusion.value,
+        "impute": impute.value, "epochs": epochs, "dask": dask, "answers": str(answers.resolve()) if answers else None})
+    if nothing_to_do(console, get_settings(), check, force):
+        return
+    before = inputs_now(check)
     settings = prepare(console)
     from flows.flows.pipeline import pipeline_flow
 
@@ -106,6 +116,7 @@ def pipeline(
         console.print(line, soft_wrap=True)
     for line in _where_to_look(settings):
         console.print(line, soft_wrap=True)  # whole lines, so the commands can be copied
+    remember(settings.home, check, before)
 
 
 def predict(
