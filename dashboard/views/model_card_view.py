@@ -42,7 +42,8 @@ def render_headline(card: Mapping[str, Any]) -> None:
              ("Abstained", _fmt(ab.get("abstain_rate"), "{:.1%}"), "share of held-out patients without an answer"),
              ("ECE calibrated", _fmt(cal.get("ece")), _interval(cal, "ece")),
              ("ECE uncalibrated", _fmt(cal.get("ece_uncalibrated")), "before the calibrator"),
-             ("Candidates compared", str(card["candidates"]["count"] or "?"), card["candidates"]["how"])]
+             ("Candidates", str(card["candidates"]["count"] or "?"),
+              "compared on these held-out patients: " + card["candidates"]["how"])]
     for col, (label, value, why) in zip(st.columns(len(cells)), cells):
         col.metric(label, value, help=why)
 
