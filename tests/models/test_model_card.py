@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -123,3 +124,39 @@ def test_held_out_key_depends_on_patients_and_labels_not_order() -> None:
     assert a != mc.held_out_key(("p1", "p2"), np.array([1, 1]))
     assert a != mc.held_out_key(("p1", "p3"), np.array([0, 1]))
     assert len(a) == 64
+
+
+def test_stage_card_reads_the_home_cohort_sites_and_review_provenance(tmp_path: Path) -> None:
+    """A home's card: demographics (with a site column) from cohort.parquet, provenance from confirmed reviews."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from ingestion.cohort import write_cohort
+    from ingestion.deid.pseudonym import pseudonymise
+    from ingestion.home_layout import HomeLayout
+    from models.stages import EvaluateConfig
+    from models.training.config import TrainConfig
+
+    cohort = synthetic_cohort(120, dim=4, missing_rate=0.2, seed=9)
+    ids = tuple(pseudonymise(f"MRN{i}", "s") for i in range(120))
+    fs = replace(cohort.features, patient_ids=ids)
+    held_out = fs.subset(np.arange(120) >= 60)
+    layout = HomeLayout.at(tmp_path / "home").ensure()
+    table = pd.DataFrame({"patient_id": list(ids), "label": pd.array(fs.labels, dtype="Int8"),
+                          "age": cohort.answers["age"].to_numpy(), "sex": cohort.answers["sex"].to_numpy(),
+                          "site": ["north" if i % 3 else "south" for i in range(120)]})
+    write_cohort(table, layout.cohort_path)
+    y = np.asarray(held_out.labels).astype(int)
+    risk = np.clip(0.5 + 0.3 * (2 * y - 1) + np.random.default_rng(1).normal(0, 0.2, len(y)), 0, 1)
+    config = EvaluateConfig(home=layout.root, model_dir=tmp_path / "m1", n_boot=50,
+                            review_labels=((held_out.patient_ids[0], 1), (ids[0], 0)))
+    result = {"out_dir": str(tmp_path / "report"), "metrics": flat(bootstrap_metrics(y, risk, 50, 0)),
+              "predictions": pd.DataFrame({"patient_id": held_out.patient_ids, "risk": risk})}
+    model = SimpleNamespace(config=TrainConfig(fusion="late", impute="zero"))
+    mc.write_stage_card(config, model, fs, held_out, None, result)
+    card = mc.read_card(tmp_path / "report")
+    assert card["title"].startswith("late fusion, zero imputation (m1)")
+    assert card["data"]["label_provenance"] == {"cohort table": 59, "clinician review": 1}  # ids[0] is not held out
+    assert card["data"]["splits"]["training"]["n"] == 60 and card["demographics_absent"] == []
+    sites = {r["group"]: r["n"] for r in card["subgroups"] if r["attribute"] == "site"}
+    assert sites == {"north": sum(i % 3 != 0 for i in range(60, 120)), "south": sum(i % 3 == 0 for i in range(60, 120))}
