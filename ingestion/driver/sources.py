@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ingestion.driver.image_units import IMAGE_KIND, attribute_images, sidecar_path
 from ingestion.driver.hashing import HashCache, SourceFile, combined_sha, sha256_file, unreadable_id
 from ingestion.driver.worker import Readers, WorkUnit
 
@@ -30,10 +31,11 @@ EEG_COMPANIONS: dict[str, tuple[str, ...]] = {
 }
 NOTE_EXTENSIONS: tuple[str, ...] = (".txt", ".csv", ".jsonl")
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".ima", ".zip", "")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")  # X-rays exported as pictures (MIMIC-CXR-JPG, ...)
 
-UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), EEG ({eeg}) and notes "
-                "({notes}); convert the file or move it out of the source folder").format(
-    eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
+UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), X-ray images ({images}), "
+                "EEG ({eeg}) and notes ({notes}); convert the file or move it out of the source folder").format(
+    images=" ".join(IMAGE_EXTENSIONS), eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
 
 
 def _hash_one(root: Path, path: Path, cache: HashCache | None = None) -> SourceFile:
@@ -92,13 +94,15 @@ def _head(path: Path, n: int = 132) -> bytes:
 
 
 def classify(sf: SourceFile) -> str:
-    """``dicom``, ``eeg``, ``note`` or ``unknown`` for one file, by extension then content."""
+    """``dicom``, ``eeg``, ``note``, ``image`` or ``unknown`` for one file, by extension then content."""
     name = sf.path.name.lower()
     suffix = sf.path.suffix.lower()
     if name.endswith(".fif.gz") or suffix in EEG_EXTENSIONS:
         return "eeg"
     if suffix in NOTE_EXTENSIONS:
         return "note"
+    if suffix in IMAGE_EXTENSIONS:
+        return IMAGE_KIND
     if suffix in DICOM_EXTENSIONS:
         if suffix != "":
             return "dicom"  # by extension: no need to open the file
@@ -222,10 +226,11 @@ def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), t
     """
     root = Path(root)
     cache = HashCache(hash_cache) if hash_cache is not None else None
-    hashed = hash_files(root, list_files(root, exclude), threads, cache)
+    sidecar = sidecar_path(root)  # the image table is read by attribute_images, never as a note file
+    hashed = hash_files(root, list_files(root, [*exclude, *([sidecar] if sidecar else [])]), threads, cache)
     readable = [f for f in hashed if f.error is None]
     kinds = {f.relpath: classify(f) for f in readable}
     dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
     units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers, known)
              + _unreadable_units(f for f in hashed if f.error is not None))
-    return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(units)]
+    return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(attribute_images(units, root))]

@@ -57,6 +57,8 @@ class Readers:
     read_xray: Callable[..., NormalisedItem]
     read_eeg: Callable[..., NormalisedItem]
     read_notes: Callable[..., Sequence[NormalisedItem | QuarantineError]]
+    read_image_file: Callable[..., NormalisedItem] = field(  # PNG/JPEG X-rays; a default keeps 5-reader callers
+        default_factory=lambda: LazyReader("ingestion.readers.image_file", "read_image_file"))
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def default_readers() -> Readers:
         read_xray=LazyReader("ingestion.readers.xray_image", "read_xray"),
         read_eeg=LazyReader("ingestion.readers.eeg", "read_eeg"),
         read_notes=LazyReader("ingestion.readers.notes", "read_notes"),
+        read_image_file=LazyReader("ingestion.readers.image_file", "read_image_file"),
     )
 
 
@@ -191,7 +194,8 @@ def quarantined_result(unit: WorkUnit, reason: str, *, item_id: str | None = Non
                        patient_id: str | None = None, modality: str | None = None,
                        source_uri: str | None = None, meta: dict[str, Any] | None = None) -> ItemResult:
     """A quarantined :class:`ItemResult` for ``unit`` (or one of its notes)."""
-    modality = modality or (unit.kind if unit.kind in ("ct", "xray", "eeg", "note") else "unknown")
+    kind = "xray" if unit.kind == "image" else unit.kind  # a PNG/JPEG unit is an X-ray item
+    modality = modality or (kind if kind in ("ct", "xray", "eeg", "note") else "unknown")
     if unit.root:
         reason = reason.replace(unit.root.rstrip("/") + "/", "")
     return ItemResult(item_id or unit.item_sha, patient_id, modality, source_uri or unit.source_uri,
@@ -243,6 +247,11 @@ def _read(unit: WorkUnit, config: ReaderConfig, secret: str, readers: Readers) -
         return readers.read_eeg(unit.read_paths[0], config.eeg_sfreq, config.eeg_window_s, config.eeg_line_freq)
     if unit.kind == "note":
         return list(readers.read_notes(unit.read_paths[0], secret))
+    if unit.kind == "image":  # patient, view and spacing come from the sidecar row (or the stem), not the file
+        row = unit.extra.get("sidecar") or {}
+        spacing = row.get("pixel_spacing_mm")
+        return readers.read_image_file(unit.read_paths[0], config.xray_shape, unit.original_patient_id,
+                                       view=row.get("view") or "", spacing_mm=tuple(spacing) if spacing else None)
     raise QuarantineError(f"{unit.source_uri}: no reader for kind {unit.kind!r}")
 
 

@@ -79,7 +79,7 @@ def source(tmp_path: Path) -> Path:
     write(src / "eeg" / "a.edf", "patient=MRN001\n")
     write(src / "eeg" / "b.edf", "patient=MRN002\nx=1\n")
     write(src / "notes" / "n1.txt", "patient=MRN001")
-    write(src / "misc" / "photo.png", "not an image format we read")
+    write(src / "misc" / "photo.gif", "not an image format we read")
     return src
 
 
@@ -92,10 +92,10 @@ def test_first_run_records_every_file_once(source: Path, tmp_path: Path) -> None
     seen = []
     report = run(source, home, progress=lambda done, total: seen.append((done, total)))
     df = read_manifest(home / "manifest.parquet")
-    assert all_source_files(df) == ["eeg/a.edf", "eeg/b.edf", "misc/photo.png", "notes/n1.txt"]
+    assert all_source_files(df) == ["eeg/a.edf", "eeg/b.edf", "misc/photo.gif", "notes/n1.txt"]
     assert report.new == 4 and report.skipped == 0
     assert report.counts == {"eeg": {"ok": 2}, "note": {"ok": 1}, "unknown": {"quarantined": 1}}
-    assert [q.source_uri for q in report.quarantined] == ["misc/photo.png"]
+    assert [q.source_uri for q in report.quarantined] == ["misc/photo.gif"]
     assert "unrecognised file type" in report.quarantined[0].reason
     assert seen[-1] == (4, 4)
     ok = df[df["status"] == "ok"]
@@ -108,7 +108,7 @@ def test_first_run_records_every_file_once(source: Path, tmp_path: Path) -> None
     assert meta["event_date"] < "2024-05-03"  # shifted back by the patient's offset
     pointer = json.loads((home / "quarantine" / f"{df[df['status'] == 'quarantined']['item_id'].item()}.json")
                          .read_text())
-    assert pointer["source_uri"] == "misc/photo.png" and "unrecognised" in pointer["reason"]
+    assert pointer["source_uri"] == "misc/photo.gif" and "unrecognised" in pointer["reason"]
 
 
 def test_second_run_does_no_work(source: Path, tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_worker_crash_loses_no_other_item(source: Path, tmp_path: Path) -> None:
     assert df.loc["eeg/crash.edf", "status"] == "quarantined"
     assert "died twice" in df.loc["eeg/crash.edf", "reason"]
     assert "failed unexpectedly" in df.loc["eeg/boom.edf", "reason"]
-    assert (df.drop(index=["eeg/crash.edf", "eeg/boom.edf", "misc/photo.png"])["status"] == "ok").all()
+    assert (df.drop(index=["eeg/crash.edf", "eeg/boom.edf", "misc/photo.gif"])["status"] == "ok").all()
     assert report.counts["eeg"] == {"ok": 8, "quarantined": 2}
 
 
@@ -297,7 +297,7 @@ def test_two_runs_on_one_home_at_once_keep_a_valid_manifest(source: Path, tmp_pa
     df = read_manifest(home / "manifest.parquet")
     assert len(df) == 12 and df["item_id"].is_unique
     assert all_source_files(df) == sorted(
-        [f"eeg/{n}.edf" for n in "ab"] + [f"extra/e{i}.edf" for i in range(8)] + ["misc/photo.png", "notes/n1.txt"])
+        [f"eeg/{n}.edf" for n in "ab"] + [f"extra/e{i}.edf" for i in range(8)] + ["misc/photo.gif", "notes/n1.txt"])
     assert run(source, home).new == 0
 
 

@@ -44,7 +44,7 @@ def bad_source(tmp_path: Path) -> Path:
     write(src / "eeg" / "crash.edf", "action=crash\n")  # kills its reader process: quarantined, nothing else lost
     write(src / "eeg" / "nochannels.edf", "nothing\n")
     write(src / "notes" / "two.txt", "patient=MRN001\nno mrn here\n")
-    write(src / "misc" / "photo.png", "not an image format we read")
+    write(src / "misc" / "photo.gif", "not an image format we read")
     for path in src.rglob("*.*"):  # settled files (a file written < 2 s ago is never remembered by hash)
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**10))
     return src
