@@ -38,8 +38,9 @@ class Check:
 
     ``inputs`` lie outside the home (the source folder, the cohort CSV): they
     must not change while the command runs, or its fingerprint is not kept.
-    ``home`` are the home's files the command reads or writes; their listing is
-    taken after the run, so the run's own writes are part of the fingerprint.
+    ``home`` are the files the command reads or writes (the home's stores, and the
+    machine's note model cache that a first encode builds); their listing is taken
+    after the run, so the run's own writes are part of the fingerprint.
     ``undecidable`` names why no fingerprint can vouch for this run (it always runs).
     """
 
@@ -223,23 +224,22 @@ def ingest_check(settings: Any, source: Path, cohort: Path | None, exclude: list
 def encode_check(settings: Any, modality: str, device: str | None, batch_size: int) -> Check:
     """``clinfuse encode``: the manifest and arrays, the embedding store, the encoder weights (home and note cache)."""
     layout = settings.layout
-    return Check("encode", "encode", {"modality": modality, "device": device, "batch_size": batch_size},
-                 (settings.note_model_cache_dir,),
-                 (layout.manifest_path, layout.arrays_dir, layout.embeddings_dir, layout.encoders_dir))
+    return Check("encode", "encode", {"modality": modality, "device": device, "batch_size": batch_size}, (),
+                 (layout.manifest_path, layout.arrays_dir, layout.embeddings_dir, layout.encoders_dir,
+                  settings.note_model_cache_dir))
 
 
 def train_check(settings: Any, options: dict[str, Any]) -> Check:
     """``clinfuse train``: the embeddings, cohort labels, encoders, saved models and the home's MLflow registry."""
-    return Check("train", "train", options, (settings.note_model_cache_dir,), _train_home(settings),
-                 _remote_registry(settings))
+    return Check("train", "train", options, (), _train_home(settings), _remote_registry(settings))
 
 
 def pipeline_check(settings: Any, source: Path, cohort: Path | None, options: dict[str, Any]) -> Check:
     """``clinfuse pipeline``: everything ingest and train depend on, plus the predictions and the outbox."""
     layout = settings.layout
-    inputs = (source.resolve(),) + ((cohort.resolve(),) if cohort else ()) + (settings.note_model_cache_dir,)
+    inputs = (source.resolve(),) + ((cohort.resolve(),) if cohort else ())
     home = tuple(dict.fromkeys(_ingest_home(settings) + _train_home(settings)
-                               + (layout.predictions_dir, layout.outbox_dir)))
+                               + (layout.predictions_dir, layout.outbox_dir, settings.note_model_cache_dir)))
     undecidable = _remote_registry(settings)
     if settings.outbox_stow_url or settings.outbox_fhir_url:
         undecidable = "results are sent to a configured destination, whose state is not checked here"
