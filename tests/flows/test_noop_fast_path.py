@@ -124,20 +124,43 @@ def test_newer_encoder_weights_and_remote_registry_run(site, monkeypatch) -> Non
     assert u.unchanged_since(remote.home, train) is None
 
 
-@pytest.mark.parametrize("command", ["ingest", "encode"])
+def _train_defaults() -> dict[str, object]:
+    """The options `clinfuse train` parses with no arguments (read off the command, so the two cannot drift)."""
+    from enum import Enum
+
+    from typer.main import get_command
+
+    from flows.cli import app
+
+    params = get_command(app).commands["train"].params
+    return {p.name: p.default.value if isinstance(p.default, Enum) else p.default for p in params if p.name != "force"}
+
+
+def _cli_and_check(command: str, settings: Settings, source: Path) -> tuple[list[str], u.Check]:
+    cohort = source / "cohort.csv"
+    if command == "ingest":
+        return ["ingest", "--source", str(source), "--cohort", str(cohort)], _ingest(settings, source)
+    if command == "encode":
+        return ["encode"], u.encode_check(settings, "all", None, 0)
+    if command == "train":
+        return ["train"], u.train_check(settings, _train_defaults())
+    options = {"source": str(source.resolve()), "cohort": str(cohort.resolve()), "fusion": "early", "impute": "auto",
+               "epochs": 4, "dask": False, "answers": None}
+    return (["pipeline", "--source", str(source), "--epochs", "4"],
+            u.pipeline_check(settings, source, cohort, options))
+
+
+@pytest.mark.parametrize("command", ["ingest", "encode", "train", "pipeline"])
 def test_cli_no_op_exits_0_without_heavy_imports(site, tmp_path: Path, command: str) -> None:
     settings, source = site
-    if command == "ingest":
-        args = ["ingest", "--source", str(source), "--cohort", str(source / "cohort.csv")]
-        check = _ingest(settings, source)
-    else:
-        args, check = ["encode"], u.encode_check(settings, "all", None, 0)
+    args, check = _cli_and_check(command, settings, source)
     _ran_before(settings, check)
     done, modules = run_cli(args, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nothing changed since the run of" in done.stdout and "--force" in done.stdout
     assert not [m for m in modules if m.split(".")[0] in HEAVY], "a no-op imported heavy modules"
     assert "flows.cli" in modules  # the hook saw the CLI itself
+    assert f"{command}: nothing changed" in (settings.logs_dir / "commands.log").read_text()
 
 
 @pytest.mark.slow
