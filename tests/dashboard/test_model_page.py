@@ -60,3 +60,14 @@ def test_model_page_headline_shows_the_real_runs_held_out_metrics(app_for, train
     assert shown["AUROC"] == f"{logged['heldout.auroc']:.3f}"
     assert shown["ECE"] == f"{logged['heldout.ece']:.3f}"
     assert shown["Abstained"] == f"{logged['heldout.abstain_rate']:.1%}"
+
+
+@pytest.mark.slow
+def test_model_page_says_when_the_champions_run_has_no_model_card(app_for, trained_home) -> None:
+    """This fixture's run logs a report folder written by ``evaluate_model`` alone (no card): the page says so."""
+    home, _ = trained_home
+    at = app_for(home).run()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("has no model card" in i.value for i in at.info)
+    assert not [e for e in at.error if "Not validated" in e.value]
