@@ -2,10 +2,11 @@
 
 "Before" is the previous recipe, still reachable with ``n_calibrators=0``: Platt scaling fitted on the 20 %
 validation slice, and (computed here, from the same risks) the old abstain rule "risk within 2 % of the
-threshold". "After" is the default: the calibrator chosen on cross-fitted out-of-fold scores of every
-training patient (Platt, Venn-Abers or none: lowest cross-fitted ECE), the Venn-Abers range, label-conditional
-conformal class sets at the model's ``interval_level`` and abstention when the set holds both classes; on a
-small validation split the folds also pick the epoch count and the head (network or logistic regression).
+threshold". "After" is the default: the calibrator chosen on folds (Platt, Venn-Abers or none: lowest
+cross-fitted ECE) of the validation scores or, on a small validation split, of out-of-fold scores of every
+training patient (whose folds also pick the epoch count and the head, network or logistic regression), the
+Venn-Abers range, label-conditional conformal class sets at the model's ``interval_level`` and abstention when
+the set holds both classes.
 
 Data: (1) the simulator (``models.features.synthetic.synthetic_cohort``, the phantom's latent model embedded
 directly); (2) a small files phantom built by ``benchmarks/quality_cache.py`` (DICOM/EDF/notes generated,
@@ -118,7 +119,7 @@ def table_md(rows: list[dict]) -> str:
 def run(data: str, train_fs, held, answers, epochs: int, n_boot: int, t0: float) -> list[dict]:
     rows = []
     for recipe, config, old in (("before: Platt on the validation slice, band abstain", TrainConfig(
-            epochs=epochs, n_calibrators=0), True), ("after: cross-fitted, conformal", TrainConfig(epochs=epochs),
+            epochs=epochs, n_calibrators=0), True), ("after: calibrator chosen on folds, conformal sets", TrainConfig(epochs=epochs),
                                                      False)):
         model = train(train_fs, config)
         rows.append(score(data, recipe, model, held, answers, n_boot, old))
@@ -153,9 +154,12 @@ def main() -> None:
         rows += run(f"files phantom, {len(ftr)} train", ftr, fho, fans, args.epochs, args.n_boot, t0)
         sizes.append(f"files phantom ({args.cache.name}): {len(ftr)} training / {len(fho)} held-out patients "
                      f"(prevalence {np.mean(fho.labels):.0%})")
+    else:
+        sizes.append("files phantom: not run (no `--cache` folder from `benchmarks/quality_cache.py` given)")
+    cache_arg = f" --files-train {args.files_train} --cache {args.cache}" if args.cache else ""
     body = (f"`python benchmarks/bench_calibration.py --train {args.train} --held-out {args.held_out} "
-            f"--small-train {args.small_train} --files-train {args.files_train} --epochs {args.epochs} "
-            f"--cache <quality_cache folder> --write` ({time.perf_counter() - t0:.0f} s on {platform.machine()}, "
+            f"--small-train {args.small_train}{cache_arg} --epochs {args.epochs} --n-boot {args.n_boot} --write` "
+            f"({time.perf_counter() - t0:.0f} s on {platform.machine()}, "
             f"shared 2-core machine, load average {load:.1f} at start). " + "; ".join(sizes) + ". ECE: 10 "
             "equal-width bins, patient bootstrap 95 % interval.\n\n" + table_md(rows) + "\n\n" + NOTES)
     print(body)

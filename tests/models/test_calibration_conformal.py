@@ -130,3 +130,18 @@ def test_small_cohort_is_never_worse_than_logistic_regression_on_its_own_inputs(
     assert cov["set_coverage"] >= model.config.interval_level - 0.1
     answered = ~pred["abstain"].to_numpy()
     assert roc_auc_score(y[answered], pred["risk"][answered]) >= roc_auc_score(y, pred["risk"])
+
+
+@pytest.mark.slow
+def test_large_validation_split_calibrates_the_network_on_its_own_scores():
+    """>= 100 validation patients: no fold networks; calibrator chosen on folds of the validation scores."""
+    from models.features.synthetic import synthetic_cohort
+    from models.training.train import TrainConfig, train
+
+    fs = synthetic_cohort(600, dim=8, missing_rate=0.2, seed=2).features
+    model = train(fs, TrainConfig(epochs=6, hidden=8, patience=6))
+    assert not model.metrics["selection"]["small_cohort"] and model.fold_networks == []
+    record = model.metrics["calibration"]
+    assert "120 validation patients" in record["source"] and record["folds"] == 5
+    assert record["ece_cross_fitted"][record["chosen"]] <= record["ece_cross_fitted"]["identity"]
+    assert len(model.conformal.negatives_) + len(model.conformal.positives_) == len(model.val_patient_ids) == 120
