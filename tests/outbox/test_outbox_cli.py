@@ -32,6 +32,7 @@ def _queue(home) -> None:
 
 
 @pytest.mark.server
+@pytest.mark.slow
 def test_outbox_send_and_status(cli_home, monkeypatch, fhir_server: str) -> None:  # noqa: F811
     from flows.cli import app
     from flows.prefect_env import prefect_settings
