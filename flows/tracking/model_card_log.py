@@ -24,8 +24,8 @@ from models.evaluation.model_card import CARD_JSON, CARD_MD, RELIABILITY_PNG, RO
 
 ARTIFACT_PATH = "evaluation"
 """Where the run keeps the report folder, card included (the dashboard reads ``evaluation/model_card.json``)."""
-GATE_COUNT = (f"registered versions of `{MODEL_NAME}` that the champion gate compared on these held-out "
-              f"patients (registry tag `{HELD_OUT_TAG}`), this one included")
+GATE_COUNT = (f"the champion gate's count of registered `{MODEL_NAME}` versions carrying this held-out set's "
+              f"`{HELD_OUT_TAG}` tag, this one included")
 
 
 def registry_looks(version: str, client: MlflowClient | None = None, name: str = MODEL_NAME) -> int | None:
