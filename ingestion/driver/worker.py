@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,6 +184,25 @@ def _scrub(text: str, original_id: str | None, pseudonym: str | None) -> str:
     return text
 
 
+def _scrub_meta(value: Any, original_id: str, pseudonym: str) -> Any:
+    """:func:`_scrub` on every string of a JSON-like ``value``, never inside a longer number.
+
+    Replacing the id in the serialised JSON text instead broke it whenever the
+    id was a short number ("5" inside ``"n_frames": 5``), and a bare substring
+    match would rewrite "/255" for patient "5": the item was lost to a
+    JSONDecodeError (real data: the COVID-19 X-ray collection's numeric ids).
+    """
+    if isinstance(value, dict):
+        return {k: _scrub_meta(v, original_id, pseudonym) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_meta(v, original_id, pseudonym) for v in value]
+    if isinstance(value, str) and original_id.strip() and not placeholder_reason(original_id):
+        ident = re.escape(original_id.strip())  # not inside a longer number: "5" is kept in "255" and "1.5"
+        token = re.compile(rf"(?<![0-9])(?<![0-9]\.){ident}(?![0-9])(?!\.[0-9])")
+        return token.sub(pseudonym, value)
+    return value
+
+
 def _meta_base(unit: WorkUnit) -> dict[str, Any]:
     meta: dict[str, Any] = {"source_sha256": unit.item_sha, **unit.extra}
     if unit.duplicates:
@@ -228,14 +248,14 @@ def _ok_result(unit: WorkUnit, item: NormalisedItem, home: Path, secret: str, *,
     shifted = _shift_date(item.event_date, str(original), secret)
     if shifted:
         meta["event_date"] = shifted
-    meta_text = _scrub(json.dumps(meta, sort_keys=True, default=str), str(original), patient_id)
+    meta_json = json.loads(json.dumps(meta, sort_keys=True, default=str))  # tuples, dates etc. as JSON has them
     if isinstance(item.array, np.ndarray) and not np.isfinite(item.array).all():
         bad = int(item.array.size - np.count_nonzero(np.isfinite(item.array)))
         raise QuarantineError(f"{source_uri}: the normalised {item.modality} array holds {bad} NaN/infinite value(s) "
                               f"of {item.array.size}; the source's pixel or sample data is corrupt: re-export it")
     array_uri = write_array(home, item.modality, item_id, item.array)
     return ItemResult(item_id, patient_id, item.modality, source_uri, unit.files, "ok", "", array_uri,
-                      json.loads(meta_text), now_utc())
+                      _scrub_meta(meta_json, str(original), patient_id), now_utc())
 
 
 def _read(unit: WorkUnit, config: ReaderConfig, secret: str, readers: Readers) -> Any:

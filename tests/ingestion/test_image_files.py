@@ -218,8 +218,12 @@ def test_without_sidecar_each_file_is_its_own_patient_named_by_its_stem(tmp_path
     write_grey8(src / "case_17.png")
     Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(src / "case_18.jpeg")
     (src / "empty.jpg").write_bytes(b"")
+    write_grey8(src / "5.png", value=5)  # a short numeric id once broke the meta JSON ('5' scrubbed inside numbers)
     ingest(src, None, home, SECRET, CONFIG, workers=1)
     rows = _by_file(home)
+    assert rows["5.png"]["status"] == "ok", rows["5.png"]["reason"]
+    five = json.loads(rows["5.png"]["meta_json"])
+    assert five["scaling"] == "bit depth (/255)" and rows["5.png"]["patient_id"] == pseudonymise("5", SECRET)
     assert rows["case_17.png"]["patient_id"] == pseudonymise("case_17", SECRET)
     assert rows["case_18.jpeg"]["patient_id"] == pseudonymise("case_18", SECRET)
     meta = json.loads(rows["case_17.png"]["meta_json"])
