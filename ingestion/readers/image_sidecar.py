@@ -78,7 +78,7 @@ def parse_spacing(text: str) -> tuple[float, float] | None:
 
 
 def _header_map(header: list[str], name: str) -> dict[str, int]:
-    lowered = [h.strip().lower() for h in header]
+    lowered = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in header]  # "View Position" -> view_position
     found: dict[str, int] = {}
     for ours, spellings in COLUMNS.items():
         for spelling in spellings:

@@ -24,7 +24,7 @@ from ingestion.driver.sources import UNRECOGNISED, classify
 from ingestion.driver.worker import ReaderConfig
 from ingestion.manifest import read_manifest
 from ingestion.readers.image_file import MAX_PIXELS, read_image_file
-from ingestion.readers.image_sidecar import parse_spacing
+from ingestion.readers.image_sidecar import SidecarError, parse_spacing, read_sidecar
 from ingestion.readers.records import QuarantineError
 
 SECRET = "test-secret"
@@ -137,6 +137,21 @@ def test_spacing_cells() -> None:
             parse_spacing(bad)
 
 
+def test_sidecar_rows_headers_and_problems(tmp_path: Path) -> None:
+    table = tmp_path / "images.csv"
+    table.write_text("\ufeffFileName,PatientID,View Position,Modality\n"  # a BOM and public-set spellings
+                     "./a.png,P1,PA,X-ray\nb.png,,AP,\nc.png,P3,,CT\nd.png,P4,,\nd.png,P5,,\n\n", encoding="utf-8")
+    sidecar = read_sidecar(table)
+    assert sidecar.rows["a.png"].patient_id == "P1" and sidecar.rows["a.png"].problem is None
+    assert sidecar.rows["a.png"].view == "PA" and sidecar.rows["a.png"].modality == "X-ray"
+    assert "patient id is empty" in sidecar.rows["b.png"].problem
+    assert "not a radiograph" in sidecar.rows["c.png"].problem
+    assert "lines 5 and 6" in sidecar.rows["d.png"].problem
+    table.write_text("name,who\na.png,P1\n", encoding="utf-8")
+    with pytest.raises(SidecarError, match="no file or patient_id column"):
+        read_sidecar(table)
+
+
 def test_png_and_jpeg_are_classified_as_images_and_named_in_the_unrecognised_reason(tmp_path: Path) -> None:
     from ingestion.driver.hashing import SourceFile
 
@@ -203,8 +218,9 @@ def test_sidecar_maps_two_files_to_one_patient_and_a_bad_file_is_quarantined(tmp
     assert "not a radiograph" in reasons["ct_slice.png"]
     assert all(str(src) not in reason for reason in reasons.values())
     assert report.counts["xray"]["ok"] == 3 and report.counts["xray"]["quarantined"] == 3
-    everything = (home / "manifest.parquet").read_bytes() + b"".join(p.read_bytes() for p in home.rglob("*.json"))
-    assert b"MRN-0042" not in everything and b"MRN-0077" not in everything and b"MRN-0099" not in everything
+    manifest_text = read_manifest(home / "manifest.parquet").to_json()  # decoded: parquet pages may be compressed
+    everything = manifest_text + "".join(p.read_text() for p in home.rglob("*.json"))
+    assert "MRN-0042" not in everything and "MRN-0077" not in everything and "MRN-0099" not in everything
 
     again = ingest(src, None, home, SECRET, CONFIG, workers=2)
     assert again.new == 0 and again.skipped == report.new + report.skipped
