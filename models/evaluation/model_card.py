@@ -321,12 +321,26 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     return "\n".join(text)
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (and NumPy scalar) made JSON-safe: NaN/inf become None."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_model_card(out: Path, card: Mapping[str, Any], labels: np.ndarray, risk: np.ndarray) -> Path:
     """``model_card.json``, ``model_card.md`` and ``roc.png`` into ``out``; returns the Markdown's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(np.asarray(labels).astype(int), np.asarray(risk, float), out / ROC_PNG,
              f"held-out AUROC {_ci(card['performance'], 'auroc')}")
+    card = json_ready(card)
     (out / CARD_JSON).write_text(json.dumps(card, indent=2, allow_nan=False))
     path = out / CARD_MD
     path.write_text(render_markdown(card))

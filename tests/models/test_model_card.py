@@ -160,3 +160,9 @@ def test_stage_card_reads_the_home_cohort_sites_and_review_provenance(tmp_path: 
     assert card["data"]["splits"]["training"]["n"] == 60 and card["demographics_absent"] == []
     sites = {r["group"]: r["n"] for r in card["subgroups"] if r["attribute"] == "site"}
     assert sites == {"north": sum(i % 3 != 0 for i in range(60, 120)), "south": sum(i % 3 == 0 for i in range(60, 120))}
+
+
+def test_json_ready_turns_nan_and_numpy_scalars_into_plain_json() -> None:
+    """A NaN anywhere in a card (an undefined interval, say) must not crash the evaluate stage's JSON write."""
+    out = mc.json_ready({"a": float("nan"), "b": [np.float32(0.5), np.int64(3), float("inf")], "c": {"d": None}})
+    assert out == {"a": None, "b": [0.5, 3, None], "c": {"d": None}}
