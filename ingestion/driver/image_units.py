@@ -38,6 +38,10 @@ def _row_for(unit: WorkUnit, sidecar: Sidecar, basenames: Counter) -> SidecarRow
 
 
 def _with_row(unit: WorkUnit, row: SidecarRow | None, sidecar: Sidecar) -> WorkUnit:
+    name = PurePosixPath(unit.source_uri).name
+    if row is None and name in sidecar.rows and name != unit.source_uri:  # listed by a bare name several images share
+        return replace(unit, quarantine=f"{unit.source_uri}: {sidecar.name} names only {name!r}, which more than one "
+                                        "image in the source has; give the path relative to the source folder")
     if row is None:
         return replace(unit, quarantine=f"{unit.source_uri}: not listed in {sidecar.name}, so its patient is unknown; "
                                         "add a row (file, patient_id) and re-run")

@@ -152,6 +152,18 @@ def test_sidecar_rows_headers_and_problems(tmp_path: Path) -> None:
         read_sidecar(table)
 
 
+def test_sidecar_bare_names_match_unique_files_only(tmp_path: Path) -> None:
+    from ingestion.driver.image_units import attribute_images
+    from ingestion.driver.worker import WorkUnit
+
+    (tmp_path / "images.csv").write_text("file,patient_id\nfront.png,P1\nlone.png,P2\n", encoding="utf-8")
+    units = [WorkUnit("image", uri, (uri,), uri) for uri in ("day1/front.png", "day2/front.png", "sub/lone.png")]
+    out = {u.source_uri: u for u in attribute_images(units, tmp_path)}
+    assert out["sub/lone.png"].original_patient_id == "P2" and out["sub/lone.png"].quarantine is None
+    for uri in ("day1/front.png", "day2/front.png"):
+        assert "more than one image" in out[uri].quarantine and out[uri].original_patient_id is None
+
+
 def test_png_and_jpeg_are_classified_as_images_and_named_in_the_unrecognised_reason(tmp_path: Path) -> None:
     from ingestion.driver.hashing import SourceFile
 
