@@ -223,7 +223,7 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
                        "n_validation_patients": int(len(va_idx))}
     if small:
         model, imputer, history, oof, folds, head, fold_nets = _fit_small(scaled, config, make_imputer, build,
-                                                                         folds_k, selection)
+                                                                         folds_k, selection, progress)
         val_ids = ()
     else:
         seed_everything(config.seed)
@@ -292,7 +292,8 @@ def _best_epoch(history: list[dict], config: TrainConfig) -> int:
     return int(max(history, key=lambda r: -np.inf if np.isnan(r["val_auroc"]) else r["val_auroc"])["epoch"])
 
 
-def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: int, selection: dict):
+def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: int, selection: dict,
+               progress: Callable[[int, dict], None] | None = None):
     """Small cohort: folds pick the epoch count and the head (network vs logistic regression); the chosen
     head is trained on every training patient. Returns (model, imputer, history, oof logits, folds, head)."""
     labels = np.asarray(scaled.labels).astype(int)
@@ -300,6 +301,8 @@ def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: 
     data = crossfit.fold_data(scaled, folds, make_imputer, config.device)
     curve = crossfit.oof_epoch_curve(data, len(labels), build, _fixed_epochs(config), config.epochs)
     best, history = _epoch_from_curve(labels, curve)
+    for row in history if progress else ():  # the folds' pooled curve is this path's epoch record
+        progress(row["epoch"], row)
     fcfg = fusion_config(config, scaled.covariates.shape[1])
     lin_oof, c = crossfit.oof_linear(data, len(labels), scaled.dims(), fcfg, config.seed)
     net_auc, lin_auc = _pooled_auroc(labels, curve[best]), _pooled_auroc(labels, lin_oof)
