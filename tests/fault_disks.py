@@ -45,7 +45,8 @@ def small_disk(folder: Path, size_mb: int) -> Iterator[Path]:
         kept = folder.with_name(folder.name + ".after-mount")
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(folder, kept, ignore=shutil.ignore_patterns(FILLER), symlinks=True)
-        subprocess.run(["umount", str(folder)], check=True)
+        if subprocess.run(["umount", str(folder)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)  # busy: detach now, freed when let go
         shutil.rmtree(folder)
         kept.rename(folder)
         shutil.rmtree(saved, ignore_errors=True)

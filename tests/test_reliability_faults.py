@@ -59,12 +59,19 @@ def cli_message(output: str, start: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def disk_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("faults-disk")
+def disk_root():
+    """A private folder for the mounts, outside pytest's shared basetemp: a concurrent pytest session rotates
+    old basetemp folders away, which would move a mounted tmpfs out from under this test."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="clinfuse-faults-disk-"))
     problem = mount_problem(root / "probe")
     if problem:
+        shutil.rmtree(root, ignore_errors=True)
         pytest.skip(problem)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
