@@ -36,8 +36,9 @@ STATE_FILE = Path("state") / "last_runs.json"
 class Check:
     """What one command's result depends on.
 
-    ``inputs`` lie outside the home (the source folder, the cohort CSV): they
-    must not change while the command runs, or its fingerprint is not kept.
+    ``inputs`` are what the command only reads (the source folder, the cohort
+    CSV; encode's manifest): they must not change while it runs, or its
+    fingerprint is not kept (an ingest during an encode leaves items unencoded).
     ``home`` are the files the command reads or writes (the home's stores, and the
     machine's note model cache that a first encode builds); their listing is taken
     after the run, so the run's own writes are part of the fingerprint.
@@ -199,10 +200,17 @@ def _ingest_home(settings: Any) -> tuple[Path, ...]:
             layout.pseudonym_secret_path, settings.reid_map_path)
 
 
+def _reviews(settings: Any) -> tuple[Path, ...]:
+    """The access database holding clinicians' confirmed labels, which train uses (and its SQLite side files)."""
+    db = settings.access_dir / "access.db"
+    return (db, db.with_name("access.db-wal"), db.with_name("access.db-journal"))
+
+
 def _train_home(settings: Any) -> tuple[Path, ...]:
+    """What train writes or may write: it brings the store up to date first, and joint/finetune save encoders."""
     layout = settings.layout
-    return (layout.manifest_path, layout.cohort_path, layout.embeddings_dir, layout.encoders_dir, layout.models_dir,
-            layout.reports_dir, layout.mlflow_db, layout.mlflow_artifacts_dir)
+    return (layout.embeddings_dir, layout.encoders_dir, layout.models_dir, layout.reports_dir, layout.mlflow_db,
+            layout.mlflow_artifacts_dir, settings.note_model_cache_dir) + _reviews(settings)
 
 
 def _remote_registry(settings: Any) -> str | None:
@@ -224,14 +232,16 @@ def ingest_check(settings: Any, source: Path, cohort: Path | None, exclude: list
 def encode_check(settings: Any, modality: str, device: str | None, batch_size: int) -> Check:
     """``clinfuse encode``: the manifest and arrays, the embedding store, the encoder weights (home and note cache)."""
     layout = settings.layout
-    return Check("encode", "encode", {"modality": modality, "device": device, "batch_size": batch_size}, (),
-                 (layout.manifest_path, layout.arrays_dir, layout.embeddings_dir, layout.encoders_dir,
-                  settings.note_model_cache_dir))
+    return Check("encode", "encode", {"modality": modality, "device": device, "batch_size": batch_size},
+                 (layout.manifest_path, layout.arrays_dir),  # read only: an ingest during the run voids it
+                 (layout.embeddings_dir, layout.encoders_dir, settings.note_model_cache_dir))
 
 
 def train_check(settings: Any, options: dict[str, Any]) -> Check:
-    """``clinfuse train``: the embeddings, cohort labels, encoders, saved models and the home's MLflow registry."""
-    return Check("train", "train", options, (), _train_home(settings), _remote_registry(settings))
+    """``clinfuse train``: manifest and cohort labels (read only), the store, encoders, reviews, models, registry."""
+    layout = settings.layout
+    return Check("train", "train", options, (layout.manifest_path, layout.cohort_path), _train_home(settings),
+                 _remote_registry(settings))
 
 
 def pipeline_check(settings: Any, source: Path, cohort: Path | None, options: dict[str, Any]) -> Check:
@@ -239,7 +249,7 @@ def pipeline_check(settings: Any, source: Path, cohort: Path | None, options: di
     layout = settings.layout
     inputs = (source.resolve(),) + ((cohort.resolve(),) if cohort else ())
     home = tuple(dict.fromkeys(_ingest_home(settings) + _train_home(settings)
-                               + (layout.predictions_dir, layout.outbox_dir, settings.note_model_cache_dir)))
+                               + (layout.predictions_dir, layout.outbox_dir)))
     undecidable = _remote_registry(settings)
     if settings.outbox_stow_url or settings.outbox_fhir_url:
         undecidable = "results are sent to a configured destination, whose state is not checked here"

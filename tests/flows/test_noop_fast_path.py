@@ -124,6 +124,26 @@ def test_newer_encoder_weights_and_remote_registry_run(site, monkeypatch) -> Non
     assert u.unchanged_since(remote.home, train) is None
 
 
+def test_a_clinician_review_makes_train_run_and_an_ingest_during_encode_voids_it(site) -> None:
+    import sqlite3
+
+    settings, _ = site
+    train = u.train_check(settings, {"fusion": "early"})
+    _ran_before(settings, train)
+    settings.access_dir.mkdir(exist_ok=True)
+    with sqlite3.connect(settings.access_dir / "access.db") as con:  # a confirmed label lands in the reviews
+        con.execute("create table reviews (patient_id text, outcome text)")
+        con.execute("insert into reviews values ('P1', 'confirmed_positive')")
+    assert u.unchanged_since(settings.home, train) is None
+
+    encode = u.encode_check(settings, "all", None, 0)
+    settings.manifest_path.write_bytes(b"PAR1 v1")
+    before = u.inputs_now(encode)
+    settings.manifest_path.write_bytes(b"PAR1 v2 with new items")  # an ingest finished while encode ran
+    assert not u.remember(settings.home, encode, before)
+    assert u.unchanged_since(settings.home, encode) is None
+
+
 def _train_defaults() -> dict[str, object]:
     """The options `clinfuse train` parses with no arguments (read off the command, so the two cannot drift)."""
     from enum import Enum
