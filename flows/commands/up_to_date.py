@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,6 @@ class Check:
     inputs: tuple[Path, ...] = ()
     home: tuple[Path, ...] = ()
     undecidable: str | None = None
-    skip: tuple[Path, ...] = field(default=())
 
 
 def _version() -> str:
@@ -88,7 +87,7 @@ def input_digest(check: Check) -> str:
 def fingerprint(check: Check) -> tuple[str, str]:
     """(inputs hash, whole hash); raises ``OSError`` when a file or folder cannot be listed."""
     inputs = input_digest(check)
-    return inputs, hashlib.sha256(f"{inputs}\n{digest(check.home, check.skip)}".encode()).hexdigest()
+    return inputs, hashlib.sha256(f"{inputs}\n{digest(check.home)}".encode()).hexdigest()
 
 
 def _state_path(home: Path) -> Path:
