@@ -372,7 +372,8 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
         answers = synthetic_features(config.synthetic, config.seed)[1]
     out = layout.reports_dir / f"{features_sha256(held_out)[:8]}-{Path(config.model_dir).name}"
     model = TrainedModel.load(config.model_dir, device=config.device)
-    result = evaluate_model(model, held_out, out, answers=answers, n_boot=config.n_boot, seed=config.seed)
+    result = evaluate_model(model, held_out, out, answers=answers, n_boot=config.n_boot, seed=config.seed,
+                            confirmed=dict(config.review_labels))  # agreement beside the cohort-label metrics
     write_stage_card(config, model, features, held_out, answers, result)  # model_card.md/json beside the report
     return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
                             len(held_out))

@@ -138,10 +138,25 @@ def test_large_validation_split_calibrates_the_network_on_its_own_scores():
     from models.features.synthetic import synthetic_cohort
     from models.training.train import TrainConfig, train
 
-    fs = synthetic_cohort(600, dim=8, missing_rate=0.2, seed=2).features
+    everyone = synthetic_cohort(660, dim=8, missing_rate=0.2, seed=2).features
+    fs, held = everyone.subset(np.arange(600)), everyone.subset(np.arange(600, 660))
     model = train(fs, TrainConfig(epochs=6, hidden=8, patience=6))
     assert not model.metrics["selection"]["small_cohort"] and model.fold_networks == []
     record = model.metrics["calibration"]
     assert "120 validation patients" in record["source"] and record["folds"] == 5
     assert record["ece_cross_fitted"][record["chosen"]] <= record["ece_cross_fitted"]["identity"]
     assert len(model.conformal.negatives_) + len(model.conformal.positives_) == len(model.val_patient_ids) == 120
+    # Evaluation scores the cohort's labels; confirmed outcomes (two of them contradicting) are reported beside.
+    import tempfile
+
+    from sklearn.metrics import roc_auc_score
+
+    from models.evaluation.metrics import evaluate_model
+
+    y = np.asarray(held.labels)
+    confirmed = {held.patient_ids[0]: int(1 - y[0]), held.patient_ids[1]: int(1 - y[1])}
+    with tempfile.TemporaryDirectory() as out:
+        metrics = evaluate_model(model, held, out, n_boot=20, confirmed=confirmed)["metrics"]
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(y, model.predict_risk(held)), abs=1e-6)
+    assert metrics["review_n"] == 2 and metrics["review_agree_cohort"] == 0.0
+    assert 0.0 <= metrics["set_coverage"] <= 1.0 and metrics["interval_level"] == 0.9
