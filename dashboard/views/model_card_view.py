@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from models.evaluation.model_card import candidates_text, splits_table, subgroup_table
+from models.model_card_text import candidates_text, splits_table, subgroup_table
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:

@@ -32,6 +32,7 @@ import pandas as pd
 from models.features.feature_set import FeatureSet
 from models.evaluation.metrics import bootstrap_metrics
 from models.evaluation.report import md_table, plot_roc
+from models.model_card_text import fmt_ci, fmt_pct, fmt_value, candidates_text, splits_table, subgroup_table
 
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
@@ -253,44 +254,6 @@ def write_stage_card(config: Any, model: Any, features: FeatureSet, held_out: Fe
         n_boot=config.n_boot, seed=config.seed)
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(block: Mapping[str, float | None], key: str) -> str:
-    return f"{_fmt(block.get(key))} [{_fmt(block.get(f'{key}_low'))}, {_fmt(block.get(f'{key}_high'))}]"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
-def splits_table(card: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per split: patients, positives (share) and each modality's availability."""
-    modalities = card["data"]["modalities"]
-    rows = []
-    for name, s in card["data"]["splits"].items():
-        row = {"split": name, "patients": s["n"], "positives": f"{s['positives']} ({_pct(s['positive_rate'])})"}
-        row.update({f"{m} present": _pct(s["availability"].get(m)) for m in modalities})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def subgroup_table(card: Mapping[str, Any]) -> pd.DataFrame:
-    """The subgroup rows as shown: AUROC [95 % CI], or "too few"."""
-    return pd.DataFrame([{"attribute": r["attribute"], "group": r["group"], "patients": r["n"],
-                          "positives": r["positives"],
-                          "AUROC [95 % CI]": _ci(r, "auroc") if r["status"] == "ok" else "too few"}
-                         for r in card["subgroups"]])
-
-
-def candidates_text(card: Mapping[str, Any]) -> str:
-    """How many candidates were compared on these held-out patients, and how that was counted."""
-    c = card["candidates"]
-    return (f"{c['count']} candidate(s) compared on these held-out patients ({c['how']})." if c["count"] is not None
-            else f"Candidates compared: {c['how']}.")
-
-
 def render_markdown(card: Mapping[str, Any]) -> str:
     """``model_card.md`` from the card's JSON (no number here that the JSON lacks)."""
     perf, cal, ab = card["performance"], card["calibration"], card["abstention"]
@@ -303,15 +266,15 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     text += ["## Intended use", "", card["intended_use"], "",
              "## Data", "", md_table(splits_table(card)), "", f"Label provenance (held-out patients): {prov}.", "",
              "## Performance on the held-out patients", "",
-             f"AUROC {_ci(perf, 'auroc')} on {n_held_out} patients (95 % patient bootstrap); "
-             f"AUPRC {_ci(perf, 'auprc')}; Brier {_fmt(perf['brier'])}."
-             + (f" Best possible (oracle) AUROC on the same patients {_fmt(perf['oracle_auroc'])}; the model "
-                f"reaches {_pct(perf['auroc_over_oracle'])} of it." if perf.get("oracle_auroc") is not None else ""),
+             f"AUROC {fmt_ci(perf, 'auroc')} on {n_held_out} patients (95 % patient bootstrap); "
+             f"AUPRC {fmt_ci(perf, 'auprc')}; Brier {fmt_value(perf['brier'])}."
+             + (f" Best possible (oracle) AUROC on the same patients {fmt_value(perf['oracle_auroc'])}; the model "
+                f"reaches {fmt_pct(perf['auroc_over_oracle'])} of it." if perf.get("oracle_auroc") is not None else ""),
              "", candidates_text(card), "", f"![ROC]({card['plots']['roc']})", "",
              "## Calibration and abstention", "",
-             f"ECE {_ci(cal, 'ece')} calibrated; {_fmt(cal['ece_uncalibrated'])} uncalibrated. "
-             f"Abstained on {_pct(ab['abstain_rate'])} of held-out patients; AUROC of the answered patients "
-             f"{_fmt(ab['answered_auroc'])}.", "", f"![reliability]({card['plots']['reliability']})", "",
+             f"ECE {fmt_ci(cal, 'ece')} calibrated; {fmt_value(cal['ece_uncalibrated'])} uncalibrated. "
+             f"Abstained on {fmt_pct(ab['abstain_rate'])} of held-out patients; AUROC of the answered patients "
+             f"{fmt_value(ab['answered_auroc'])}.", "", f"![reliability]({card['plots']['reliability']})", "",
              "## Subgroups", "",
              f"AUROC per subgroup with 95 % patient-bootstrap intervals; \"too few\" below {rule['min_patients']} "
              f"patients or {rule['min_per_class']} of either class.", "", md_table(subgroup_table(card)), ""]
@@ -339,7 +302,7 @@ def write_model_card(out: Path, card: Mapping[str, Any], labels: np.ndarray, ris
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(np.asarray(labels).astype(int), np.asarray(risk, float), out / ROC_PNG,
-             f"held-out AUROC {_ci(card['performance'], 'auroc')}")
+             f"held-out AUROC {fmt_ci(card['performance'], 'auroc')}")
     card = json_ready(card)
     (out / CARD_JSON).write_text(json.dumps(card, indent=2, allow_nan=False))
     path = out / CARD_MD
