@@ -160,3 +160,12 @@ def test_large_validation_split_calibrates_the_network_on_its_own_scores():
     assert metrics["auroc"] == pytest.approx(roc_auc_score(y, model.predict_risk(held)), abs=1e-6)
     assert metrics["review_n"] == 2 and metrics["review_agree_cohort"] == 0.0
     assert 0.0 <= metrics["set_coverage"] <= 1.0 and metrics["interval_level"] == 0.9
+
+
+def test_a_class_without_calibration_patients_is_never_ruled_out() -> None:
+    """An inner fold of a small cohort may hold one class only: the sets stay valid (that class is in every
+    set) instead of the fit raising and failing `clinfuse pipeline` (it did on a 16-patient home)."""
+    cs = ConformalSets().fit(np.linspace(0.0, 0.4, 20), np.zeros(20, int))
+    has_neg, has_pos = cs.sets(np.array([0.05, 0.3, 0.95]), 0.9)
+    assert has_pos.all()
+    assert has_neg[0] and not has_neg[2]
