@@ -140,7 +140,26 @@ def deploy(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    prefect_cli = installed_command("prefect")
     console.print(f"Pools: cpu (limit {limits['cpu'] or 'none'}), gpu (limit {limits['gpu']}). Start workers with: "
-                  "prefect worker start --pool cpu   and   prefect worker start --pool gpu")
+                  f"{prefect_cli} worker start --pool cpu   and   {prefect_cli} worker start --pool gpu")
     if not source:
         console.print("[yellow]ingest-nightly and pipeline were skipped: pass --source DIR to deploy them[/yellow]")
+
+
+def installed_command(name: str) -> str:
+    """How to call a command installed beside this Python, as a person can paste it from here.
+
+    ``prefect`` is on the PATH only in an activated virtualenv; the path of the interpreter running
+    clinfuse names the one that has it (relative when it is under the current folder, as ``.venv/bin/``).
+    """
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    if not beside.exists():
+        return shutil.which(name) or name
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
