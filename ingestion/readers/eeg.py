@@ -29,7 +29,7 @@ from scipy import signal
 from ingestion.deid.pseudonym import date_shift_days
 from ingestion.modalities import STANDARD_1020
 from ingestion.readers.edf_header import check_edf_header
-from ingestion.readers.eeg_channels import ChannelMap, map_channels
+from ingestion.readers.eeg_channels import UNNAMED_SLOT, ChannelMap, map_channels, with_unnamed_slot
 from ingestion.readers.records import NormalisedItem, QuarantineError
 
 BAND_HZ: tuple[float, float] = (0.5, 45.0)
@@ -57,6 +57,7 @@ class EEGConfig:
     line_freq: float = 50.0
     max_windows: int = 64
     min_channels: int = 8
+    """Fewer usable 10-20 channels than this make the montage ``reduced`` (encoded with a channel mask)."""
 
 
 def read_eeg(
@@ -78,15 +79,22 @@ def read_eeg(
     shifted by the patient's :func:`~ingestion.deid.pseudonym.date_shift_days`;
     ``event_date`` is always the unshifted date, for the driver to shift.
 
-    Raises :class:`QuarantineError` for unreadable files, recordings without
-    enough 10-20 channels, shorter than one window, or with NaN samples.
+    A reduced montage (fewer than ``min_channels`` usable 10-20 channels, or a
+    single channel with no 10-20 name, kept in the Cz row: see
+    :func:`~ingestion.readers.eeg_channels.with_unnamed_slot`) is read, not refused:
+    absent rows stay zero and ``channels_present`` / ``montage`` in the metadata
+    say which rows carry signal.
+
+    Raises :class:`QuarantineError` for unreadable files, recordings without any
+    usable EEG channel, shorter than one window, or with NaN samples.
     """
     cfg = EEGConfig(sfreq, window_s, line_freq, max_windows, min_channels)
     path = Path(path)
     raw = _open_raw(path)
     orig_sfreq = float(raw.info["sfreq"])
-    channel_map = map_channels(raw.ch_names, dict(zip(raw.ch_names, raw.get_channel_types())))
-    _check_channels(path, channel_map, cfg.min_channels)
+    channel_map, unnamed = with_unnamed_slot(
+        map_channels(raw.ch_names, dict(zip(raw.ch_names, raw.get_channel_types()))))
+    _check_channels(path, channel_map)
 
     owner = _owner(path, raw, patient_id)
 
@@ -106,7 +114,7 @@ def read_eeg(
     starts = _window_starts(n_total, cfg.window_s, cfg.max_windows)
     windows, bad = _extract_windows(path, raw, starts, cfg)
 
-    out = _place_channels(path, raw, windows, channel_map.present, bad, cfg.min_channels)
+    out, usable = _place_channels(path, raw, windows, channel_map.present, bad)
 
     meas_date = _meas_date(raw)
     metadata: dict[str, Any] = {
@@ -114,6 +122,7 @@ def read_eeg(
         "window_s": float(cfg.window_s), "window_samples": int(out.shape[-1]), "n_windows": int(out.shape[0]),
         "n_windows_total": n_total, "duration_s": round(duration_s, 3),
         **_channel_metadata(channel_map, bad),
+        **_montage_metadata(usable, unnamed, cfg.min_channels),
         "band_hz": list(BAND_HZ), "line_freq": float(cfg.line_freq),
         "notch_applied": cfg.line_freq < orig_sfreq / 2, "units": "uV",
     }
@@ -141,19 +150,34 @@ def _owner(path: Path, raw: mne.io.BaseRaw, patient_id: str | None) -> str:
 
 
 def _place_channels(path: Path, raw: mne.io.BaseRaw, windows: np.ndarray, present: Sequence[str],
-                    bad: Sequence[str], min_channels: int) -> np.ndarray:
-    """Windows on the standard 10-20 montage (absent and bad channels stay zero), if enough channels are usable."""
+                    bad: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Windows on the standard 10-20 montage (absent and bad channels stay zero) and the usable channels.
+
+    Refused only when no channel is usable: a flat or clipped single lead is no EEG.
+    """
     usable = [name for name in present if name not in bad]
-    if len(usable) < min_channels:
+    if not usable:
         raise QuarantineError(
-            f"EEG file {path.name} has only {len(usable)} usable 10-20 channels (bad: {', '.join(bad) or 'none'}), "
-            f"fewer than {min_channels}; check the electrodes or amplifier range of this recording."
+            f"EEG file {path.name} has no usable EEG channel (bad: {', '.join(bad) or 'none'}); "
+            "check the electrodes or amplifier range of this recording."
         )
     out = np.zeros((len(windows), len(STANDARD_1020), windows.shape[-1]), dtype=np.float32)
     for row, name in enumerate(raw.ch_names):
         if name not in bad:
             out[:, STANDARD_1020.index(name), :] = windows[:, row, :]
-    return out
+    return out, usable
+
+
+def _montage_metadata(usable: Sequence[str], unnamed: str | None, min_channels: int) -> dict[str, Any]:
+    """The channel mask: which of the 19 rows carry signal, and whether the montage is reduced.
+
+    ``channels_present[i]`` is true when row ``i`` of ``channels`` holds a usable
+    signal; the encoder works from the array's zero rows, so the two always agree.
+    """
+    reduced = unnamed is not None or len(usable) < min_channels
+    return {"channels_present": [name in usable for name in STANDARD_1020],
+            "montage": "reduced" if reduced else "standard",
+            "unnamed_channel": unnamed, "unnamed_slot": UNNAMED_SLOT if unnamed is not None else None}
 
 
 def _channel_metadata(channel_map: ChannelMap, bad: Sequence[str]) -> dict[str, Any]:
@@ -179,19 +203,13 @@ def _open_raw(path: Path) -> mne.io.BaseRaw:
         ) from exc
 
 
-def _check_channels(path: Path, channel_map: ChannelMap, min_channels: int) -> None:
-    n_present = len(channel_map.present)
-    if n_present == 0:
+def _check_channels(path: Path, channel_map: ChannelMap) -> None:
+    """Refuse a recording with no EEG channel to keep: no 10-20 name and not a single unnamed lead."""
+    if not channel_map.present:
         raise QuarantineError(
-            f"EEG file {path.name} has no 10-20 scalp channels (found: "
+            f"EEG file {path.name} has no 10-20 scalp channels and not a single unnamed EEG channel (found: "
             f"{', '.join((*channel_map.non_eeg, *channel_map.unmapped))[:200] or 'none'}); "
             "check that it is a scalp EEG and that channels are named by electrode (e.g. Fp1, C3, O2)."
-        )
-    if n_present < min_channels:
-        raise QuarantineError(
-            f"EEG file {path.name} has only {n_present} of {len(STANDARD_1020)} 10-20 channels "
-            f"({', '.join(channel_map.present)}), fewer than {min_channels}; a reduced montage cannot be "
-            "encoded reliably: supply a full 10-20 recording."
         )
 
 

@@ -99,3 +99,27 @@ def map_channels(ch_names: Sequence[str], ch_types: Mapping[str, str] | None = N
     have = set(mapping.values())
     missing = tuple(name for name in STANDARD_1020 if name not in have)
     return ChannelMap(mapping=mapping, non_eeg=tuple(non_eeg), unmapped=tuple(unmapped), missing=missing)
+
+
+UNNAMED_SLOT = "Cz"
+"""Row that holds a recording's single channel with no 10-20 name (see :func:`with_unnamed_slot`)."""
+
+
+def with_unnamed_slot(channel_map: ChannelMap) -> tuple[ChannelMap, str | None]:
+    """Give a one-channel recording with no 10-20 name the :data:`UNNAMED_SLOT` row; return it and that channel.
+
+    Single-lead recordings (Bonn segments, sleep, ICU and ambulatory leads) often
+    carry one EEG channel named ``EEG`` or ``Ch1``. With no 10-20 channel beside it
+    there is nothing to confuse it with, so it is kept, in the midline Cz row: a
+    row in no homologous pair, so it never fakes a hemispheric asymmetry, and
+    the encoder's band powers of a one-channel recording are that channel's.
+    Its location is unknown and the metadata says so (``unnamed_channel``).
+    Several unnamed channels, or unnamed ones beside named ones, cannot be told
+    apart or placed, so they stay ``unmapped`` (the recording may be refused).
+    """
+    if channel_map.mapping or len(channel_map.unmapped) != 1:
+        return channel_map, None
+    source = channel_map.unmapped[0]
+    missing = tuple(name for name in channel_map.missing if name != UNNAMED_SLOT)
+    return ChannelMap(mapping={source: UNNAMED_SLOT}, non_eeg=channel_map.non_eeg, unmapped=(),
+                      missing=missing), source

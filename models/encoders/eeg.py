@@ -8,6 +8,12 @@ The band powers are fixed features on purpose: focal/hemispheric delta slowing i
 the clinically meaningful EEG sign and a per-channel delta power exposes it to any
 downstream model whether or not the TCN has been pretrained. Channel order is never
 permuted by augmentation (hemisphere is signal).
+
+Reduced montages: the reader leaves absent and bad channels as all-zero rows
+(``channels_present`` in the manifest), so the mask is read from the array itself.
+The network sees those rows as zero; an absent channel's band powers are the mean
+of the present channels' (so a one-lead recording gives its own spectrum on every
+channel, not a -6 "no power" floor), and an asymmetry with either side absent is 0.
 """
 
 from __future__ import annotations
@@ -104,11 +110,29 @@ def band_powers(windows: np.ndarray, sfreq: float, bands: Sequence[tuple[float, 
     return np.log10(np.stack(cols, axis=1) + 1e-6).astype(np.float32).reshape(-1)
 
 
-def asymmetry(powers: np.ndarray) -> np.ndarray:
-    """``|log P(left) - log P(right)|`` per homologous pair and band, from :func:`band_powers` output."""
+def channel_mask(windows: np.ndarray) -> np.ndarray:
+    """Per channel, True when any sample of any window is non-zero (the reader zeroes absent rows)."""
+    return np.any(windows != 0, axis=(0, 2))
+
+
+def fill_absent(powers: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Band powers with each absent channel's row replaced by the mean over present channels."""
+    per_channel = powers.reshape(len(present), -1).copy()
+    if present.any() and not present.all():
+        per_channel[~present] = per_channel[present].mean(axis=0)
+    return per_channel.reshape(-1).astype(np.float32)
+
+
+def asymmetry(powers: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """``|log P(left) - log P(right)|`` per homologous pair and band, from :func:`band_powers` output.
+
+    With ``present`` (a channel mask), a pair missing either side gives 0: no evidence of asymmetry.
+    """
     per_channel = powers.reshape(len(STANDARD_1020), -1)
     idx = {c: i for i, c in enumerate(STANDARD_1020)}
-    diff = [np.abs(per_channel[idx[left]] - per_channel[idx[right]]) for left, right in HOMOLOGOUS_PAIRS]
+    have = np.ones(len(STANDARD_1020), bool) if present is None else present
+    diff = [np.abs(per_channel[idx[left]] - per_channel[idx[right]]) * (have[idx[left]] and have[idx[right]])
+            for left, right in HOMOLOGOUS_PAIRS]
     return np.stack(diff).reshape(-1).astype(np.float32)
 
 
@@ -117,7 +141,7 @@ class EEGEncoder(TorchEncoder):
 
     name = "eeg-tcn-bands"
     modality = "eeg"
-    revision = 2  # 2: hemispheric asymmetry features
+    revision = 3  # 2: hemispheric asymmetry features; 3: channel mask (absent rows filled / zeroed)
 
     def __init__(self, config: EEGConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
@@ -140,8 +164,10 @@ class EEGEncoder(TorchEncoder):
                              f"got shape {data.shape}")
         pick = np.unique(np.linspace(0, data.shape[0] - 1, self.config.max_windows).round().astype(int))
         windows = data[pick]
-        powers = band_powers(data, self.config.sfreq, self.config.bands)
-        return {"x": windows / self.config.scale_uv, "extra": np.concatenate([powers, asymmetry(powers)])}
+        present = channel_mask(data)  # all False (never from the reader) leaves the -6 floor
+        powers = fill_absent(band_powers(data, self.config.sfreq, self.config.bands), present)
+        return {"x": windows / self.config.scale_uv,
+                "extra": np.concatenate([powers, asymmetry(powers, present)])}
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         """Run the TCN on every window of every item, then average per item."""

@@ -160,10 +160,12 @@ def test_no_1020_channels_quarantined(tmp_path: Path) -> None:
         read_eeg(write(raw, tmp_path / "rec.edf"))
 
 
-def test_too_few_channels_quarantined(tmp_path: Path) -> None:
+def test_too_few_channels_read_as_reduced_montage(tmp_path: Path) -> None:
+    """Five 10-20 channels were refused ("only 5 of 19"); now they are a reduced montage with a mask."""
     raw = make_raw(names=["Fp1", "Fp2", "C3", "C4", "O1"], extra=())
-    with pytest.raises(QuarantineError, match="only 5 of 19"):
-        read_eeg(write(raw, tmp_path / "rec.edf"))
+    item = read_eeg(write(raw, tmp_path / "rec.edf"))
+    assert item.metadata["montage"] == "reduced"
+    assert [c for c, on in zip(STANDARD_1020, item.metadata["channels_present"]) if on] == ["Fp1", "Fp2", "C3", "C4", "O1"]
 
 
 def test_too_short_quarantined(tmp_path: Path) -> None:
