@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(measured, load_before)
     print(body)
     if measured.returncode != 0:
+        print(measured.output, file=sys.stderr)
         print(f"\nthe fault tests did not all pass ({TEST_FILE}): nothing written", file=sys.stderr)
         return 1
     if args.write:

@@ -46,6 +46,8 @@ class Measured:
     rows: list[dict]
     summary: str
     returncode: int
+    output: str = ""
+    """pytest's output (its failures), shown when a test did not pass."""
 
 
 def measure(cases: tuple[FaultCase, ...] = CASES, timeout_s: float = 3600) -> Measured:
@@ -58,4 +60,5 @@ def measure(cases: tuple[FaultCase, ...] = CASES, timeout_s: float = 3600) -> Me
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
         rows = [json.loads(line) for line in target.read_text().splitlines()] if target.exists() else []
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
-    return Measured(rows, lines[-1] if lines else done.stderr[-500:], done.returncode)
+    return Measured(rows, lines[-1] if lines else done.stderr[-500:], done.returncode,
+                    (done.stdout + done.stderr)[-20000:])
