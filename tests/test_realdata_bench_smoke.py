@@ -26,7 +26,7 @@ def test_bonn_edf_conversion_keeps_samples_and_patient(realdata: Path, tmp_path:
 
 def test_bonn_subset_loses_no_segment(realdata: Path, tmp_path: Path) -> None:
     result = bench.run_bonn(realdata, tmp_path, subset=10, n_boot=100)
-    assert result["n_segments"] == 50  # 10 of each of sets A-E
+    assert result["n_items"] == 50  # 10 of each of sets A-E
     # F009 (set D) sits at the 12-bit ceiling 2047 for 1.3 % of its samples: quarantined as clipped, with a reason
     assert result["lost"] == 0 and result["n_ok"] + result["n_quarantined"] == 50 and result["n_ok"] >= 48
     assert all("EEG file" in reason for reason in result["quarantine_reasons"])
