@@ -370,10 +370,12 @@ def test_train_with_mlflow_down_fails_clearly_then_rerun_registers_without_retra
     assert rc == 0, out2[-3000:]
     assert re.search(r"Task run 'train-\w+' - Finished in state Cached", out2), "the model was trained again"
     assert sorted((home / "models").glob("*/model.json")) == models and models[0].stat().st_mtime_ns == trained_at
-    before = mlflow.get_tracking_uri()
+    before, before_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
-        mlflow.set_tracking_uri(Settings(home=home).tracking_uri)
-        client = MlflowClient(registry_uri=Settings(home=home).tracking_uri)
+        uri = Settings(home=home).tracking_uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)  # an earlier test in the session may have left another registry set
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         versions = client.search_model_versions("name='clinfuse'")
         assert len(versions) == 1
         only = client.get_model_version("clinfuse", versions[0].version)
@@ -381,6 +383,7 @@ def test_train_with_mlflow_down_fails_clearly_then_rerun_registers_without_retra
         assert mlflow.pyfunc.load_model("models:/clinfuse@champion") is not None
     finally:
         mlflow.set_tracking_uri(before)
+        mlflow.set_registry_uri(before_registry)
     record("MLflow refusing connections at registration (`clinfuse train`)",
            f"exit 1 after {exhausted} requests each retried 3 times (register task: 3 attempts): \"MLflow at ... did "
            f"not answer\"; re-run: train task cached, v{only.version} champion", lost=0,
