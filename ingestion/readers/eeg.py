@@ -158,7 +158,7 @@ def _place_channels(path: Path, raw: mne.io.BaseRaw, windows: np.ndarray, presen
     usable = [name for name in present if name not in bad]
     if not usable:
         raise QuarantineError(
-            f"EEG file {path.name} has no usable EEG channel (bad: {', '.join(bad) or 'none'}); "
+            f"EEG file {path.name} has no usable EEG channel (flat or clipped: {', '.join(bad) or 'none'}); "
             "check the electrodes or amplifier range of this recording."
         )
     out = np.zeros((len(windows), len(STANDARD_1020), windows.shape[-1]), dtype=np.float32)
