@@ -25,9 +25,9 @@ from pathlib import Path
 
 from ingestion.home_layout import HomeLayout
 from ingestion.driver.ingest import (
-    SOURCE_HASHES, IngestPlan, IngestReport, finish_ingest, open_home, plan_ingest, preload_readers,
-    record_results, run_units,
+    SOURCE_HASHES, IngestPlan, IngestReport, finish_ingest, open_home, plan_ingest, record_results,
 )
+from ingestion.driver.reader_pool import preload_readers, run_units
 from ingestion.driver.hashing import HashCache
 from ingestion.driver.sources import list_files
 from ingestion.driver.worker import ItemResult, ReaderConfig, Readers, WorkUnit, default_readers
