@@ -86,5 +86,5 @@ def task_runner(settings: Settings, dask: bool):
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     # Threads inside the worker: ingestion forks its own reader processes, which a daemonic Dask
-    # worker process may not start (the process model is written down in ingestion/driver/ingest.py).
+    # worker process may not start (the process model is written down in ingestion/driver/reader_pool.py).
     return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": False, "threads_per_worker": 2})

@@ -131,7 +131,7 @@ def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, rea
 
     Called from a freshly spawned process: the library forks its readers, which
     this process (Prefect's event loop and log threads) must not do; see the
-    process model in ``ingestion.driver.ingest``. Progress cannot cross that boundary,
+    process model in ``ingestion.driver.reader_pool``. Progress cannot cross that boundary,
     so the CLI shows the stage's spinner and the summary.
     """
     from ingestion.driver.ingest import ingest
