@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pydicom
 import pytest
 
 from tests.conftest import free_port
+from tests.orthanc_server import run_orthanc
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -30,58 +29,11 @@ SECRET = "pacs-test-secret"
 COLUMNS = ["item_id", "patient_id", "modality", "status", "reason"]
 
 
-def _orthanc_binary() -> str | None:
-    return shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)),
-                                           None)
-
-
-def _dicomweb_plugin() -> str | None:
-    try:
-        files = subprocess.run(["dpkg", "-L", "orthanc-dicomweb"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        files = ""
-    found = [line for line in files.splitlines() if line.endswith("libOrthancDicomWeb.so")]
-    return found[0] if found else None
-
-
 @pytest.fixture
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty Orthanc (one per test, ~1 s to start) (DICOMweb at /dicom-web/) on a free loopback port; its process group is stopped after."""
-    binary, plugin = _orthanc_binary(), _dicomweb_plugin()
-    if binary is None or plugin is None:
-        pytest.skip("Orthanc or its DICOMweb plugin is not installed (scripts/ensure-system-packages.sh installs "
-                    "the Debian packages orthanc and orthanc-dicomweb)")
-    root = tmp_path_factory.mktemp("orthanc")
-    port = free_port()
-    config = {"Name": "clinfuse-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
-              "HttpPort": port, "DicomServerEnabled": False, "DicomPort": free_port(),
-              "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [plugin],
-              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")
-    proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(base + "/system", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"Orthanc exited: {(root / 'orthanc.log').read_text()[-2000:]}")
-                time.sleep(0.1)
-        else:
-            pytest.fail("Orthanc did not answer within 15 s")
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    """A fresh, empty Orthanc (one per test, ~1 s to start; DICOMweb at /dicom-web/) on a free loopback port."""
+    with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server.base
 
 
 def _upload(base: str, files: list[Path]) -> None:
