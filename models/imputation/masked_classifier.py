@@ -40,6 +40,10 @@ class MaskedTorchClassifier(BaseEstimator):
     patience: int
     val_fraction: float
     seed: int
+    score_rows_alone: bool = False
+    """Score one patient per forward pass: for networks whose output jumps at a hard threshold (M3Care's
+    similarity filter), where float32 matmuls of different batch sizes differ by ~1e-7 and could move a
+    donor across it, so a score would depend on its batch."""
 
     def _network(self, dims: list[int], n_cov: int) -> nn.Module:
         raise NotImplementedError
@@ -109,9 +113,10 @@ class MaskedTorchClassifier(BaseEstimator):
     def _logits(self, net: nn.Module, fs: FeatureSet) -> np.ndarray:
         net.eval()
         xs, mask, cov = self._tensors(fs)
+        step = 1 if self.score_rows_alone else 512
         with torch.no_grad():
-            return np.concatenate([net([x[s:s + 512] for x in xs], mask[s:s + 512], cov[s:s + 512]).numpy()
-                                   for s in range(0, len(fs), 512)])
+            return np.concatenate([net([x[s:s + step] for x in xs], mask[s:s + step], cov[s:s + step]).numpy()
+                                   for s in range(0, len(fs), step)])
 
     def predict_risk(self, features: FeatureSet) -> np.ndarray:
         from models.fusion.inputs import torch_threads

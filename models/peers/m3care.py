@@ -219,6 +219,7 @@ class M3CareClassifier(MaskedTorchClassifier):
     """M3Care peer (see the module docstring for what follows the paper and what is adapted)."""
 
     method = "m3care"
+    score_rows_alone = True  # the similarity filter is a hard threshold (see MaskedTorchClassifier)
 
     def __init__(self, hidden: int = 32, epochs: int = 80, lr: float = 3e-3, batch_size: int = 128,
                  modality_dropout: float = 0.2, patience: int = 15, val_fraction: float = 0.2, seed: int = 7,
