@@ -168,7 +168,13 @@ def test_cluster_run_equals_local_run(dask_cluster, tiny_phantom, env, tmp_path)
         assert (tmp_path / "local" / item.array_uri).read_bytes() == (tmp_path / "dask" / item.array_uri).read_bytes()
     ea, eb = embeddings(tmp_path / "local"), embeddings(tmp_path / "dask")
     assert len(ea) == (a["status"] == "ok").sum()
-    pd.testing.assert_frame_equal(ea, eb)  # same keys, same float16 bytes
+    # Same keys; the same vectors to float16 rounding. Not byte for byte: a chunk of 2 items goes through the
+    # encoders' batched convolutions in a different batch than the local run's, and oneDNN's float32 sums then
+    # differ in the last bits, which now and then moves one float16 by one step (seen: EEG dim 28, -0.003422
+    # vs -0.00342).
+    pd.testing.assert_frame_equal(ea.drop(columns="vector"), eb.drop(columns="vector"))
+    for va, vb in zip(ea["vector"], eb["vector"]):
+        np.testing.assert_allclose(np.frombuffer(va, np.float16), np.frombuffer(vb, np.float16), rtol=2e-3, atol=1e-5)
     for m in ("ct", "xray", "eeg", "note"):
         assert remote.encoded[m] == local.encoded[m] > 0 and remote.encoder_keys[m] == local.encoder_keys[m]
 
