@@ -11,12 +11,12 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.flows.test_pacs_ingest import _dicomweb_plugin, _orthanc_binary
+from tests.orthanc_server import dicomweb_plugin, orthanc_binary
 
 
 def orthanc_problem() -> str | None:
     """Why Orthanc cannot run here, or None."""
-    if _orthanc_binary() is None or _dicomweb_plugin() is None:
+    if orthanc_binary() is None or dicomweb_plugin() is None:
         return ("Orthanc or its DICOMweb plugin is not installed (scripts/ensure-system-packages.sh installs the "
                 "Debian packages orthanc and orthanc-dicomweb)")
     return None
@@ -33,13 +33,13 @@ class Orthanc:
         config = {"Name": "clinfuse-faults", "StorageDirectory": str(self.root / "db"),
                   "IndexDirectory": str(self.root / "db"), "HttpPort": self.port, "DicomServerEnabled": False,
                   "DicomPort": free_port(), "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-                  "Plugins": [_dicomweb_plugin()], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+                  "Plugins": [dicomweb_plugin()], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "orthanc.json").write_text(json.dumps(config))
 
     def start(self, wait_s: float = 60.0) -> None:
         log = open(self.root / "orthanc.log", "ab")
-        self.proc = subprocess.Popen([_orthanc_binary(), str(self.root / "orthanc.json")], stdout=log,
+        self.proc = subprocess.Popen([orthanc_binary(), str(self.root / "orthanc.json")], stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + wait_s

@@ -47,12 +47,12 @@ class Orthanc:
         urllib.request.urlopen(request, timeout=30).close()
 
 
-def _binary() -> str | None:
+def orthanc_binary() -> str | None:
     return shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)),
                                            None)
 
 
-def _plugin() -> str | None:
+def dicomweb_plugin() -> str | None:
     try:
         files = subprocess.run(["dpkg", "-L", "orthanc-dicomweb"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
@@ -63,7 +63,7 @@ def _plugin() -> str | None:
 @contextmanager
 def run_orthanc(root: Path, dicom: bool = False, known_aets: tuple[str, ...] = ()) -> Iterator[Orthanc]:
     """An empty Orthanc under ``root``; with ``dicom`` its DICOM port answers (C-FIND/C-GET for ``known_aets``)."""
-    binary, plugin = _binary(), _plugin()
+    binary, plugin = orthanc_binary(), dicomweb_plugin()
     if binary is None or plugin is None:
         pytest.skip("Orthanc or its DICOMweb plugin is not installed (scripts/ensure-system-packages.sh installs "
                     "the Debian packages orthanc and orthanc-dicomweb)")
