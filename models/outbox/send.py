@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,65 +49,56 @@ def _reason(exc: Exception, where: str) -> str:
     return f"{where}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def send_srs(outbox: Path, client: Any, url: str, report: SendReport | None = None) -> SendReport:
-    """STOW-RS every SR of the outbox not yet stored at ``url`` (``client``: a ``DICOMwebClient``)."""
-    report = report or SendReport()
-    ledger, destination = Ledger(outbox), f"stow:{redact_url(url)}"
+def _send_pending(outbox: Path, kind: str, destination: str, where: str, send_one: Callable[[Path], None],
+                  report: SendReport) -> SendReport:
+    """Send each ``kind`` item of the outbox the ledger has not seen accepted at ``destination``.
+
+    A failure leaves the item queued with its reason; after a connection error or timeout the rest are not
+    tried (one timeout each would stall the batch) and are recorded as "not tried".
+    """
+    ledger = Ledger(outbox)
     unreachable: str | None = None
     sent_before = ledger.sent_items(destination)
-    for path in pending_items(outbox)["sr"]:
+    for path in pending_items(outbox)[kind]:
         if path.name in sent_before:
-            report.already["sr"] += 1
+            report.already[kind] += 1
             continue
         if unreachable is None:
             try:
-                client.store_instances([pydicom.dcmread(path)])
+                send_one(path)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
-                reason = _reason(exc, f"PACS {redact_url(url)}")
+                reason = _reason(exc, where)
                 if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-                    unreachable = reason  # the rest are not tried: one timeout each would stall the batch
+                    unreachable = reason
             else:
                 ledger.record(destination, path.name)
-                report.sent["sr"] += 1
+                report.sent[kind] += 1
                 continue
         else:
             reason = f"not tried: {unreachable}"
         ledger.record(destination, path.name, reason)
-        report.failed["sr"].append(f"{path.name}: {reason}")
+        report.failed[kind].append(f"{path.name}: {reason}")
     return report
+
+
+def send_srs(outbox: Path, client: Any, url: str, report: SendReport | None = None) -> SendReport:
+    """STOW-RS every SR of the outbox not yet stored at ``url`` (``client``: a ``DICOMwebClient``)."""
+    return _send_pending(outbox, "sr", f"stow:{redact_url(url)}", f"PACS {redact_url(url)}",
+                         lambda path: client.store_instances([pydicom.dcmread(path)]), report or SendReport())
 
 
 def post_bundles(outbox: Path, base_url: str, session: requests.Session | None = None, token: str | None = None,
                  timeout_s: float = 30.0, report: SendReport | None = None) -> SendReport:
     """POST every bundle of the outbox not yet accepted by the FHIR server at ``base_url`` (a transaction)."""
-    report = report or SendReport()
     session = session or requests.Session()
-    ledger, destination = Ledger(outbox), f"fhir:{redact_url(base_url)}"
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    unreachable: str | None = None
-    sent_before = ledger.sent_items(destination)
-    for path in pending_items(outbox)["fhir"]:
-        if path.name in sent_before:
-            report.already["fhir"] += 1
-            continue
-        if unreachable is None:
-            try:
-                body = path.read_bytes()
-                validate_bundle(body)
-                response = session.post(base_url.rstrip("/"), data=body, headers=headers, timeout=timeout_s)
-                response.raise_for_status()
-            except Exception as exc:  # noqa: BLE001 - any failure leaves the item queued with its reason
-                reason = _reason(exc, f"FHIR server {redact_url(base_url)}")
-                if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-                    unreachable = reason
-            else:
-                ledger.record(destination, path.name)
-                report.sent["fhir"] += 1
-                continue
-        else:
-            reason = f"not tried: {unreachable}"
-        ledger.record(destination, path.name, reason)
-        report.failed["fhir"].append(f"{path.name}: {reason}")
-    return report
+
+    def post(path: Path) -> None:
+        body = path.read_bytes()
+        validate_bundle(body)
+        session.post(base_url.rstrip("/"), data=body, headers=headers, timeout=timeout_s).raise_for_status()
+
+    return _send_pending(outbox, "fhir", f"fhir:{redact_url(base_url)}", f"FHIR server {redact_url(base_url)}",
+                         post, report or SendReport())
