@@ -13,23 +13,12 @@ from typer.testing import CliRunner
 
 from flows.access.audit import AuditLog, entry_hash
 from flows.access.audit_keys import AuditKeys, key_id
+from tests.access.trail_files import fill as _fill, lines as _lines, write as _write
 
-PID = "P0123456789ab"
 KEY, NEW_KEY = b"audit-key-one-8f2c71d0e5", b"audit-key-two-41a9be7730"
 
 
-def _fill(log: AuditLog, n: int) -> AuditLog:
-    for i in range(n):
-        log.append("a.smith", "clinician", ("view_patient", "reveal_mrn", "review")[i % 3], PID, f"step {i + 1}")
-    return log
 
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _write(path: Path, entries: list[dict]) -> None:
-    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
 def _rewrite_unkeyed(log: AuditLog, change: dict) -> None:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from flows.access.audit import AuditLog, entry_hash
+from tests.access.trail_files import fill, lines as _lines, write as _write
 
-PID = "P0123456789ab"
 
 
 def _trail(path: Path, n: int = 6) -> AuditLog:
-    log = AuditLog(path)
-    for i in range(n):
-        log.append("a.smith", "clinician", ("view_patient", "reveal_mrn", "review")[i % 3], PID, f"step {i + 1}")
-    return log
+    return fill(AuditLog(path), n)
 
 
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _write(path: Path, entries: list[dict]) -> None:
-    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
 def _problems(log: AuditLog) -> list[tuple[str, int | None]]:
