@@ -17,6 +17,20 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.flows.proc_helpers import kill_all, survivors, tree, wait_port_free
 
 
+def _wait_healthy(proc: subprocess.Popen, host: str, port: int, log: Path, seconds: float = 90) -> None:
+    """Until Streamlit's health endpoint answers "ok"; fails with the log if the process exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/_stcore/health", timeout=2) as r:
+                assert r.read().decode().strip() == "ok"
+                return
+        except OSError:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"dashboard did not answer within {seconds:.0f} s"
+            time.sleep(0.3)
+
+
 def test_streamlit_command_binds_and_is_headless() -> None:
     cmd = streamlit_command("127.0.0.1", 8765)
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"] and Path(cmd[4]) == APP and APP.is_file()
@@ -40,16 +54,7 @@ def test_cli_serves_dashboard_and_it_stops_with_the_command(tmp_path: Path, sig:
                                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     procs = []
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    assert r.read().decode().strip() == "ok"
-                    break
-            except OSError:
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
-                time.sleep(0.3)
+        _wait_healthy(proc, "127.0.0.1", port, log)
         procs = tree(proc.pid)
         assert any("streamlit" in " ".join(p.cmdline()) for p in procs)
         proc.send_signal(sig)
@@ -123,16 +128,7 @@ def test_other_loopback_address_is_served(tmp_path: Path) -> None:
                                 start_new_session=True)
     procs = []
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.2:{port}/_stcore/health", timeout=2) as r:
-                    assert r.read().decode().strip() == "ok"
-                    break
-            except OSError:
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
-                time.sleep(0.3)
+        _wait_healthy(proc, "127.0.0.2", port, log)
         procs = tree(proc.pid)
         assert "open local demo" in log.read_text(errors="replace")
         assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700  # the home it created is private
