@@ -105,6 +105,42 @@ def _shot(driver, name: str, height: int) -> Path:
     return path
 
 
+def _pick_patient(driver, pid: str) -> None:
+    """Choose `pid` in the worklist's picker and wait until the picker holds it.
+
+    Typing and pressing Enter at once raced the combobox on a loaded machine (CI opened another
+    patient): keystrokes sent before the list opens only edit the text. So type until the list
+    offers `pid`, click that option, and check the value survives leaving the field.
+    """
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    box = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSelectbox"]:has(input[aria-label*="Patient"])')
+    picker = box.find_element(By.CSS_SELECTOR, 'input[aria-label*="Patient"]')
+    for _ in range(6):
+        picker.click()
+        picker.send_keys(Keys.CONTROL, "a")
+        picker.send_keys(Keys.BACKSPACE)
+        for ch in pid:
+            picker.send_keys(ch)
+        try:
+            option = WebDriverWait(driver, 5).until(
+                lambda d: next((o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if pid in o.text),
+                               False))
+        except TimeoutException:
+            continue
+        option.click()
+        picker.send_keys(Keys.TAB)
+        try:
+            WebDriverWait(driver, 5).until(lambda d: picker.get_attribute("value") == pid)
+            return
+        except TimeoutException:
+            continue
+    raise AssertionError(f"the patient picker never took {pid!r}; it shows {picker.get_attribute('value')!r}")
+
+
 def test_worklist_to_patient_in_chromium(server, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -120,9 +156,7 @@ def test_worklist_to_patient_in_chromium(server, browser) -> None:
     worklist_png = _shot(browser, "01-worklist.png", 1000)
 
     # Choose the patient in the worklist's picker and open their view.
-    picker = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSelectbox"] input[aria-label*="Patient"]')
-    picker.click()
-    picker.send_keys(pid, Keys.ENTER)
+    _pick_patient(browser, pid)
     browser.find_element(By.XPATH, "//button[.//p[text()='Open patient view']]").click()
     _wait_text(browser, f"Patient {pid}")
     _wait_text(browser, "Calibrated risk")
