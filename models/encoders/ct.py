@@ -1,15 +1,15 @@
-"""CT volume encoder: HU windows as channels, a small MONAI 3D ResNet, plus a fixed lesion block.
+"""CT volume encoder: HU windows as channels, a small MONAI 3D ResNet, plus a fixed radiomics block.
 
 Input is the normalised CT array (float32 ``(D, H, W)`` in HU, see CONTRACTS.md).
 Two clinical windows (brain and soft tissue) become two channels via MONAI's
 ``ScaleIntensityRange``, so a bleed (hyperdense in the brain window) is not lost in
 the full HU range. The volume is area-downsampled before the network so CPU
 encoding and pretraining stay fast. After the network embedding come the fixed
-features of :func:`models.encoders.image_features.ct_features` (brain-window
-histogram, per-hemisphere hyperdensity statistics, ``|L - R|`` and the lesion side),
-computed on the full-resolution array: they carry the lesion signal whether or not
-the network has been pretrained.
-"""
+features of :func:`models.encoders.image_features.ct_features` (IBSI first-order
+statistics of the body and its soft tissue, soft-tissue GLCM texture), computed
+on the full-resolution array within the body mask the volume itself defines:
+they do not depend on where the head sits in the array nor on which side a
+finding is."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class CTEncoder(TorchEncoder):
     name = "ct-resnet3d"
     modality = "ct"
     extra_dim = len(CT_FEATURE_NAMES)
-    revision = 2  # 2: hand-crafted lesion/hemisphere feature block
+    revision = 3  # 2: hand-crafted lesion/hemisphere block; 3: IBSI radiomics on the body mask instead
 
     def __init__(self, config: CTConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:

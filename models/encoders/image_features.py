@@ -1,22 +1,24 @@
-"""Fixed, hand-crafted feature blocks for the CT and X-ray encoders.
+"""Fixed radiomics blocks for the CT and X-ray encoders, on a region each image defines itself.
 
-Why: a randomly initialised (or briefly pretrained) 3D/2D ResNet does not reliably
-expose the findings a radiologist reads first, a small hyperdense focus in one
-hemisphere or a dense opacity in one lung field, and a linear probe on its
-embedding hovered near chance on the phantom cohort. These blocks measure those
-findings directly on the normalised array (docs/CONTRACTS.md), deterministically
-and without learned weights, so every downstream model sees them whether or not
-the network has been pretrained (the EEG encoder does the same with band powers).
+Why: the encoders' networks start untrained, and a fusion model should see
+standard, reproducible image descriptors whether or not they have been
+pretrained. The blocks are IBSI first-order statistics and grey-level
+co-occurrence (GLCM) features (:mod:`models.encoders.radiomics`), computed on
+regions found from the image alone: the body (air against tissue by Otsu's
+threshold, largest connected component, holes filled) and, inside it, the
+CT soft-tissue range or the X-ray lung fields (the darker Otsu class inside
+the body, away from the image border). Nothing depends on where the anatomy
+sits in the array or which side a finding is on: a shifted or mirrored image
+gives the same block.
 
-Laterality: the CT array is ``(D, H, W)`` = (superior, posterior, patient-left),
-so columns ``W // 2:`` are the patient's LEFT hemisphere. The X-ray is shown as a
-radiograph (columns towards the patient's left for a PA view), so columns
-``W // 2:`` are the image's right half. Signed features are ``left - right`` in
-those terms; ``ct side`` is ``+1`` for a left, ``-1`` for a right finding, so a fusion
-model can learn side concordance with the EEG's hemispheric slowing.
+The encoder must not know the phantom cohort that tests the product: no
+threshold, geometry, lesion count or side is taken from how that generator
+draws its images (a test scans this package for it). The soft-tissue range is
+the standard clinical soft-tissue window (level 40 HU, width 400 HU).
 
-Every value is scaled to roughly unit range (HU / 10, percentages, fractions) so a
-fusion model without input standardisation is not swamped by one feature.
+Intensity features are scaled to roughly unit range (HU / 100 for CT; X-ray
+values are already in [0, 1]) so a fusion model without input standardisation
+is not swamped by one column.
 """
 
 from __future__ import annotations
@@ -24,109 +26,149 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from models.encoders.radiomics import (FIRST_ORDER_NAMES, GLCM_NAMES, discretise, first_order, glcm,
+                                       glcm_features, otsu_threshold)
+
 # -- CT ---------------------------------------------------------------------------
-CT_TISSUE_HU: tuple[float, float] = (-20.0, 150.0)
-"""HU band of brain parenchyma, CSF and hyperdense lesions; bone and air fall outside."""
-CT_HIST_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 121, 20))
-"""Brain-window histogram bins (HU): 6 bins of 20 HU from 0 to 120 (coarse: finer bins only add noise)."""
-CT_EXCESS_HU: tuple[float, ...] = (8.0, 15.0, 25.0)
-"""Thresholds on HU above the median brain tissue that count a voxel as lesion-like."""
-CT_SIDE_STATS: tuple[str, ...] = ("p99", "p99.9", *(f"pct>{t:g}HU" for t in CT_EXCESS_HU))
+CT_HU_RANGE: tuple[float, float] = (-1024.0, 3071.0)
+"""The range a 12-bit CT stores; values outside are clipped before thresholding."""
+SOFT_TISSUE_HU: tuple[float, float] = (-160.0, 240.0)
+"""IBSI range re-segmentation: the standard soft-tissue window (L 40, W 400 HU); bone, air and lung fall outside."""
+CT_BODY_BIN_HU = 25.0
+"""Fixed bin width (HU) of the body's intensity histogram (IBSI's usual CT choice)."""
+CT_TISSUE_BIN_HU = 10.0
+"""Fixed bin width (HU) inside the soft-tissue range: 40 grey levels for its histogram and GLCM."""
+MIN_REGION_VOXELS = 50
+"""Fewer voxels than this make no statistics: the block's part for that region is zeros."""
 
 CT_FEATURE_NAMES: tuple[str, ...] = (
-    *(f"hist {lo:g}-{hi:g} HU" for lo, hi in zip(CT_HIST_EDGES[:-1], CT_HIST_EDGES[1:])),
-    *(f"max {s}" for s in CT_SIDE_STATS),
-    *(f"|L-R| {s}" for s in CT_SIDE_STATS),
-    "L-R p99", "side", "tissue median HU/100", "tissue fraction",
+    *(f"body {n}" for n in FIRST_ORDER_NAMES),
+    *(f"soft tissue {n}" for n in FIRST_ORDER_NAMES),
+    *(f"soft tissue {n}" for n in GLCM_NAMES),
+    "soft tissue fraction of body",
 )
 """Names of the CT block's columns, in order (documentation, plots and tests)."""
 
 
-def _tissue_masks(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels in the tissue HU band (opened), and the same eroded away from bone/air partial-volume edges."""
-    tissue = ndi.binary_opening((vol > CT_TISSUE_HU[0]) & (vol < CT_TISSUE_HU[1]), iterations=1)
-    return tissue, ndi.binary_erosion(tissue, iterations=2)
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros_like(mask, bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(sizes))
 
 
-def _side_stats(excess: np.ndarray) -> np.ndarray:
-    """p99, p99.9 of HU excess (/10) and % of voxels above each threshold, for one hemisphere."""
-    if excess.size < 10:
-        return np.zeros(len(CT_SIDE_STATS), np.float32)
-    p99, p999 = np.percentile(excess, [99.0, 99.9])
-    pct = [100.0 * float(np.mean(excess > t)) for t in CT_EXCESS_HU]
-    return np.array([p99 / 10.0, p999 / 10.0, *pct], np.float32)
+def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill each axial slice's holes (lungs, sinuses, bowel gas are body even though they are air-dark)."""
+    return np.stack([ndi.binary_fill_holes(s) for s in mask]) if mask.ndim == 3 else ndi.binary_fill_holes(mask)
+
+
+def ct_body_mask(volume: np.ndarray) -> np.ndarray:
+    """The patient's body in a CT volume: Otsu's air/tissue cut, opened, largest component, holes filled."""
+    hu = np.clip(np.nan_to_num(np.asarray(volume, np.float32), nan=CT_HU_RANGE[0]), *CT_HU_RANGE)
+    tissue = ndi.binary_opening(hu > otsu_threshold(hu), iterations=1)
+    return _fill_holes_per_slice(_largest_component(tissue))
+
+
+def _ct_first_order(hu: np.ndarray, lower: float, width: float, upper: float) -> np.ndarray:
+    n_bins = int(np.ceil((upper - lower) / width))
+    return first_order(hu / 100.0, lower / 100.0, width / 100.0, n_bins)
 
 
 def ct_features(volume: np.ndarray) -> np.ndarray:
-    """The CT block: float32 ``(len(CT_FEATURE_NAMES),)``; zeros when no brain tissue is found.
+    """The CT block: float32 ``(len(CT_FEATURE_NAMES),)``; zeros where a region is (nearly) empty.
 
-    Lightly smoothed HU (noise would otherwise dominate the upper percentiles) minus
-    the median tissue HU gives each voxel's excess density; per hemisphere its upper
-    percentiles and the share of lesion-like voxels measure a hyperdense focus; the
-    block keeps their max and ``|L - R|`` (the focus whichever side it is on), the
-    signed ``L - R`` p99 and ``side`` (which side). Per-side values themselves are
-    left out: they add dimensions, not information a linear model can use.
+    First-order statistics of the body's HU, then of its soft-tissue voxels
+    (IBSI range re-segmentation), the soft-tissue GLCM (10 HU bins, 13
+    directions merged) and the soft-tissue share of the body.
     """
-    vol = np.nan_to_num(np.asarray(volume, np.float32), nan=-1024.0)
+    vol = np.nan_to_num(np.asarray(volume, np.float32), nan=CT_HU_RANGE[0])
     if vol.ndim != 3:
         raise ValueError(f"CT array must be (D, H, W), got shape {vol.shape}")
-    tissue, mask = _tissue_masks(vol)
-    if mask.sum() < 100:
-        return np.zeros(len(CT_FEATURE_NAMES), np.float32)
-    median = float(np.median(vol[mask]))
-    # bone and air are replaced by the median before smoothing, so they cannot bleed into tissue voxels
-    smooth = ndi.gaussian_filter(np.where(tissue, vol, median), sigma=(0.5, 1.0, 1.0))
-    hist = np.histogram(vol[mask], bins=CT_HIST_EDGES)[0] / mask.sum()
-    half = vol.shape[2] // 2
-    right = _side_stats(smooth[:, :, :half][mask[:, :, :half]] - median)
-    left = _side_stats(smooth[:, :, half:][mask[:, :, half:]] - median)
-    lesion_pct = 2  # index of "pct > 8 HU": the most reliable side indicator on the phantom
-    side = float(np.sign(left[lesion_pct] - right[lesion_pct]))
-    return np.concatenate([
-        hist, np.maximum(left, right), np.abs(left - right),
-        [left[0] - right[0], side, median / 100.0, mask.mean()],
-    ]).astype(np.float32)
+    vol = np.clip(vol, *CT_HU_RANGE)
+    body = ct_body_mask(vol)
+    out = np.zeros(len(CT_FEATURE_NAMES), np.float32)
+    if body.sum() < MIN_REGION_VOXELS:
+        return out
+    n_fo = len(FIRST_ORDER_NAMES)
+    out[:n_fo] = _ct_first_order(vol[body], CT_HU_RANGE[0], CT_BODY_BIN_HU, CT_HU_RANGE[1])
+    tissue = body & (vol >= SOFT_TISSUE_HU[0]) & (vol <= SOFT_TISSUE_HU[1])
+    out[-1] = tissue.sum() / body.sum()
+    if tissue.sum() < MIN_REGION_VOXELS:
+        return out
+    out[n_fo:2 * n_fo] = _ct_first_order(vol[tissue], SOFT_TISSUE_HU[0], CT_TISSUE_BIN_HU, SOFT_TISSUE_HU[1])
+    n_levels = int(np.ceil((SOFT_TISSUE_HU[1] - SOFT_TISSUE_HU[0]) / CT_TISSUE_BIN_HU))
+    levels = np.where(tissue, discretise(vol, SOFT_TISSUE_HU[0], CT_TISSUE_BIN_HU, n_levels), 0)
+    out[2 * n_fo:2 * n_fo + len(GLCM_NAMES)] = glcm_features(glcm(levels, n_levels))
+    return out
 
 
 # -- X-ray --------------------------------------------------------------------------
-XRAY_HIST_BINS = 8
-XRAY_DENSE_LEVELS: tuple[float, ...] = (0.5, 0.65, 0.8)
-"""Intensity levels (bright = dense) whose exceeded-area fraction is reported."""
-XRAY_ASYM_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2)
-"""Left/right density differences whose area (%) is reported."""
+XRAY_LEVELS = 32
+"""Grey levels of the X-ray histogram and GLCM (fixed bin width 1/32 on the [0, 1] scale)."""
+MIN_LUNG_COMPONENT = 0.01
+"""A dark component inside the body counts as lung field when it covers at least 1 % of the body."""
 
 XRAY_FEATURE_NAMES: tuple[str, ...] = (
-    *(f"hist {i}/{XRAY_HIST_BINS}" for i in range(XRAY_HIST_BINS)),
-    *(f"area>{t:g}" for t in XRAY_DENSE_LEVELS),
-    "|asym| p99", "|asym| p99.9", "|asym| max",
-    *(f"pct |asym|>{t:g}" for t in XRAY_ASYM_LEVELS),
-    "L-R asym", "local contrast sd", "local contrast p99",
+    *(f"body {n}" for n in FIRST_ORDER_NAMES),
+    *(f"lung field {n}" for n in FIRST_ORDER_NAMES),
+    *(f"lung field {n}" for n in GLCM_NAMES),
+    "lung field fraction of body",
 )
 """Names of the X-ray block's columns, in order."""
+
+
+def _touching_border(labels: np.ndarray) -> np.ndarray:
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return np.unique(edges[edges > 0])
+
+
+def xray_regions(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body and lung-field masks of a radiograph in [0, 1] (bright = dense), found from the image alone.
+
+    Body: everything but the dark (Otsu) regions connected to the image border
+    (air outside the patient, unexposed margins), largest component, holes
+    filled. Lung fields: inside the body, the darker class of a second Otsu cut,
+    in components that do not touch the border and cover at least 1 % of the
+    body. When no such component exists (a film cropped through the lungs) the
+    whole darker class inside the body is used, so the block is never empty.
+    """
+    img = np.asarray(image, np.float32)
+    dark = img < otsu_threshold(img)
+    labels, _ = ndi.label(dark)
+    outside = np.isin(labels, _touching_border(labels))
+    body = ndi.binary_fill_holes(_largest_component(~outside))
+    if body.sum() < MIN_REGION_VOXELS:
+        body = np.ones_like(body, bool)
+    darker = body & (img < otsu_threshold(img[body]))
+    labels, n = ndi.label(darker)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.flatnonzero(sizes >= MIN_LUNG_COMPONENT * body.sum())
+    keep = np.setdiff1d(keep[keep > 0], _touching_border(labels))
+    lung = np.isin(labels, keep) if keep.size else darker
+    return body, lung
 
 
 def xray_features(image: np.ndarray) -> np.ndarray:
     """The X-ray block: float32 ``(len(XRAY_FEATURE_NAMES),)``.
 
-    Intensity histogram and dense-area fractions capture added density anywhere;
-    the mirror asymmetry ``smooth - smooth[:, ::-1]`` compares each lung field with
-    its contralateral twin (as a reader does), which cancels the symmetric anatomy
-    (mediastinum, ribs, body outline) and leaves a one-sided opacity; local contrast
-    (image minus a wide blur) summarises focal structure. Assumes a roughly centred,
-    frontal radiograph; an off-centre film raises the asymmetry of every image alike.
+    First-order statistics of the body and of the lung fields, the lung fields'
+    GLCM (32 levels, 4 directions merged) and their share of the body. An
+    opacity makes the lung fields denser and more heterogeneous wherever it is;
+    no left/right comparison is made (the heart alone makes a chest asymmetric).
     """
     img = np.clip(np.nan_to_num(np.asarray(image, np.float32)), 0.0, 1.0)
     if img.ndim != 2:
         raise ValueError(f"X-ray array must be (H, W), got shape {img.shape}")
-    hist = np.histogram(img, bins=XRAY_HIST_BINS, range=(0.0, 1.0))[0] / img.size
-    dense = [float(np.mean(img > t)) for t in XRAY_DENSE_LEVELS]
-    smooth = ndi.gaussian_filter(img, sigma=2.0)
-    half = img.shape[1] // 2
-    diff = (smooth - smooth[:, ::-1])[:, img.shape[1] - half:]  # image-right half vs its mirror
-    mag = np.abs(diff)
-    asym = [*(10.0 * np.percentile(mag, [99.0, 99.9])), 10.0 * mag.max(),
-            *(100.0 * float(np.mean(mag > t)) for t in XRAY_ASYM_LEVELS)]
-    signed = 100.0 * float(np.mean(np.where(mag > XRAY_ASYM_LEVELS[0], diff, 0.0)))
-    local = smooth - ndi.gaussian_filter(img, sigma=10.0)
-    contrast = [10.0 * float(local.std()), 10.0 * float(np.percentile(local, 99.0))]
-    return np.concatenate([hist, dense, asym, [signed], contrast]).astype(np.float32)
+    body, lung = xray_regions(img)
+    n_fo = len(FIRST_ORDER_NAMES)
+    out = np.zeros(len(XRAY_FEATURE_NAMES), np.float32)
+    width = 1.0 / XRAY_LEVELS
+    out[:n_fo] = first_order(img[body], 0.0, width, XRAY_LEVELS)
+    out[-1] = lung.sum() / body.sum()
+    if lung.sum() < MIN_REGION_VOXELS:
+        return out
+    out[n_fo:2 * n_fo] = first_order(img[lung], 0.0, width, XRAY_LEVELS)
+    levels = np.where(lung, discretise(img, 0.0, width, XRAY_LEVELS), 0)
+    out[2 * n_fo:2 * n_fo + len(GLCM_NAMES)] = glcm_features(glcm(levels, XRAY_LEVELS))
+    return out

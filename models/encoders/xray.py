@@ -1,12 +1,12 @@
-"""X-ray image encoder: a small MONAI 2D ResNet on the normalised radiograph, plus a fixed density block.
+"""X-ray image encoder: a small MONAI 2D ResNet on the normalised radiograph, plus a fixed radiomics block.
 
 Input is float32 ``(H, W)`` in ``[0, 1]`` (bright = dense). Augmentations are
 intensity noise and small affine jitter; horizontal flips are excluded because
-laterality of an opacity is clinical signal. After the network embedding come the
-fixed features of :func:`models.encoders.image_features.xray_features` (intensity
-histogram, dense-area fractions, left/right mirror asymmetry, local contrast),
-which expose an opacity whether or not the network has been pretrained.
-"""
+laterality of an opacity is clinical signal for the network. After the network
+embedding come the fixed features of
+:func:`models.encoders.image_features.xray_features` (IBSI first-order statistics
+of the body and the lung fields, lung-field GLCM texture, lung-field share), on
+regions the radiograph itself defines: no centre line, no mirror comparison."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class XrayEncoder(TorchEncoder):
     name = "xray-resnet2d"
     modality = "xray"
     extra_dim = len(XRAY_FEATURE_NAMES)
-    revision = 2  # 2: hand-crafted density/asymmetry feature block
+    revision = 3  # 2: hand-crafted density/asymmetry block; 3: IBSI radiomics on body/lung masks instead
 
     def __init__(self, config: XrayConfig | None = None, *, seed: int = 0,
                  encoders_dir: Path | None = None, device: str = "cpu") -> None:
