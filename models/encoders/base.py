@@ -141,6 +141,10 @@ class TorchEncoder:
     """Rough GPU memory one item needs in inference; sizes automatic CUDA batches."""
     revision: int = 1
     """Bump when the code that turns an array into a vector changes (enters preprocessing_hash)."""
+    site_sha256: str | None = None
+    """sha256 of the site's own weights file these weights came from (or were trained from), else None.
+    It enters :attr:`version`, so embeddings from site weights never share a key with the project's own,
+    even when the numbers are equal (see :mod:`models.encoders.site_weights`)."""
 
     def __init__(self, config: Any, *, seed: int = 0, encoders_dir: Path | None = None,
                  device: str = "cpu") -> None:
@@ -189,7 +193,8 @@ class TorchEncoder:
     def version(self) -> str:
         """Hash of weights + preprocessing config; recomputed after the weights change."""
         if self._version is None:
-            self._version = stable_hash([state_dict_hash(self.net), self.preprocessing_hash])
+            site = [f"site-weights:{self.site_sha256}"] if self.site_sha256 else []
+            self._version = stable_hash([state_dict_hash(self.net), self.preprocessing_hash] + site)
         return self._version
 
     def key(self) -> EncoderKey:
@@ -207,7 +212,7 @@ class TorchEncoder:
         buf = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         torch.save({"state_dict": state, "config": asdict(self.config), "name": self.name,
-                    "preprocessing_hash": self.preprocessing_hash}, buf)
+                    "preprocessing_hash": self.preprocessing_hash, "site_sha256": self.site_sha256}, buf)
         atomic_write_bytes(path, buf.getvalue())
         self.weights_path = path
         return path
@@ -220,6 +225,7 @@ class TorchEncoder:
             raise IncompatibleWeights(f"{path} was trained for other preprocessing ({blob.get('config')}); "
                                       "ignored: retrain with `clinfuse pretrain`")
         self.net.load_state_dict(blob["state_dict"])
+        self.site_sha256 = blob.get("site_sha256") or None
         self.weights_changed()
         expected = Path(path).stem[len(self.name) + 1:]
         if expected != self.version:
