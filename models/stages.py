@@ -1,6 +1,7 @@
 """The model-side stages as library calls: one function per stage, a frozen config in, a frozen result out.
 
-``encode``, ``pretrain``, ``train`` (every strategy) and ``evaluate`` are what
+``encode``, ``pretrain``, ``train`` (every strategy), ``evaluate`` and ``predict`` (in
+:mod:`models.predict_stage`, re-exported here) are what
 the Prefect tasks in ``flows/flows/tasks.py`` wrap, and so what the CLI, the flows,
 the dashboard (through a deployment or a child ``clinfuse`` process) and the
 benchmarks run; nothing else calls the encoders, the training loop or the
@@ -31,6 +32,7 @@ from models.defaults import JOINT_EPOCHS, N_BOOT
 from models.features.feature_set import FeatureSet
 from models.features.stage_inputs import EncoderKeys, features_sha256, read_answers, synthetic_features
 from models.held_out import HELD_OUT_FRACTION
+from models.predict_stage import PredictConfig, PredictResult, predict  # noqa: F401 - the predict stage
 from models.study_definition import Study, fit_ids_sha256, study_for_home, write_fitted_on
 from models.study_inputs import define_run_study, held_out_set, stage_features  # noqa: F401 - the stages' API
 from models.training.config import TrainConfig

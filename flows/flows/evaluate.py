@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.flows.tasks import evaluate_task
 from flows.flows.train import current_encoder_keys
-from flows.names import CHAMPION, MODEL_NAME
+from flows.names import MODEL_NAME
 from flows.prefect_env import settings_for
 from flows.settings import Settings
 from flows.tracking import runs as tracking
@@ -23,12 +23,19 @@ from models.held_out import HELD_OUT_FRACTION
 from models.stages import EvaluateConfig, EvaluationResult
 
 
-def champion_dir(settings: Settings) -> tuple[Path, str]:
-    """The champion's model folder (downloaded from the registry) and its version."""
+def champion_model(settings: Settings) -> tuple[Path, str, str]:
+    """The champion's model folder, version and run; downloaded by version, so a promotion meanwhile cannot
+    swap the model under the stamps."""
     tracking.configure_mlflow(settings)
     current = require_champion()
-    bundle = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@{CHAMPION}")) / "artifacts"
-    return next(p.parent for p in bundle.rglob("model.json")), str(current.version)
+    bundle = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{current.version}")) / "artifacts"
+    return next(p.parent for p in bundle.rglob("model.json")), str(current.version), str(current.run_id)
+
+
+def champion_dir(settings: Settings) -> tuple[Path, str]:
+    """The champion's model folder (downloaded from the registry) and its version."""
+    model_dir, version, _ = champion_model(settings)
+    return model_dir, version
 
 
 def model_dir_for_id(settings: Settings, model_id: str) -> Path:

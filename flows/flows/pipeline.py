@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from flows.flows.encode import encode_flow
 from flows.flows.evaluate import evaluate_flow
 from flows.flows.ingest import ingest_flow
-from flows.flows.predict import predict_features
+from flows.flows.predict import predict_champion
 from flows.flows.train import TrainFlowResult, train_flow
 from flows.names import CHAMPION
 from flows.prefect_env import settings_for, task_runner
@@ -41,8 +41,6 @@ def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None =
     ``answers`` (a phantom's evaluation-only table) is kept out of ingestion and
     only used to report model AUROC / oracle AUROC on the held-out patients.
     """
-    from ingestion.cohort import load_cohort
-
     settings = settings_for(home)
     ingested = ingest_flow.with_options(task_runner=task_runner(settings, dask))(
         source=source, cohort_csv=cohort_csv, home=str(settings.home), exclude=[answers] if answers else None)
@@ -53,7 +51,7 @@ def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None =
     # A newly promoted champion was just evaluated on these held-out patients inside the train flow.
     evaluation = (trained.evaluation if trained.alias == CHAMPION
                   else evaluate_flow(home=str(settings.home), answers=answers))
-    predicted = predict_features((str(settings.home), dict(keys)), load_cohort(settings.cohort_path), settings, n_mc)
+    predicted = predict_champion(settings, None, n_mc)  # the champion's own encoder versions, not ``keys``
     from flows.flows.outbox import batch_outbox  # the batch's SRs and FHIR bundle, sent where configured
 
     predicted = {**predicted, "outbox": batch_outbox(predicted["path"], source, str(settings.home))}

@@ -30,8 +30,8 @@ from ingestion.driver.worker import ReaderConfig
 from ingestion.home_layout import HomeLayout
 from models.features.stage_inputs import features_sha256
 from models.stages import (
-    EncodeConfig, EncodeResult, EvaluateConfig, EvaluationResult, PretrainResult, PretrainStageConfig,
-    TrainResult, TrainStageConfig,
+    EncodeConfig, EncodeResult, EvaluateConfig, EvaluationResult, PredictConfig, PredictResult, PretrainResult,
+    PretrainStageConfig, TrainResult, TrainStageConfig,
 )
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -120,7 +120,12 @@ def _register_key(context: TaskRunContext, p: dict[str, Any]) -> str:
 
 
 def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    return _key("predict", p["model_version"], p["run_id"], features_sha256(p["features"]), p["predictions_dir"])
+    """The model (version and run: its downloaded folder's path changes every time), the cohort, the home."""
+    config = p["config"]
+    relevant = {k: v for k, v in asdict(config).items() if k not in ("model_dir", "secret")}
+    cohort = config.cohort_csv or HomeLayout.at(config.home).cohort_path
+    return _key("predict", relevant, hashlib.sha256(config.secret.encode()).hexdigest(), file_sha256(cohort),
+                *_home_key(config))
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -206,30 +211,14 @@ def register_task(model_dir: str, held_out: Any, tracking_uri: str, run_args: di
 
 
 @task(name="predict", cache_key_fn=_predict_key, persist_result=True, **RETRY)
-def predict_task(features: Any, model_version: str, run_id: str, predictions_dir: str,
-                 n_mc: int = 30) -> dict[str, Any]:
-    """Score with ``models:/clinfuse@champion`` and append one batch to the predictions store."""
-    from flows.names import MODEL_NAME
-    from flows.tracking.registry import load_champion, score
-    from models.stores.predictions import append_batch
+def predict_task(config: PredictConfig) -> PredictResult:
+    """``models.stages.predict``: the model's own encoder versions, one batch appended to the predictions store."""
+    from models.stages import predict
 
-    model, version, champion_run = load_champion()
-    if version != model_version:
-        raise RuntimeError(f"champion moved from v{model_version} to v{version} while predicting; re-run predict")
-    out = score(model, features, n_mc=n_mc)
-    path = append_batch(Path(predictions_dir), out, model_name=MODEL_NAME, model_version=version,
-                        run_id=champion_run)
-    get_run_logger().info("predicted %d patients with %s v%s -> %s", len(out), MODEL_NAME, version, path.name)
-    return {"path": str(path), "n": len(out), "model_version": version, "run_id": champion_run,
-            "abstained": int(out["abstain"].sum()), "mean_risk": float(out["risk"].mean()) if len(out) else None}
-
-
-@task(name="load-features", cache_policy=NO_CACHE, **RETRY)
-def load_features_task(home: str, encoder_keys: dict[str, Any], cohort: Any = None) -> Any:
-    """``models.features.stage_inputs.home_features``: the home's cohort (or the given pseudonymised one) as features."""
-    from models.features.stage_inputs import home_features
-
-    return home_features(HomeLayout.at(home), encoder_keys, cohort)
+    result = predict(config)
+    get_run_logger().info("predicted %d patients with %s v%s -> %s", result.n, config.model_name,
+                          result.model_version, result.path.name)
+    return result
 
 
 def summary_rows(report: Any) -> list[dict[str, Any]]:
