@@ -78,6 +78,9 @@ app.add_typer(users_app, name="users"); app.add_typer(audit_app, name="audit")
 from flows.commands.outbox import outbox_app  # noqa: E402
 
 app.add_typer(outbox_app, name="outbox")
+from flows.commands.encoders import encoders_app  # noqa: E402
+
+app.add_typer(encoders_app, name="encoders")
 # --- end of command registrations ---
 
 

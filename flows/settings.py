@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingestion.driver.worker import ReaderConfig
 from ingestion.home_layout import HomeLayout
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
         default=None, description="Folder of the int8 ONNX MiniLM derived from the packaged weights on first use "
                                   "(~14 s), shared by every home on the machine (CLINFUSE_NOTE_MODEL_CACHE); "
                                   "unset = <user cache dir>/clinfuse/note-model.")
+    encoder_weights: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="A site's own pretrained encoder weights per modality, CLINFUSE_ENCODER_WEIGHTS="
+                    "'ct=/site/ct.pt,xray=/site/bundle' (or JSON): a state dict (.pt/.pth/.safetensors) or a MONAI "
+                    "bundle folder for ct, xray or eeg; `clinfuse encode` checks and installs them.")
     dashboard_password: SecretStr | None = Field(
         default=None, description="When set, every dashboard page asks for this password."
     )
@@ -134,6 +140,17 @@ class Settings(BaseSettings):
     sign_in_max_failures: int = Field(
         default=5, ge=1, description="Failed sign-ins per user within sign_in_lockout_s before the user is locked.")
     sign_in_lockout_s: float = Field(default=300.0, gt=0, description="Sign-in lockout window in seconds.")
+
+    @field_validator("encoder_weights", mode="before")
+    @classmethod
+    def _parse_encoder_weights(cls, value: object) -> object:
+        """``ct=/a.pt,xray=/b`` or a JSON object; the command checks the modalities and files."""
+        if isinstance(value, str):
+            from models.encoders.site_weights import parse_assignments
+
+            text = value.strip()
+            return json.loads(text) if text.startswith("{") else parse_assignments(text.split(",") if text else [])
+        return value
 
     @model_validator(mode="after")
     def _blank_secret_is_unset(self) -> "Settings":

@@ -43,21 +43,34 @@ def encode(
     batch_size: int = typer.Option(0, "--batch-size", min=0,
                                    help="Items per encoder batch; 0 picks one for the device's memory."),
     force: bool = typer.Option(False, "--force", help="Run even when nothing changed since the last successful run."),
+    weights: list[str] = typer.Option([], "--weights", "-w", metavar="MODALITY=PATH",
+                                      help="A site's own pretrained weights for ct, xray or eeg: a state dict "
+                                           "(.pt/.pth/.safetensors) or a MONAI bundle folder; repeatable; "
+                                           "overrides CLINFUSE_ENCODER_WEIGHTS for that modality."),
 ) -> None:
     """Encode ok manifest items per modality into <home>/embeddings (store hits are skipped).
 
-    When the manifest, the store, the encoder weights, options and settings are as the last successful run
-    left them, it says so and exits without starting the flow.
+    When the manifest, the store, the encoder weights (site weights by their sha256), options and settings are
+    as the last successful run left them, it says so and exits without starting the flow.
     """
+    from dataclasses import replace
+
+    from flows.commands.encoders import install_all, site_weights_from
     from flows.commands.flow_runner import prepare, run_flow
     from flows.commands.up_to_date import encode_check, inputs_now, nothing_to_do, remember
     from flows.settings import get_settings
+    from models.encoders.site_weights import weights_digest
 
     console = make_console()
+    site = {m: p for m, p in site_weights_from(weights, get_settings().encoder_weights).items()
+            if modality == ModalityChoice.all or m == modality.value}
     check = encode_check(get_settings(), modality.value, device.value if device else None, batch_size)
+    if site:  # their checksum, not their path: new weights under the same name must re-encode
+        check = replace(check, options={**check.options, "site_weights": weights_digest(site)})
     if nothing_to_do(console, get_settings(), check, force):
         return
     before = inputs_now(check)
+    install_all(console, site, get_settings().encoders_dir, get_settings().seed)
     settings = prepare(console)
     from flows.flows.encode import encode_flow
 

@@ -37,7 +37,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ingestion.atomic_files import atomic_write_bytes
 
@@ -67,6 +67,17 @@ class SiteWeights:
     file: Path
     format: str
     sha256: str
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, Path]:
+    """``["ct=/site/ct.pt", "xray=/site/bundle"]`` -> ``{"ct": Path(...), ...}``; a malformed pair is an error."""
+    out: dict[str, Path] = {}
+    for pair in pairs:
+        modality, sep, path = str(pair).partition("=")
+        if not sep or not modality.strip() or not path.strip():
+            raise SiteWeightsError(f"{pair!r}: expected MODALITY=PATH, e.g. ct=/site/weights/ct.pt")
+        out[modality.strip().lower()] = Path(path.strip()).expanduser()
+    return out
 
 
 def check_modality(modality: str) -> None:
