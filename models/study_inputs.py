@@ -7,11 +7,12 @@ than each caller splitting again) is what makes the study the only split.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.home_layout import HomeLayout
 from models.features.feature_set import FeatureSet
-from models.features.stage_inputs import EncoderKeys, home_features, synthetic_features
+from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_features, synthetic_features
 from models.held_out import labelled
 from models.study_definition import Study, study_for_features, study_for_home
 
@@ -53,3 +54,47 @@ def held_out_set(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: in
     features = stage_features(home, encoder_keys, synthetic, seed, review_labels)
     return define_run_study(home, features, synthetic, seed, held_out_fraction, review_labels).held_out_features(
         features)
+
+
+@dataclass(frozen=True)
+class HeldOutPatients:
+    """The run's held-out patients, embedded by whichever encoder versions are asked for: the champion gate's
+    ``features_for``.
+
+    Why: the gate compares the candidate with the champion patient by patient, and the champion must be
+    scored on embeddings of the encoder versions *it* was trained on; the candidate's embeddings have the same
+    dimension after a pretrain or a joint run, so scoring on them "works" and judges another model. A frozen
+    dataclass rather than a closure so the train flow can hand it to a Prefect task.
+    """
+
+    home: Path
+    synthetic: int
+    seed: int
+    held_out_fraction: float
+    review_labels: tuple[tuple[str, int], ...] = ()
+    device: str = "cpu"
+    note_model_cache: Path | None = None
+
+    def __call__(self, encoder_keys: dict | EncoderKeys) -> FeatureSet:
+        """The same held-out patients, in the same order, with ``encoder_keys``' embeddings (items the store
+        lacks under those keys are encoded with exactly those weights first)."""
+        keys = as_encoder_keys(dict(encoder_keys))
+        if not self.synthetic and any(k is not None for _, k in keys):
+            self._encode_pinned(dict(keys))
+        return held_out_set(self.home, keys, self.synthetic, self.seed, self.held_out_fraction, self.review_labels)
+
+    def _encode_pinned(self, keys: dict) -> None:
+        """Only the held-out patients' items: the rest of the home is not the gate's business."""
+        from ingestion.manifest import read_manifest
+        from models.features.assemble import encode_pinned
+        from models.stores.embeddings import EmbeddingStore
+
+        layout = HomeLayout.at(self.home)
+        study = study_for_home(self.home, held_out_fraction=self.held_out_fraction, seed=self.seed,
+                               review_labels=dict(self.review_labels))
+        manifest = read_manifest(layout.manifest_path)
+        if study is not None:
+            manifest = manifest[manifest["patient_id"].astype(str).isin(set(study.held_out))]
+        encode_pinned(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), keys, layout.encoders_dir,
+                      device=self.device, seed=self.seed, quarantine_dir=layout.quarantine_dir,
+                      note_model_cache=self.note_model_cache)

@@ -21,9 +21,8 @@ from models.features.review_labels import merge_review_labels
 from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_features
 from models.held_out import HELD_OUT_FRACTION
 from models.training.train import TrainConfig
-from models.stages import (
-    EvaluateConfig, EvaluationResult, TrainResult, TrainStageConfig, held_out_set,
-)
+from models.stages import EvaluateConfig, EvaluationResult, TrainResult, TrainStageConfig
+from models.study_inputs import HeldOutPatients, held_out_set
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,12 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "au
         seed=settings.seed, device=settings.resolved_device(),
         secret=settings.pseudonym_secret.get_secret_value() if answers else "", review_labels=reviewed))
     held_out = held_out_set(settings.home, trained.encoder_keys, synthetic, settings.seed, held_out_fraction, reviewed)
+    # The gate rescores the champion on its own encoder versions through ``features_for``, not on these.
+    features_for = HeldOutPatients(settings.home, synthetic, settings.seed, held_out_fraction, reviewed,
+                                   settings.resolved_device(), settings.note_model_cache_dir)
     run_args = {"settings": settings, "config": config.train_config().as_dict(), "evaluation": evaluation,
                 "encoders": dict(trained.encoder_keys), "n_train": trained.n_train,
-                "held_out_fraction": held_out_fraction, "min_gain": min_gain}
+                "held_out_fraction": held_out_fraction, "min_gain": min_gain, "features_for": features_for}
     gate = register_task.with_options(refresh_cache=registry_is_empty(settings))(
         str(trained.model_dir), held_out, settings.tracking_uri, run_args)
     result = TrainFlowResult(trained, evaluation, str(gate["version"]), gate["alias"], gate["reason"],

@@ -7,7 +7,7 @@ orchestrator; the task in ``flows.flows.tasks`` only wraps it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,14 @@ def log_imputation_choice(model_dir: Path) -> None:
 
 def log_training_run(model_dir: Path, held_out: FeatureSet, *, settings: Settings, config: dict[str, Any],
                      evaluation: EvaluationResult, encoders: Mapping[str, tuple[str, str, str] | None], n_train: int,
-                     held_out_fraction: float, min_gain: float = 0.0) -> dict[str, Any]:
-    """Log everything about one trained model in ``clinfuse-train`` and register it through the gate."""
+                     held_out_fraction: float, min_gain: float = 0.0,
+                     features_for: Callable[[dict], FeatureSet] | None = None) -> dict[str, Any]:
+    """Log everything about one trained model in ``clinfuse-train`` and register it through the gate.
+
+    ``features_for(encoder_keys)`` (the train flow passes :class:`models.study_inputs.HeldOutPatients`) gives
+    the same held-out patients with other encoders' embeddings, so the gate rescores the champion on its own
+    encoder versions; without it a champion trained on other versions is kept, never scored on these.
+    """
     with tracking.stage_run("train", settings, run_name=f"{config.get('fusion')}-{config.get('impute')}") as run:
         tracking.log_config(config)
         mlflow.log_params({"n_train_patients": n_train, "n_held_out_patients": len(held_out),
@@ -54,7 +60,8 @@ def log_training_run(model_dir: Path, held_out: FeatureSet, *, settings: Setting
         mlflow.log_artifact(str(Path(model_dir) / "model.json"), artifact_path="bundle")
         log_imputation_choice(Path(model_dir))
         info = registry.log_pyfunc(Path(model_dir), held_out)
-        decision = register_once(info.model_uri, held_out, model_key=Path(model_dir).name, min_gain=min_gain)
+        decision = register_once(info.model_uri, held_out, model_key=Path(model_dir).name, min_gain=min_gain,
+                                 features_for=features_for)
         log_model_card(evaluation.out_dir, decision.looks)
         url = tracking.run_url(settings, run)
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "url": url, **asdict(decision)}
