@@ -58,10 +58,11 @@ class Settings(BaseSettings):
     chunk_items: int = Field(
         default=32, ge=1, description="Items per fan-out task of ingest and encode (the unit a Dask worker takes).")
     ct_spacing_mm: tuple[float, float, float] = Field(
-        default=(4.0, 2.0, 2.0), description="CT resampling spacing (z, y, x) in millimetres."
+        default=(4.0, 2.0, 2.0), description="Finest CT spacing (z, y, x) in mm; a body larger than ct_shape x this "
+                                             "is coarsened alike on every axis to fit (recorded per item)."
     )
     ct_shape: tuple[int, int, int] = Field(
-        default=(32, 64, 64), description="CT volume shape (z, y, x) after resampling and crop/pad."
+        default=(32, 64, 64), description="CT volume shape (z, y, x): the window centred on the body, padded with air."
     )
     xray_shape: tuple[int, int] = Field(default=(128, 128), description="X-ray image shape after resizing.")
     eeg_sfreq: float = Field(default=128.0, description="Common EEG sampling rate after resampling (Hz).")

@@ -3,4 +3,4 @@
 Plain Python: never imports prefect, mlflow or streamlit.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2.0: CT volumes keep their body (fitted, not centre-cropped); enters pipeline_version

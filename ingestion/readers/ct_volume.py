@@ -19,7 +19,15 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ingestion.readers.ct_multiframe import frame_geometry
-from ingestion.readers.ct_slices import AIR_HU, FrameJob, ImageFile, decode_into, read_image_file, rescale_of
+from ingestion.readers.ct_slices import (
+    AIR_HU,
+    FrameJob,
+    ImageFile,
+    PendingVolume,
+    decode_into,
+    read_image_file,
+    rescale_of,
+)
 from ingestion.readers.dicom_source import check_decodable, check_pixel_length, malformed_is_quarantine, transfer_syntax_name
 from ingestion.readers.dicom_values import first_number, iso_date, number, raw_numbers, raw_text, safe_description
 from ingestion.readers.records import NormalisedItem, QuarantineError
@@ -63,21 +71,29 @@ def _is_localizer(ds: Dataset) -> bool:
     return b"LOCALIZER" in raw_text(ds, "ImageType").upper()
 
 
-def _read_images(files: Sequence[Path | str]) -> tuple[list[ImageFile], int]:
-    """Headers (and native pixel locations) of the non-localiser images, and how many localisers were dropped."""
+def _read_images(files: Sequence[Path | str], workers: int | None = None) -> tuple[list[ImageFile], int, PendingVolume]:
+    """Headers (and native pixel locations) of the non-localiser images, how many localisers were dropped,
+    and the volume being faulted in meanwhile (guessed from the first image: one slice per file)."""
     kept: list[ImageFile] = []
     localizers = 0
-    for path in files:
-        image = read_image_file(path)
-        if _is_localizer(image.ds):
-            localizers += 1
-            continue
-        kept.append(image)
+    pending = PendingVolume(None)
+    try:
+        for path in files:
+            image = read_image_file(path)
+            if _is_localizer(image.ds):
+                localizers += 1
+                continue
+            kept.append(image)
+            if len(kept) == 1:
+                pending = PendingVolume.for_series(image, len(files), workers)
+    except BaseException:
+        pending.close()
+        raise
     if not kept:
         raise QuarantineError(
             f"series of {len(files)} file(s) holds only localiser (scout) images; there is no volume to read"
         )
-    return kept, localizers
+    return kept, localizers, pending
 
 
 @dataclass
@@ -232,8 +248,11 @@ def load_ct_volume(files: Sequence[Path | str], workers: int | None = None) -> C
     """
     if not files:
         raise QuarantineError("empty CT series: no files were given")
-    images, localizers = _read_images(files)
-    frames = _frames_of(images)
+    images, localizers, pending = _read_images(files, workers)
+    try:
+        frames = _frames_of(images)
+    finally:
+        pending.close()  # a quarantined series waits for the background thread, then drops its array
     iop = frames.iop
     _check_orthonormal(iop, frames.names[0])
     normal = np.cross(iop[:3], iop[3:])
@@ -246,7 +265,7 @@ def load_ct_volume(files: Sequence[Path | str], workers: int | None = None) -> C
     else:
         step_vec = normal * (frames.thickness or 1.0)
     rows, cols = int(number(first, "Rows", 0)), int(number(first, "Columns", 0))
-    hu = np.empty((n, rows, cols), dtype=np.float32)
+    hu = pending.take((n, rows, cols))
     jobs = [FrameJob(*frames.jobs[idx][:2], target=k, slope=frames.jobs[idx][2], intercept=frames.jobs[idx][3])
             for k, idx in enumerate(order)]
     decode_into(jobs, hu, workers)
@@ -277,15 +296,21 @@ def load_ct_volume(files: Sequence[Path | str], workers: int | None = None) -> C
 
 def _resample_in_place(
     hu: np.ndarray, affine: np.ndarray, spacing_mm: Sequence[float], shape: Sequence[int]
-) -> np.ndarray:
-    """Reorient to SPL, resample to ``spacing_mm`` and crop/pad to ``shape`` with MONAI; consumes ``hu``.
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reorient to SPL, resample to ``spacing_mm`` with MONAI, then fit the body into ``shape``; consumes ``hu``.
 
     Values are shifted by +1024 while resampling so that MONAI's zero padding
-    (outside an oblique volume, and the crop/pad) is air, not water.
+    (outside an oblique volume) is air, not water. The fit
+    (:func:`ingestion.readers.ct_fit.fit_body`) centres the window on the body,
+    not the array, and coarsens every axis alike when the body is larger than
+    ``shape * spacing_mm``; its record (spacing used, field of view kept, tissue
+    cut) is returned for the manifest.
     """
     import torch
     from monai.data import MetaTensor
-    from monai.transforms import Orientation, ResizeWithPadOrCrop, Spacing
+    from monai.transforms import Orientation, Spacing
+
+    from ingestion.readers.ct_fit import fit_body
 
     hu -= AIR_HU
     tensor = MetaTensor(torch.from_numpy(hu)[None], affine=torch.from_numpy(_LPS_TO_RAS @ affine))
@@ -293,15 +318,19 @@ def _resample_in_place(
     tensor = Spacing(
         pixdim=tuple(float(s) for s in spacing_mm), mode="bilinear", padding_mode="zeros", dtype=torch.float32
     )(tensor)
-    tensor = ResizeWithPadOrCrop(spatial_size=tuple(int(s) for s in shape))(tensor)
-    out = tensor.as_tensor()[0].numpy().astype(np.float32, copy=False)
-    out += AIR_HU
-    return out
+    grid = tensor.as_tensor()[0].numpy().astype(np.float32, copy=False)
+    grid += AIR_HU
+    out, record = fit_body(grid, spacing_mm, shape, fill=AIR_HU)
+    record["resampled_fov_shape"] = list(grid.shape)
+    return out, record
 
 
 def resample_ct(volume: CtVolume, spacing_mm: Sequence[float], shape: Sequence[int]) -> np.ndarray:
-    """The volume as float32 ``shape`` in HU on ``spacing_mm`` (D, H, W = superior, posterior, left)."""
-    return _resample_in_place(volume.hu.copy(), volume.affine, spacing_mm, shape)
+    """The volume as float32 ``shape`` in HU (D, H, W = superior, posterior, left), its body fitted in.
+
+    ``spacing_mm`` is the finest spacing used; a body larger than ``shape * spacing_mm`` is coarsened to fit.
+    """
+    return _resample_in_place(volume.hu.copy(), volume.affine, spacing_mm, shape)[0]
 
 
 def _refuse_single_slice(volume: CtVolume, first: str) -> None:
@@ -321,10 +350,13 @@ def read_ct_series(
     spacing_mm: tuple[float, float, float] | None,
     shape: tuple[int, int, int] | None,
 ) -> NormalisedItem:
-    """Read a CT series to the contract's normalised array (float32 HU, ``spacing_mm``, ``shape``).
+    """Read a CT series to the contract's normalised array (float32 HU, ``shape``, body fitted in).
 
     ``files`` are paths (``archive.zip!member`` for zip members) of one
-    series. With ``spacing_mm`` and ``shape`` both None the volume stays on
+    series. ``spacing_mm`` is the finest output spacing: the window follows the
+    body, and a body too large for ``shape * spacing_mm`` is coarsened to fit;
+    the metadata records the spacing used (``output_spacing_mm``, ``fit_scale``),
+    ``fov_kept_fraction`` and ``tissue_cropped_fraction``. With ``spacing_mm`` and ``shape`` both None the volume stays on
     its acquisition grid in slice order (used by the benchmark). Raises
     QuarantineError with a reason a person can act on for bad input,
     including a single slice asked to be resampled into a volume.
@@ -340,8 +372,8 @@ def read_ct_series(
         if spacing_mm is None or shape is None:
             raise ValueError("give both spacing_mm and shape, or neither")
         _refuse_single_slice(volume, first)
-        array = _resample_in_place(volume.hu, volume.affine, spacing_mm, shape)
-        metadata.update(resampled=True, output_spacing_mm=[float(s) for s in spacing_mm], output_axes=OUTPUT_AXES)
+        array, fit = _resample_in_place(volume.hu, volume.affine, spacing_mm, shape)
+        metadata.update(resampled=True, output_axes=OUTPUT_AXES, **fit)
     metadata["output_shape"] = list(array.shape)
     return NormalisedItem(
         modality="ct",
