@@ -53,20 +53,16 @@ def encode(
     When the manifest, the store, the encoder weights (site weights by their sha256), options and settings are
     as the last successful run left them, it says so and exits without starting the flow.
     """
-    from dataclasses import replace
-
-    from flows.commands.encoders import install_all, site_weights_from
+    from flows.commands.encoders import install_all, site_weights_from, with_site_weights
     from flows.commands.flow_runner import prepare, run_flow
     from flows.commands.up_to_date import encode_check, inputs_now, nothing_to_do, remember
     from flows.settings import get_settings
-    from models.encoders.site_weights import weights_digest
 
     console = make_console()
     site = {m: p for m, p in site_weights_from(weights, get_settings().encoder_weights).items()
             if modality == ModalityChoice.all or m == modality.value}
-    check = encode_check(get_settings(), modality.value, device.value if device else None, batch_size)
-    if site:  # their checksum, not their path: new weights under the same name must re-encode
-        check = replace(check, options={**check.options, "site_weights": weights_digest(site)})
+    check = with_site_weights(encode_check(get_settings(), modality.value, device.value if device else None,
+                                           batch_size), site)  # new weights under the same path re-encode
     if nothing_to_do(console, get_settings(), check, force):
         return
     before = inputs_now(check)

@@ -53,6 +53,17 @@ def site_weights_from(cli_pairs: list[str], configured: Mapping[str, Path]) -> d
     return {m: p.resolve() for m, (p, _) in sorted(chosen.items())}
 
 
+def with_site_weights(check: Any, weights: Mapping[str, Path]) -> Any:
+    """A stage's no-op ``Check`` with the weights' sha256 in its options (their content, not their path)."""
+    if not weights:
+        return check
+    from dataclasses import replace
+
+    from models.encoders.site_weights import weights_digest
+
+    return replace(check, options={**check.options, "site_weights": weights_digest(weights)})
+
+
 def install_all(console: Console, weights: Mapping[str, Path], encoders_dir: Path, seed: int) -> dict[str, Any]:
     """Check and install each modality's site weights into ``encoders_dir``; print what was used.
 

@@ -83,6 +83,7 @@ def pipeline(
     unchanged data is all cache hits, and when no file, option or setting changed
     since the last successful run it says so without starting the flows.
     """
+    from flows.commands.encoders import install_all, site_weights_from, with_site_weights
     from flows.commands.flow_runner import auroc_text, prepare, run_flow
     from flows.commands.up_to_date import inputs_now, nothing_to_do, pipeline_check, remember
     from flows.settings import get_settings
@@ -91,12 +92,15 @@ def pipeline(
     cohort = cohort or (source / "cohort.csv" if (source / "cohort.csv").is_file() else None)
     answers = answers or (source / "answers.parquet" if (source / "answers.parquet").is_file() else None)
     _check_source(source, cohort)
-    check = pipeline_check(get_settings(), source, cohort, {
+    site = site_weights_from([], get_settings().encoder_weights)  # CLINFUSE_ENCODER_WEIGHTS, checked
+    check = with_site_weights(pipeline_check(get_settings(), source, cohort, {
         "source": str(source.resolve()), "cohort": str(cohort.resolve()) if cohort else None, "fusion": fusion.value,
-        "impute": impute.value, "epochs": epochs, "dask": dask, "answers": str(answers.resolve()) if answers else None})
+        "impute": impute.value, "epochs": epochs, "dask": dask, "answers": str(answers.resolve()) if answers else None}),
+        site)
     if nothing_to_do(console, get_settings(), check, force):
         return
     before = inputs_now(check)
+    install_all(console, site, get_settings().encoders_dir, get_settings().seed)
     settings = prepare(console)
     from flows.flows.pipeline import pipeline_flow
 

@@ -44,19 +44,22 @@ def train(
     When the embeddings, labels, encoders, models, registry, options and settings are as the last successful
     run left them, it says so and exits without training again.
     """
+    from flows.commands.encoders import install_all, site_weights_from, with_site_weights
     from flows.commands.flow_runner import prepare, run_flow
     from flows.commands.up_to_date import inputs_now, nothing_to_do, remember, train_check
     from flows.settings import get_settings
 
     fusion, impute, pool, strategy = fusion.value, impute.value, pool.value, strategy.value
     console = make_console()
-    check = train_check(get_settings(), dict(
+    site = site_weights_from([], get_settings().encoder_weights)  # CLINFUSE_ENCODER_WEIGHTS, checked
+    check = with_site_weights(train_check(get_settings(), dict(
         fusion=fusion, impute=impute, epochs=epochs, hidden=hidden, layers=layers, pool=pool, lr=lr,
         modality_dropout=modality_dropout, strategy=strategy, joint_epochs=joint_epochs, encoder_lr=encoder_lr,
-        held_out_fraction=held_out_fraction, synthetic=synthetic, min_gain=min_gain))
+        held_out_fraction=held_out_fraction, synthetic=synthetic, min_gain=min_gain)), site)
     if nothing_to_do(console, get_settings(), check, force):
         return
     before = inputs_now(check)
+    install_all(console, site, get_settings().encoders_dir, get_settings().seed)
     prepare(console)
     from flows.flows.train import train_flow
 

@@ -75,9 +75,11 @@ def test_weights_from_settings_are_parsed_and_checked_like_the_option(tmp_path: 
     parsed = Settings(_env_file=None, encoder_weights=f"ct={tmp_path / 'a.pt'}, xray={tmp_path / 'bundle'}")
     assert parsed.encoder_weights == {"ct": tmp_path / "a.pt", "xray": tmp_path / "bundle"}
     assert Settings(_env_file=None, encoder_weights='{"eeg": "/w/eeg.pt"}').encoder_weights == {"eeg": Path("/w/eeg.pt")}
-    result, output = _fresh_cli(tmp_path, "encode", CLINFUSE_ENCODER_WEIGHTS=f"eeg={tmp_path / 'absent.pt'}")
-    assert result == {"code": 2, "heavy": []}, output
-    assert "CLINFUSE_ENCODER_WEIGHTS" in output and "no such weights file" in " ".join(output.split())
+    (tmp_path / "export").mkdir()
+    for argv in (["encode"], ["train"], ["pipeline", "--source", str(tmp_path / "export")]):  # all install them
+        result, output = _fresh_cli(tmp_path, *argv, CLINFUSE_ENCODER_WEIGHTS=f"eeg={tmp_path / 'absent.pt'}")
+        assert result == {"code": 2, "heavy": []}, (argv, output)
+        assert "CLINFUSE_ENCODER_WEIGHTS" in output and "no such weights file" in " ".join(output.split())
 
 
 def test_export_then_check_accepts_the_same_architecture_and_refuses_another(tmp_path: Path, home: Path) -> None:
