@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -67,6 +68,22 @@ def test_bad_weights_options_exit_2_before_torch_or_prefect(tmp_path: Path) -> N
         result, output = _fresh_cli(tmp_path, "encode", *argv)
         assert result == {"code": 2, "heavy": []}, output
         assert said in " ".join(output.split()) and "Traceback" not in output
+
+
+def test_the_weights_checksum_in_the_no_op_fingerprint_needs_no_torch(tmp_path: Path) -> None:
+    weights = tmp_path / "ct.pt"
+    weights.write_bytes(b"weights bytes")
+    code = (
+        "import json, sys\n"
+        "from flows.commands.encoders import site_weights_from, with_site_weights\n"
+        "from flows.commands.up_to_date import Check\n"
+        f"check = with_site_weights(Check('encode', 'encode', {{'modality': 'all'}}), "
+        f"site_weights_from(['ct={weights}'], {{}}))\n"
+        "print(json.dumps({'options': check.options, 'torch': 'torch' in sys.modules}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"options": {"modality": "all", "site_weights": {"ct": hashlib.sha256(b"weights bytes").hexdigest()}},
+                   "torch": False}, proc.stderr
 
 
 def test_weights_from_settings_are_parsed_and_checked_like_the_option(tmp_path: Path) -> None:
