@@ -1,8 +1,7 @@
 """The model-side stages as library calls: one function per stage, a frozen config in, a frozen result out.
 
-``encode``, ``pretrain``, ``train`` (every strategy), ``evaluate`` and ``predict`` (in
-:mod:`models.predict_stage`, re-exported here) are what
-the Prefect tasks in ``flows/flows/tasks.py`` wrap, and so what the CLI, the flows,
+``encode``, ``pretrain``, ``train`` (every strategy), ``evaluate`` and ``predict`` (in :mod:`models.predict_stage`)
+are what the Prefect tasks in ``flows/flows/tasks.py`` wrap, and so what the CLI, the flows,
 the dashboard (through a deployment or a child ``clinfuse`` process) and the
 benchmarks run; nothing else calls the encoders, the training loop or the
 evaluation for a home. Ingestion's stage is :func:`ingestion.driver.ingest.ingest`.
@@ -30,6 +29,7 @@ from ingestion.home_layout import HomeLayout
 from ingestion.modalities import MODALITIES
 from models.defaults import JOINT_EPOCHS, N_BOOT
 from models.features.feature_set import FeatureSet
+from models.features.review_labels import append_agreement
 from models.features.stage_inputs import EncoderKeys, features_sha256, read_answers, synthetic_features
 from models.held_out import HELD_OUT_FRACTION
 from models.predict_stage import PredictConfig, PredictResult, predict  # noqa: F401 - the predict stage
@@ -314,9 +314,9 @@ class EvaluateConfig:
     seed: int = 7
     device: str = "cpu"
     secret: str = field(default="", repr=False)
-    review_labels: tuple[tuple[str, int], ...] = ()
-    """the same confirmed outcomes the model was trained with, so held-out labels agree"""
     """pseudonymises the answers table's original ids"""
+    review_labels: tuple[tuple[str, int], ...] = ()
+    """confirmed outcomes: never a held-out label; the report compares them with the model apart"""
 
 
 @dataclass(frozen=True)
@@ -350,6 +350,8 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     model = TrainedModel.load(config.model_dir, device=config.device)
     result = evaluate_model(model, held_out, out, answers=answers, n_boot=config.n_boot, seed=config.seed,
                             confirmed=dict(config.review_labels))  # agreement beside the cohort-label metrics
+    if config.review_labels:  # confirmed outcomes: agreement apart from the metrics, never a held-out label
+        append_agreement(Path(result["report"]), result["metrics"])
     write_stage_card(config, model, features, held_out, answers, result)  # model_card.md/json beside the report
     return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
                             len(held_out))

@@ -9,6 +9,7 @@ import mlflow
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.access.reviews import confirmed_labels_in
 from flows.flows.tasks import evaluate_task
 from flows.flows.train import current_encoder_keys
 from flows.names import MODEL_NAME
@@ -77,7 +78,8 @@ def evaluate_flow(home: str | None = None, model_id: str | None = None,
         home=settings.home, model_dir=model_dir, encoder_keys=evaluation_encoder_keys(settings, model_dir, synthetic),
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         n_boot=n_boot, seed=settings.seed, device=settings.resolved_device(),
-        secret=settings.pseudonym_secret.get_secret_value() if answers else "")
+        secret=settings.pseudonym_secret.get_secret_value() if answers else "",
+        review_labels=() if synthetic else tuple(sorted(confirmed_labels_in(settings.access_dir).items())))
     state = evaluate_task.with_options(refresh_cache=not any(settings.reports_dir.iterdir()))(config, return_state=True)
     evaluation = state.result()
     if version is not None and state.name != "Cached":

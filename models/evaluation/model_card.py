@@ -64,7 +64,8 @@ LIMITATIONS = (
     "split, not shifts in scanner, site, population or prevalence.",
     "Subgroup rows with few patients are reported as \"too few\"; an absent demographic column means no "
     "subgroup check at all for it.",
-    "Labels are as given by the cohort table or confirmed by clinician review (see label provenance); label "
+    "Training labels are the cohort table's or a clinician's confirmed outcome (see label provenance); held-out "
+    "labels are the cohort table's only, since a confirmed outcome is entered beside the model's risk; label "
     "noise is not modelled.",
     "When several candidates were compared on the same held-out patients, the best one's held-out AUROC is "
     "optimistically biased by that selection.",
@@ -229,8 +230,9 @@ def write_stage_card(config: Any, model: Any, features: FeatureSet, held_out: Fe
     """The evaluate stage's card: ``config`` is its ``EvaluateConfig`` (home, synthetic, review labels, n_boot,
     seed), ``features`` every labelled patient, ``result`` what ``evaluate_model`` returned.
 
-    Demographics come from the home's cohort table (a synthetic cohort: its answers table); label
-    provenance counts the held-out labels that clinician review confirmed against the cohort table's.
+    Demographics come from the home's cohort table (a synthetic cohort: its answers table). Every held-out
+    label is the cohort table's; provenance also counts the held-out patients with a clinician-confirmed
+    outcome, which the report compares with the model apart from the metrics (never used as their label).
     """
     held = set(held_out.patient_ids)
     train = features.subset(np.array([p not in held for p in features.patient_ids], dtype=bool))
@@ -243,7 +245,7 @@ def write_stage_card(config: Any, model: Any, features: FeatureSet, held_out: Fe
         demographics = load_cohort(HomeLayout.at(config.home).cohort_path)
         reviewed = dict(config.review_labels)
         n_reviewed = sum(p in reviewed for p in held_out.patient_ids)
-        provenance = {"cohort table": len(held_out) - n_reviewed, "clinician review": n_reviewed}
+        provenance = {"cohort table": len(held_out), "clinician-confirmed, agreement only": n_reviewed}
     table = (None if demographics is None or "patient_id" not in demographics.columns
              else demographics.drop_duplicates("patient_id").set_index("patient_id"))
     mc = model.config

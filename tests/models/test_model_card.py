@@ -127,7 +127,7 @@ def test_held_out_key_depends_on_patients_and_labels_not_order() -> None:
 
 
 def test_stage_card_reads_the_home_cohort_sites_and_review_provenance(tmp_path: Path) -> None:
-    """A home's card: demographics (with a site column) from cohort.parquet, provenance from confirmed reviews."""
+    """A home's card: demographics (with a site column) from cohort.parquet; confirmed reviews never label held-out."""
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -156,7 +156,8 @@ def test_stage_card_reads_the_home_cohort_sites_and_review_provenance(tmp_path: 
     mc.write_stage_card(config, model, fs, held_out, None, result)
     card = mc.read_card(tmp_path / "report")
     assert card["title"].startswith("late fusion, zero imputation (m1)")
-    assert card["data"]["label_provenance"] == {"cohort table": 59, "clinician review": 1}  # ids[0] is not held out
+    # every held-out label is the cohort's; the one confirmed held-out outcome is counted apart (ids[0] is not held out)
+    assert card["data"]["label_provenance"] == {"cohort table": 60, "clinician-confirmed, agreement only": 1}
     assert card["data"]["splits"]["training"]["n"] == 60 and card["demographics_absent"] == []
     sites = {r["group"]: r["n"] for r in card["subgroups"] if r["attribute"] == "site"}
     assert sites == {"north": sum(i % 3 != 0 for i in range(60, 120)), "south": sum(i % 3 == 0 for i in range(60, 120))}
