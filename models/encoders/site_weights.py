@@ -37,17 +37,18 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ingestion.atomic_files import atomic_write_bytes
+from ingestion.modalities import MODALITIES
 
 if TYPE_CHECKING:  # torch is imported where weights are read: the CLI's checks and digests run without it
     import torch
 
     from models.encoders.base import TorchEncoder
 
-SITE_MODALITIES = ("ct", "xray", "eeg")
-"""Modalities whose encoder is a trainable network that can take a site's weights."""
+SITE_MODALITIES = tuple(m for m in MODALITIES if m != "note")
+"""Modalities whose encoder is a trainable torch network that can take a site's weights (all but notes)."""
 FOLDER_FILES = ("models/model.pt", "models/model.safetensors", "model.safetensors", "pytorch_model.bin",
                 "model.pt")
 """Where a weights folder keeps its state dict, first match wins: MONAI bundle, then Hugging Face layouts."""
@@ -182,6 +183,12 @@ def architecture_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str
     return out
 
 
+def _torch_module() -> type:
+    from torch import nn
+
+    return nn.Module
+
+
 def load_site_weights(encoder: TorchEncoder, source: Path) -> SiteWeights:
     """Load a site's weights into ``encoder`` after the strict check; its version then carries their sha256.
 
@@ -189,6 +196,8 @@ def load_site_weights(encoder: TorchEncoder, source: Path) -> SiteWeights:
     missing, unreadable or made for another architecture.
     """
     check_modality(encoder.modality)
+    if not isinstance(getattr(encoder, "net", None), _torch_module()):
+        raise SiteWeightsError(f"the {encoder.modality} encoder {encoder.name} has no torch network to take weights")
     path, fmt = weights_file(Path(source))
     state = read_state_dict(path, fmt)
     expected = encoder.net.state_dict()
@@ -252,8 +261,3 @@ def weights_digest(weights: Mapping[str, Path]) -> dict[str, str]:
     """``modality -> sha256`` of each configured weights file (what a stage's no-op fingerprint must cover)."""
     return {m: file_sha256(weights_file(Path(p))[0]) for m, p in sorted(weights.items())}
 
-
-def describe(record: SiteWeights) -> dict[str, Any]:
-    """A JSON-able record of where site weights came from (for logs and run parameters)."""
-    return {"source": str(record.source), "file": str(record.file), "format": record.format,
-            "sha256": record.sha256}
