@@ -99,6 +99,7 @@ def test_weights_from_settings_are_parsed_and_checked_like_the_option(tmp_path: 
         assert "CLINFUSE_ENCODER_WEIGHTS" in output and "no such weights file" in " ".join(output.split())
 
 
+@pytest.mark.slow
 def test_export_then_check_accepts_the_same_architecture_and_refuses_another(tmp_path: Path, home: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["encoders", "export", "--modality", "xray", "--out", str(tmp_path / "x.pt")],
@@ -113,6 +114,12 @@ def test_export_then_check_accepts_the_same_architecture_and_refuses_another(tmp
     assert bad.exception is None or isinstance(bad.exception, SystemExit)
     odd = runner.invoke(app, ["encoders", "export", "-m", "ct", "--out", str(tmp_path / "x.onnx")])
     assert odd.exit_code == 2 and not (tmp_path / "x.onnx").exists()
+    pretrained = build_encoder("xray", seed=11)  # as `clinfuse pretrain` leaves them in the home
+    pretrained.save_weights(home / "encoders")
+    out = runner.invoke(app, ["encoders", "export", "-m", "xray", "-o", str(tmp_path / "p.pt")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and pretrained.version in out.output, out.output
+    written = torch.load(tmp_path / "p.pt", weights_only=True)
+    assert all(torch.equal(written[k], v) for k, v in pretrained.net.state_dict().items())
 
 
 def _xray_rows(home: Path, version: str) -> pd.DataFrame:
