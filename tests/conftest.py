@@ -78,6 +78,36 @@ def small_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def orthanc_session(tmp_path_factory: pytest.TempPathFactory):
+    """One DICOMweb-only Orthanc for the session (HTTP on loopback; no DICOM port): starting one per test
+    costs seconds on a loaded machine. Use ``empty_orthanc``, never this one directly."""
+    from tests.orthanc_server import run_orthanc
+
+    with run_orthanc(tmp_path_factory.mktemp("orthanc-session")) as server:
+        yield server
+
+
+@pytest.fixture
+def empty_orthanc(orthanc_session):
+    """The session's Orthanc with every patient deleted (REST), so each test starts on an empty PACS."""
+    orthanc_session.clear()
+    return orthanc_session
+
+
+@pytest.fixture(scope="session")
+def pg_session():
+    """One throwaway PostgreSQL cluster for the session (loopback, free port); each user makes its own
+    databases with ``pg_session.databases(...)`` and drops them after. Skips when PostgreSQL is absent."""
+    from tests.flows.pg_cluster import pg_bindir, postgres_cluster
+
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql "
+                    "(scripts/ensure-system-packages.sh)")
+    with postgres_cluster(free_port(), ()) as cluster:
+        yield cluster
+
+
 def _run_then_exit(target, args: tuple) -> None:  # noqa: ANN001 - any picklable callable
     """Run ``target`` in a forked child and leave through ``os._exit``.
 

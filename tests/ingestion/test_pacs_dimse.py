@@ -9,6 +9,7 @@ is not there fails with a reason and changes nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -18,7 +19,7 @@ from ingestion.pacs import PacsError, PacsQuery, connect, pull
 from ingestion.pacs_dimse import parse_dimse_url, pull_dimse
 from ingestion.phantom import generate_cohort
 from tests.conftest import free_port
-from tests.orthanc_server import run_orthanc
+from tests.orthanc_server import Orthanc, run_orthanc
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -33,6 +34,20 @@ def cohorts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "first", root / "later"
 
 
+@pytest.fixture(scope="module")
+def dimse_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """One Orthanc with its DICOM port for this module (C-FIND/C-GET for ``OUR_AET`` only)."""
+    with run_orthanc(tmp_path_factory.mktemp("orthanc-dimse"), dicom=True, known_aets=(OUR_AET,)) as server:
+        yield server
+
+
+@pytest.fixture
+def pacs(dimse_orthanc: Orthanc) -> Orthanc:
+    """The module's Orthanc with every patient deleted (REST): each test starts on an empty PACS."""
+    dimse_orthanc.clear()
+    return dimse_orthanc
+
+
 def _staged(staging: Path) -> dict[str, Path]:
     return {p.relative_to(staging).as_posix(): p for p in sorted(staging.rglob("*.dcm"))}
 
@@ -41,53 +56,50 @@ def _pixels(ds: pydicom.Dataset) -> str:
     return hashlib.sha256(ds.PixelData).hexdigest()
 
 
-def test_dimse_pull_matches_dicomweb_and_is_incremental(cohorts, tmp_path: Path) -> None:
+def test_dimse_pull_matches_dicomweb_and_is_incremental(cohorts, pacs: Orthanc, tmp_path: Path) -> None:
     first, later = cohorts
-    with run_orthanc(tmp_path / "orthanc", dicom=True, known_aets=(OUR_AET,)) as pacs:
-        for path in sorted((first / "dicom").rglob("*.dcm")):
-            pacs.upload(path)
-        dimse_url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
-        web = pull(connect(pacs.dicomweb), pacs.dicomweb, tmp_path / "web")
-        dimse = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
-        assert dimse.series_found == web.series_found > 0
-        assert dimse.instances_written == web.instances_written == len(list((first / "dicom").rglob("*.dcm")))
-        web_files, dimse_files = _staged(tmp_path / "web" / "staging"), _staged(tmp_path / "dimse" / "staging")
-        assert web_files.keys() == dimse_files.keys()
-        for name, path in web_files.items():
-            a, b = pydicom.dcmread(path), pydicom.dcmread(dimse_files[name])
-            assert a.SOPInstanceUID == b.SOPInstanceUID and _pixels(a) == _pixels(b)
-            assert a == b  # every data element equal (the file meta header names the receiver)
-            assert a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID
+    for path in sorted((first / "dicom").rglob("*.dcm")):
+        pacs.upload(path)
+    dimse_url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
+    web = pull(connect(pacs.dicomweb), pacs.dicomweb, tmp_path / "web")
+    dimse = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
+    assert dimse.series_found == web.series_found > 0
+    assert dimse.instances_written == web.instances_written == len(list((first / "dicom").rglob("*.dcm")))
+    web_files, dimse_files = _staged(tmp_path / "web" / "staging"), _staged(tmp_path / "dimse" / "staging")
+    assert web_files.keys() == dimse_files.keys()
+    for name, path in web_files.items():
+        a, b = pydicom.dcmread(path), pydicom.dcmread(dimse_files[name])
+        assert a.SOPInstanceUID == b.SOPInstanceUID and _pixels(a) == _pixels(b)
+        assert a == b  # every data element equal (the file meta header names the receiver)
+        assert a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID
 
-        again = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
-        assert (again.series_pulled, again.instances_written, again.series_current) == (0, 0, dimse.series_found)
+    again = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
+    assert (again.series_pulled, again.instances_written, again.series_current) == (0, 0, dimse.series_found)
 
-        for path in sorted((later / "dicom").rglob("*.dcm")):
-            pacs.upload(path)
-        newer = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
-        assert newer.series_pulled == len(list((later / "dicom").iterdir()))
-        assert newer.instances_written == len(list((later / "dicom").rglob("*.dcm")))
-        assert newer.series_current == dimse.series_found
+    for path in sorted((later / "dicom").rglob("*.dcm")):
+        pacs.upload(path)
+    newer = pull_dimse(dimse_url, tmp_path / "dimse", our_aet=OUR_AET)
+    assert newer.series_pulled == len(list((later / "dicom").iterdir()))
+    assert newer.instances_written == len(list((later / "dicom").rglob("*.dcm")))
+    assert newer.series_current == dimse.series_found
 
 
-def test_dimse_pull_narrowed_by_modality(cohorts, tmp_path: Path) -> None:
+def test_dimse_pull_narrowed_by_modality(cohorts, pacs: Orthanc, tmp_path: Path) -> None:
     first, _ = cohorts
-    with run_orthanc(tmp_path / "orthanc", dicom=True, known_aets=(OUR_AET,)) as pacs:
-        for path in sorted((first / "dicom").rglob("*.dcm")):
-            pacs.upload(path)
-        url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
-        report = pull_dimse(url, tmp_path / "ct", PacsQuery(modalities=("CT",)), our_aet=OUR_AET)
+    for path in sorted((first / "dicom").rglob("*.dcm")):
+        pacs.upload(path)
+    url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
+    report = pull_dimse(url, tmp_path / "ct", PacsQuery(modalities=("CT",)), our_aet=OUR_AET)
     modalities = {pydicom.dcmread(p, stop_before_pixels=True).Modality for p in (tmp_path / "ct" / "staging").rglob("*.dcm")}
     assert report.series_pulled > 0 and modalities == {"CT"}
 
 
-def test_pacs_that_does_not_know_our_ae_fails_with_reason(cohorts, tmp_path: Path) -> None:
+def test_pacs_that_does_not_know_our_ae_fails_with_reason(cohorts, pacs: Orthanc, tmp_path: Path) -> None:
     first, _ = cohorts
-    with run_orthanc(tmp_path / "orthanc", dicom=True, known_aets=(OUR_AET,)) as pacs:
-        pacs.upload(next((first / "dicom").rglob("*.dcm")))
-        url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
-        with pytest.raises(PacsError, match="our AE 'STRANGER'.*register it there"):
-            pull_dimse(url, tmp_path / "pacs", our_aet="STRANGER")
+    pacs.upload(next((first / "dicom").rglob("*.dcm")))
+    url = f"dicom://127.0.0.1:{pacs.dicom_port}/{pacs.aet}"
+    with pytest.raises(PacsError, match="our AE 'STRANGER'.*register it there"):
+        pull_dimse(url, tmp_path / "pacs", our_aet="STRANGER")
     assert not (tmp_path / "pacs" / "cursor.json").exists()
 
 

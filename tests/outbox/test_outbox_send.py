@@ -22,7 +22,6 @@ from models.outbox.result import PatientResult
 from models.outbox.send import post_bundles, send_srs
 from models.outbox.sr import read_risk
 from tests.conftest import free_port
-from tests.orthanc_server import run_orthanc
 
 SECRET = "outbox-send-secret"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -102,21 +101,21 @@ def _fresh(outbox: tuple[Path, list[PatientResult]], tmp_path: Path) -> Path:
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_srs_stored_over_stow_are_retrievable_with_their_risk(outbox, tmp_path: Path) -> None:
+def test_srs_stored_over_stow_are_retrievable_with_their_risk(outbox, empty_orthanc, tmp_path: Path) -> None:
     box, results = _fresh(outbox, tmp_path), outbox[1]
-    with run_orthanc(tmp_path / "orthanc") as pacs:
-        client = connect(pacs.dicomweb)
-        report = send_srs(box, client, pacs.dicomweb)
-        assert report.sent["sr"] == len(results) and not report.failed["sr"]
-        for result in results:
-            found = client.search_for_instances(search_filters={"PatientID": result.patient_id, "Modality": "SR"})
-            assert len(found) == 1
-            uid = lambda key: found[0][key]["Value"][0]  # noqa: E731
-            ds = client.retrieve_instance(uid("0020000D"), uid("0020000E"), uid("00080018"))
-            assert read_risk(ds)["risk"] == pytest.approx(result.risk)
-            assert ds.StudyInstanceUID in {r.study_uid for r in result.references}
-        again = send_srs(box, client, pacs.dicomweb)
-        assert again.sent["sr"] == 0 and again.already["sr"] == len(results)
+    pacs = empty_orthanc
+    client = connect(pacs.dicomweb)
+    report = send_srs(box, client, pacs.dicomweb)
+    assert report.sent["sr"] == len(results) and not report.failed["sr"]
+    for result in results:
+        found = client.search_for_instances(search_filters={"PatientID": result.patient_id, "Modality": "SR"})
+        assert len(found) == 1
+        uid = lambda key: found[0][key]["Value"][0]  # noqa: E731
+        ds = client.retrieve_instance(uid("0020000D"), uid("0020000E"), uid("00080018"))
+        assert read_risk(ds)["risk"] == pytest.approx(result.risk)
+        assert ds.StudyInstanceUID in {r.study_uid for r in result.references}
+    again = send_srs(box, client, pacs.dicomweb)
+    assert again.sent["sr"] == 0 and again.already["sr"] == len(results)
     assert Ledger(box).read()["sent"][f"stow:{pacs.dicomweb}"].keys() == {p.name for p in (box / "sr").iterdir()}
 
 
