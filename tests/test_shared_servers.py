@@ -17,19 +17,20 @@ import pytest
 pytestmark = [pytest.mark.server]
 
 
-def _two_patients_dicom(root: Path) -> list[Path]:
-    """A radiograph of each of two phantom patients (small files, two patients in the PACS)."""
+@pytest.fixture(scope="module")
+def radiographs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The radiographs of a two-patient phantom (small files, two patients in the PACS); read-only."""
     from ingestion.phantom import generate_cohort
 
+    root = tmp_path_factory.mktemp("shared-servers") / "cohort"
     generate_cohort(root, 2, seed=3, missing_rate=0.0, eeg_seconds=(4, 4))
-    files = [p for p in sorted((root / "dicom").rglob("*.dcm"))
-             if pydicom.dcmread(p, stop_before_pixels=True).Modality in ("CR", "DX")]
-    return files
+    return [p for p in sorted((root / "dicom").rglob("*.dcm"))
+            if pydicom.dcmread(p, stop_before_pixels=True).Modality in ("CR", "DX")]
 
 
-def test_orthanc_clear_leaves_the_shared_server_empty(orthanc_session, tmp_path: Path) -> None:
+def test_orthanc_clear_leaves_the_shared_server_empty(orthanc_session, radiographs: list[Path]) -> None:
     orthanc_session.clear()
-    files = _two_patients_dicom(tmp_path / "cohort")
+    files = radiographs
     for path in files:
         orthanc_session.upload(path)
     assert orthanc_session.instance_count() == len(files) >= 2
@@ -40,9 +41,9 @@ def test_orthanc_clear_leaves_the_shared_server_empty(orthanc_session, tmp_path:
     orthanc_session.clear()
 
 
-def test_empty_orthanc_starts_each_test_empty(empty_orthanc, tmp_path: Path) -> None:
+def test_empty_orthanc_starts_each_test_empty(empty_orthanc, radiographs: list[Path]) -> None:
     assert empty_orthanc.instance_count() == 0
-    empty_orthanc.upload(_two_patients_dicom(tmp_path / "cohort")[0])  # left behind on purpose
+    empty_orthanc.upload(radiographs[0])  # left behind on purpose: the next test must not see it
 
 
 def test_empty_orthanc_is_empty_after_a_test_left_data(empty_orthanc) -> None:
