@@ -77,7 +77,7 @@ def plan(files: bool, shared: float, shared_range: tuple[float, ...]) -> list[tu
 
 def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
     """(FeatureSet, answers aligned to it, held-out bool, signal model)."""
-    from models.held_out import held_out_mask
+    from models.study_definition import study_for_features
 
     model = SignalModel(shared=rho)
     if source.startswith("files"):
@@ -91,7 +91,8 @@ def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
         cohort = synthetic_cohort(args.sim_patients, dim=32, shared=rho, seed=args.seed)
         fs, answers = cohort.features, cohort.answers.set_index("patient_id")
         fraction = args.held_out_fraction
-    return fs, answers.reset_index(), held_out_mask(fs.patient_ids, fraction, args.seed), model
+    study = study_for_features(fs, held_out_fraction=fraction, seed=args.seed)  # the study's held-out patients
+    return fs, answers.reset_index(), np.isin(fs.patient_ids, study.held_out), model
 
 
 def _slug(key: str) -> str:

@@ -5,7 +5,7 @@ The home is modified (new encoder weights, new embeddings): pass a copy. Steps, 
 that keeps the strategies independent: frozen on the home's seeded-init embeddings;
 ``pretrain`` then frozen on the pretrained embeddings; finetune from the pretrained
 weights; joint from the seeded init. The held-out patients are the train flow's keyed
-hash (``flows.flows.train.held_out_mask``), never trained on by any step (pretraining
+hash (the study of ``models.study_definition``), never trained on by any step (pretraining
 included: it only sees the training patients' items).
 """
 
@@ -24,7 +24,8 @@ from ingestion.cohort import load_cohort
 from ingestion.manifest import read_manifest
 from models.features.assemble import encode_manifest, load_features
 from models.features.stage_inputs import read_answers
-from models.held_out import labelled, split_held_out
+from models.held_out import labelled
+from models.study_definition import study_for_features
 from models.stages import EncodeConfig, encode
 from models.stores.embeddings import EmbeddingStore
 from models.training.joint import JointConfig, train_joint
@@ -53,7 +54,8 @@ def main() -> None:
     store = EmbeddingStore(home / "embeddings")
     keys = dict(encode(EncodeConfig(home=home, seed=args.seed)).encoder_keys)  # store hits: the current keys
     features = labelled(load_features(manifest, cohort, store, keys))
-    train_fs, held = split_held_out(features, 0.2, args.seed)
+    study = study_for_features(features, held_out_fraction=0.2, seed=args.seed)  # the one split
+    train_fs, held = study.training_features(features), study.held_out_features(features)
     held_ids = held.patient_ids
     rows = []
     if args.answers:
@@ -77,7 +79,7 @@ def main() -> None:
     rep = encode_manifest(manifest, home, store, modalities=("ct", "xray", "eeg"), encoders_dir=enc_dir)
     pre_keys = {**keys, **rep.encoder_keys}
     pre_fs = labelled(load_features(manifest, cohort, store, pre_keys))
-    pre_train, _ = split_held_out(pre_fs, 0.2, args.seed)
+    pre_train = study.training_features(pre_fs)
     model = train(pre_train, config)
     rows.append({"strategy": "pretrain + frozen", "auroc": held_out_auroc(model, pre_fs, held_ids),
                  "seconds": time.perf_counter() - t, "pretrain_seconds": t_pre})

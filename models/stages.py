@@ -393,7 +393,8 @@ def study(config: StudyConfig, progress: Callable[[str], None] | None = None) ->
         synthetic_features(config.synthetic, config.seed)[1] if config.synthetic else None)
     plan = Study(n_boot=config.n_boot, seed=config.seed)
     plan.train = replace(plan.train, epochs=config.epochs, seed=config.seed, device=config.device)
-    result = run_study(features, answers, plan, progress=progress)
+    split = define_run_study(config.home, features, config.synthetic, config.seed, HELD_OUT_FRACTION)
+    result = run_study(features, answers, plan, progress=progress, study=split)  # the run's study, not a new split
     key = {k: v for k, v in asdict(config).items() if k != "secret"}
     name = hashlib.sha256(json.dumps([features_sha256(features), key], default=str).encode()).hexdigest()
     out = HomeLayout.at(config.home).ensure().reports_dir / f"study-{name[:12]}"

@@ -1,7 +1,9 @@
 """The comparative study: every fusion type, unimodal baselines, MCAR/MNAR sweeps per imputation method.
 
-One held-out test split (patient-level, stratified) is drawn once; every model
-is trained on the rest (with its own validation split inside ``train``) and
+The held-out test patients are the run's study's (:mod:`models.study_definition`:
+the stage passes the home's study, so the comparison never trains on the
+patients the registered models are judged on); every model is trained on the
+study's training patients (with its own validation split inside ``train``) and
 scored on the same test patients, so their intervals and paired differences
 are comparable. Missingness sweeps hide modalities of the whole cohort (train
 and test alike: a hospital's missingness does not stop at the split) and
@@ -23,7 +25,8 @@ from models.evaluation.metrics import align_answers, bootstrap_metrics, flat, pa
 from models.features.feature_set import FeatureSet
 from models.features.synthetic import apply_missingness
 from models.training.calibration import expected_calibration_error, reliability_curve
-from models.training.train import TrainConfig, patient_split, train
+from models.study_definition import Study, study_for_features
+from models.training.train import TrainConfig, train
 
 SWEEP_METHODS = {  # name -> (imputer, modality dropout override or None for the template's)
     "zero": ("zero", 0.0),
@@ -74,12 +77,16 @@ def _score(model, test: FeatureSet, n_boot: int, seed: int, answers: pd.DataFram
 
 
 def run_study(features: FeatureSet, answers: pd.DataFrame | None = None, config: StudyConfig | None = None,
-              progress: Callable[[str], None] | None = None) -> StudyResult:
-    """Train and score every model of the study; see the module docstring."""
+              progress: Callable[[str], None] | None = None, study: Study | None = None) -> StudyResult:
+    """Train and score every model of the study; see the module docstring.
+
+    ``study`` (default: :func:`models.study_definition.study_for_features` at ``config.test_fraction``) says
+    which patients train and which are scored.
+    """
     config = config or StudyConfig()
     say = progress or (lambda _msg: None)
-    train_idx, test_idx = patient_split(features, config.test_fraction, config.seed + 1)
-    train_fs, test_fs = features.subset(train_idx), features.subset(test_idx)
+    study = study or study_for_features(features, held_out_fraction=config.test_fraction, seed=config.seed)
+    train_fs, test_fs = study.training_features(features), study.held_out_features(features)
     test_ans = align_answers(test_fs.patient_ids, answers)
     y = np.asarray(test_fs.labels).astype(int)
     tpl = config.train
@@ -119,7 +126,7 @@ def run_study(features: FeatureSet, answers: pd.DataFrame | None = None, config:
     for mech in config.mechanisms:
         for rate in config.rates:
             hidden = apply_missingness(features, rate, mech, config.seed + 2) if rate > 0 else features
-            tr, te = hidden.subset(train_idx), hidden.subset(test_idx)
+            tr, te = study.training_features(hidden), study.held_out_features(hidden)
             for method in config.sweep_methods:
                 imputer, dropout = SWEEP_METHODS[method]
                 if rate == 0 and mech != config.mechanisms[0]:  # identical to the first mechanism's rate 0
