@@ -85,13 +85,33 @@ def predict(config: PredictConfig) -> PredictResult:
                   dict(keys), layout.encoders_dir, device=config.device, seed=config.seed,
                   quarantine_dir=layout.quarantine_dir, note_model_cache=config.note_model_cache)
     features = home_features(layout, dict(keys), _batch_cohort(config))
-    out = model.predict(features, n_mc=config.n_mc, seed=0)
+    out = score_in_chunks(model, features, config.n_mc)
     out["predicted_class"] = out["predicted_class"].astype("int64")  # the registered pyfunc's output types
     out["abstain"] = out["abstain"].astype(bool)
     path = append_batch(layout.predictions_dir, out, model_name=config.model_name,
                         model_version=config.model_version, run_id=config.run_id)
     return PredictResult(path, len(out), config.model_version, config.run_id, int(out["abstain"].sum()),
                          float(out["risk"].mean()) if len(out) else None, keys)
+
+
+PREDICT_CHUNK = 1024
+"""Patients scored at once. The Monte-Carlo redraws of imputed patients hold n_mc x patients x embedding
+floats, so scoring the whole cohort in one call made predict's peak memory grow with the cohort (issue 25:
+505 -> 697 MiB from 500 to 5,000 patients); per chunk it is bounded. A patient's score does not depend on
+the batch (its draws are seeded by its id: tests/models/test_invariance.py), so chunks change no score."""
+
+
+def score_in_chunks(model: Any, features: Any, n_mc: int, chunk: int = PREDICT_CHUNK) -> Any:
+    """``model.predict`` over ``features`` ``chunk`` patients at a time, rows in the features' order."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(features)
+    if n <= chunk:
+        return model.predict(features, n_mc=n_mc, seed=0)
+    parts = [model.predict(features.subset(np.arange(i, min(i + chunk, n))), n_mc=n_mc, seed=0)
+             for i in range(0, n, chunk)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _batch_cohort(config: PredictConfig) -> Any:
