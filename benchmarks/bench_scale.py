@@ -71,11 +71,12 @@ class StageResult:
     load_at_end: float = 0.0
 
 
-def stage_command(stage: str, source: Path, patients: int, epochs: int) -> list[str]:
+def stage_command(stage: str, source: Path, patients: int, epochs: int, missing_rate: float = 0.0) -> list[str]:
     """The `clinfuse` arguments of one stage (what a user types)."""
     cohort, answers = source / "cohort.csv", source / "answers.parquet"
     if stage == "phantom":
-        return ["phantom", "--patients", str(patients), "--out", str(source), "--seed", "7"]
+        return ["phantom", "--patients", str(patients), "--out", str(source), "--seed", "7",
+                "--missing-rate", str(missing_rate)]
     if stage == "ingest":
         return ["ingest", "--source", str(source), "--cohort", str(cohort), "--exclude", str(answers)]
     if stage == "encode":
@@ -132,11 +133,11 @@ def monitor(cmd: list[str], env: dict[str, str], log: Path) -> dict:
             "peak_tree_rss_mib": peak / 2**20, "returncode": rc}
 
 
-def run_stage(stage: str, patients: int, work: Path, epochs: int) -> StageResult:
+def run_stage(stage: str, patients: int, work: Path, epochs: int, missing_rate: float = 0.0) -> StageResult:
     """One stage in its own monitor process; a failure is recorded with the log's last line, never raised."""
     source, log = work / "cohort", work / f"{stage}.log"
     env = {**os.environ, "CLINFUSE_HOME": str(work / "home"), "CLINFUSE_PSEUDONYM_SECRET": SECRET}
-    cmd = [str(BIN / "clinfuse"), *stage_command(stage, source, patients, epochs)]
+    cmd = [str(BIN / "clinfuse"), *stage_command(stage, source, patients, epochs, missing_rate)]
     spec = json.dumps({"cmd": cmd, "log": str(log)})
     out = subprocess.run([sys.executable, __file__, "--monitor", spec], cwd=REPO, env=env, capture_output=True,
                          text=True, check=False)
@@ -156,7 +157,7 @@ def last_line(text: str) -> str:
 
 
 def run_cohort(patients: int, work: Path, epochs: int, on_stage: Callable[[StageResult], None] = lambda _: None,
-               stages: tuple[str, ...] = STAGES) -> list[StageResult]:
+               stages: tuple[str, ...] = STAGES, missing_rate: float = 0.0) -> list[StageResult]:
     """Every stage in order on one fresh work folder; stops after the first failed stage (the next needs it).
 
     ``on_stage`` sees each result as it comes (the caller saves it: a long run stopped midway keeps its stages).
@@ -164,7 +165,7 @@ def run_cohort(patients: int, work: Path, epochs: int, on_stage: Callable[[Stage
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for stage in stages:
-        result = run_stage(stage, patients, work, epochs)
+        result = run_stage(stage, patients, work, epochs, missing_rate)
         results.append(result)
         on_stage(result)
         print(f"{patients} patients, {stage}: {result.wall_s:.1f} s wall, {result.cpu_s:.1f} s CPU, "
@@ -197,13 +198,16 @@ def projection(results: list[StageResult], target_patients: int) -> tuple[float,
     return wall, cpu
 
 
-def table(results: list[StageResult], load_start: float, epochs: int, not_run: list[int]) -> str:
+def table(results: list[StageResult], load_start: float, epochs: int, not_run: list[int],
+          missing_rate: float = 0.0) -> str:
     """The Markdown section: one row per (size, stage), totals per size, the RSS growth and what was not run."""
     sizes = sorted({r.patients for r in results})
     load_end = results[-1].load_at_end if results else load_start
     lines = [
         f"`benchmarks/bench_scale.py`: file-based phantom cohorts of {' and '.join(f'{n:,}' for n in sizes)} "
-        f"patients (seed 7, no missingness), each stage one whole `clinfuse` process in a fresh home "
+        f"patients (seed 7, "
+        + (f"{100 * missing_rate:g} % of each modality missing at random" if missing_rate else "no missingness")
+        + "), each stage one whole `clinfuse` process in a fresh home "
         f"(`train --epochs {epochs}`; `predict` scores the same cohort with the champion `train` registered). "
         f"CPU s = user + sys of the command and every process it waited for; max process RSS = the largest "
         f"single process (`ru_maxrss`); tree RSS = the command and its workers summed, sampled every "
@@ -282,18 +286,20 @@ def report(markdown: str, write: bool) -> None:
         write_section(markdown)
 
 
-def load_results(paths: list[Path]) -> tuple[list[StageResult], float, int]:
-    """Results, first start load and epochs of one or more ``--json`` files (e.g. one per cohort size)."""
+def load_results(paths: list[Path]) -> tuple[list[StageResult], float, int, float]:
+    """Results, first start load, epochs and missing rate of ``--json`` files (e.g. one per cohort size)."""
     results: list[StageResult] = []
-    loads, epochs = [], set()
+    loads, epochs, rates = [], set(), set()
     for path in paths:
         saved = json.loads(path.read_text())
         results += [StageResult(**r) for r in saved["results"]]
         loads.append(saved["load_start"])
         epochs.add(saved["epochs"])
-    if len(epochs) != 1:
-        raise SystemExit(f"the files were run with different --epochs ({sorted(epochs)}); render them apart")
-    return results, loads[0], epochs.pop()
+        rates.add(saved.get("missing_rate", 0.0))
+    if len(epochs) != 1 or len(rates) != 1:
+        raise SystemExit(f"the files were run with different --epochs {sorted(epochs)} or --missing-rate "
+                         f"{sorted(rates)}; render them apart")
+    return results, loads[0], epochs.pop(), rates.pop()
 
 
 def main() -> None:
@@ -302,6 +308,8 @@ def main() -> None:
     parser.add_argument("--not-run", type=int, nargs="*", default=[],
                         help="sizes to list as not run, with the time the measured rates predict for them")
     parser.add_argument("--epochs", type=int, default=30, help="`clinfuse train --epochs`")
+    parser.add_argument("--missing-rate", type=float, default=0.0,
+                        help="`clinfuse phantom --missing-rate`: > 0 makes predict redraw imputed modalities")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
                         help="run only these stages, in the pipeline's order (each needs the ones before it)")
     parser.add_argument("--workdir", type=Path, help="keep cohorts and homes here (default: a temp folder, removed)")
@@ -316,9 +324,10 @@ def main() -> None:
         print(json.dumps(monitor(spec["cmd"], dict(os.environ), Path(spec["log"]))))
         return
     if args.from_json:
-        results, load_start, epochs = load_results(args.from_json)
+        results, load_start, epochs, missing_rate = load_results(args.from_json)
         done = {r.patients for r in results}
-        report(table(results, load_start, epochs, [m for m in args.not_run if m not in done]), args.write)
+        report(table(results, load_start, epochs, [m for m in args.not_run if m not in done], missing_rate),
+               args.write)
         return
     load_start = os.getloadavg()[0]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
@@ -328,14 +337,17 @@ def main() -> None:
         results.append(result)
         if args.json:
             args.json.write_text(json.dumps({"load_start": load_start, "epochs": args.epochs,
+                                             "missing_rate": args.missing_rate,
                                              "results": [asdict(r) for r in results]}, indent=1))
 
     try:
         for n in args.patients:
-            run_cohort(n, root / f"n{n}", args.epochs, save, tuple(st for st in STAGES if st in args.stages))
+            run_cohort(n, root / f"n{n}", args.epochs, save, tuple(st for st in STAGES if st in args.stages),
+                       args.missing_rate)
             # after every size: a run stopped during the next size still leaves this table
             report(table(results, load_start, args.epochs, [m for m in [*args.patients, *args.not_run]
-                                                            if m not in {r.patients for r in results}]), args.write)
+                                                            if m not in {r.patients for r in results}],
+                         args.missing_rate), args.write)
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
