@@ -129,7 +129,8 @@ def _child(method: str, folder: Path, warm: Path, repeats: int, spacing: list[fl
         read(folder)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    out = {"median_s": statistics.median(times), "cpu_s": statistics.median(cpu), "peak_rss_bytes": mem}
+    out = {"median_s": statistics.median(times), "cpu_s": statistics.median(cpu), "peak_rss_bytes": mem,
+           "times_s": times, "cpu_times_s": cpu}
     if method == "monai":
         out["label_extra"] = type(_reader_of_monai_loader(folder)).__name__
     if method == "clinfuse_raw":
@@ -142,8 +143,21 @@ def _child(method: str, folder: Path, warm: Path, repeats: int, spacing: list[fl
     return out
 
 
-def run(n_slices: int, size: int, repeats: int, methods: list[str]) -> tuple[list[dict], int]:
-    """Write the series, run every method in a subprocess, return rows and the volume's bytes."""
+def _merge_rounds(rounds: list[dict]) -> dict:
+    """One method's rounds as one row: medians over every timed repeat of every round, the first round's memory."""
+    row = dict(rounds[0])
+    row["times_s"] = [t for r in rounds for t in r["times_s"]]
+    row["cpu_times_s"] = [t for r in rounds for t in r["cpu_times_s"]]
+    row["median_s"], row["cpu_s"] = statistics.median(row["times_s"]), statistics.median(row["cpu_times_s"])
+    return row
+
+
+def run(n_slices: int, size: int, repeats: int, methods: list[str], rounds: int = 1) -> tuple[list[dict], int]:
+    """Write the series, run every method in a subprocess, return rows and the volume's bytes.
+
+    With ``rounds`` > 1 the methods take turns (each round starts every method's subprocess again), so a
+    change in the machine's load during the run falls on every reader alike instead of on whichever ran then.
+    """
     from tests.ingestion.dicom_factory import write_ct_series
 
     rng = np.random.default_rng(0)
@@ -151,27 +165,31 @@ def run(n_slices: int, size: int, repeats: int, methods: list[str]) -> tuple[lis
         folder, warm = Path(tmp) / "series", Path(tmp) / "warm"
         write_ct_series(folder, rng.integers(0, 2400, (n_slices, size, size)).astype(np.int16))
         write_ct_series(warm, rng.integers(0, 2400, (3, 16, 16)).astype(np.int16))
-        rows = []
-        for label, method in METHODS.items():
-            if method not in methods:
-                continue
-            args = json.dumps([method, str(folder), str(warm), repeats, [4.0, 2.0, 2.0], [32, 64, 64]])
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", args], capture_output=True, text=True, check=False
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"{method} failed:\n{proc.stderr[-2000:]}")
-            rows.append({"label": label, "method": method, **json.loads(proc.stdout.strip().splitlines()[-1])})
-    return rows, n_slices * size * size * 4
+        chosen = [(label, method) for label, method in METHODS.items() if method in methods]
+        got: dict[str, list[dict]] = {method: [] for _, method in chosen}
+        for _ in range(rounds):
+            for label, method in chosen:
+                args = json.dumps([method, str(folder), str(warm), repeats, [4.0, 2.0, 2.0], [32, 64, 64]])
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", args], capture_output=True, text=True, check=False
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{method} failed:\n{proc.stderr[-2000:]}")
+                got[method].append({"label": label, "method": method,
+                                    **json.loads(proc.stdout.strip().splitlines()[-1])})
+    return [_merge_rounds(got[method]) for _, method in chosen], n_slices * size * size * 4
 
 
-def table(rows: list[dict], volume_bytes: int, n_slices: int, size: int, repeats: int, load: float = 0.0) -> str:
+def table(rows: list[dict], volume_bytes: int, n_slices: int, size: int, repeats: int, load: float = 0.0,
+          rounds: int = 1, load_end: float | None = None) -> str:
     """Markdown table with speed ratios relative to clinfuse's raw read."""
     base = next((r["median_s"] for r in rows if r["method"] == "clinfuse_raw"), None)
     base_cpu = next((r["cpu_s"] for r in rows if r["method"] == "clinfuse_raw"), None)
     lines = [
         f"{n_slices} slices of {size}x{size} int16 (float32 volume {volume_bytes / 2**20:.1f} MiB), "
-        f"median of {repeats} runs, {platform.machine()} {_cpus()} CPU(s), Python {platform.python_version()}.",
+        f"median of {repeats * rounds} runs" + (f" ({rounds} rounds of {repeats}, the readers taking turns)"
+                                                if rounds > 1 else "")
+        + f", {platform.machine()} {_cpus()} CPU(s), Python {platform.python_version()}.",
         "",
         "| reader | median wall ms | wall vs clinfuse raw | median CPU ms | CPU vs clinfuse raw "
         "| peak RSS growth MiB | peak / volume |",
@@ -206,8 +224,9 @@ def table(rows: list[dict], volume_bytes: int, n_slices: int, size: int, repeats
         if "raw_bytes" in by_method:
             lines.append(f"clinfuse raw read takes {raw['median_s'] / by_method['raw_bytes']['median_s']:.1f}x "
                          "the time of reading the files' bytes alone.")
-    lines.append(f"Load average when the run started: {load:.1f} on {_cpus()} CPU(s); with other jobs running, "
-                 "CPU time is the steadier comparison.")
+    lines.append(f"Load average when the run started: {load:.1f}"
+                 + (f", when it ended: {load_end:.1f}" if load_end is not None else "")
+                 + f" on {_cpus()} CPU(s); with other jobs running, CPU time is the steadier comparison.")
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +246,8 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=64, help="number of slices in the series")
     parser.add_argument("--size", type=int, default=256, help="rows = columns of each slice")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per reader (median reported)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every reader's subprocess this many times, taking turns (steadier on a shared machine)")
     parser.add_argument("--methods", default=",".join(METHODS.values()), help="comma-separated subset")
     parser.add_argument("--write", action="store_true", help="write the table into docs/BENCHMARKS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -235,8 +256,9 @@ def main() -> None:
         print(json.dumps(_child(*json.loads(args.child))))
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    rows, volume_bytes = run(args.slices, args.size, args.repeats, args.methods.split(","))
-    markdown = table(rows, volume_bytes, args.slices, args.size, args.repeats, load)
+    rows, volume_bytes = run(args.slices, args.size, args.repeats, args.methods.split(","), args.rounds)
+    markdown = table(rows, volume_bytes, args.slices, args.size, args.repeats, load, args.rounds,
+                     os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     print(markdown)
     if args.write:
         write_section(markdown)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ct_read.py"
 
 
@@ -37,3 +39,15 @@ def test_section_replaced_without_touching_others(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "eeg table" in text and "dash table" in text and "second table" in text
     assert "first table" not in text and text.count("## CT series read") == 1
+
+
+def test_rounds_take_turns_and_pool_every_repeat() -> None:
+    bench = _bench_module()
+    rows, _ = bench.run(3, 16, 2, ["raw_bytes", "clinfuse_raw"], rounds=2)
+    assert [r["method"] for r in rows] == ["raw_bytes", "clinfuse_raw"]
+    for row in rows:
+        assert len(row["times_s"]) == 4 and len(row["cpu_times_s"]) == 4  # 2 rounds x 2 repeats
+        assert row["median_s"] == pytest.approx((sorted(row["times_s"])[1] + sorted(row["times_s"])[2]) / 2)
+    markdown = bench.table(rows, 3 * 16 * 16 * 4, 3, 16, 2, 0.5, rounds=2, load_end=0.7)
+    assert "median of 4 runs (2 rounds of 2, the readers taking turns)" in markdown
+    assert "when it ended: 0.7" in markdown
