@@ -206,8 +206,12 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     cal = getattr(model, "metrics", {}).get("calibration", {})
     for kind, value in cal.get("ece_cross_fitted", {}).items():  # what the folds compared, and kept
         metrics[f"ece_cross_fitted_{kind}"] = float(value)
+    for kind, value in cal.get("ece_change_upper", {}).items():  # the bootstrap bound each fitted map had to beat
+        metrics[f"ece_change_upper_{kind}"] = float(value)
     if "chosen" in cal:
         metrics["calibration_kept_identity"] = float(cal["chosen"] == "identity")
+        for kind in cal.get("ece_cross_fitted", {}):
+            metrics[f"calibration_kept_{kind}"] = float(cal["chosen"] == kind)
     metrics.update(set_coverage(y, model.class_sets(risk)))
     if getattr(model, "shapley_baseline", None) is not None:
         metrics["shapley_baseline"] = float(model.shapley_baseline)

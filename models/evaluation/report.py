@@ -104,12 +104,21 @@ def calibration_text(config: dict[str, Any], metrics: dict[str, float]) -> str:
 
     ece = metrics.get("ece", float("nan"))
     folds = {k.removeprefix("ece_cross_fitted_"): v for k, v in metrics.items() if k.startswith("ece_cross_fitted_")}
-    kept = min(folds, key=folds.get) if folds else str(config.get("calibration", "platt"))
-    kept = "no calibration" if kept == "identity" else f"{kept} calibration"
+    flags = [k.removeprefix("calibration_kept_") for k, v in metrics.items()
+             if k.startswith("calibration_kept_") and v == 1.0]
+    kind = flags[0] if flags else str(config.get("calibration", "platt"))
+    kept = "no calibration" if kind == "identity" else f"{kind} calibration"
     text = (f"ECE {ece:.3f} (95 % bootstrap interval {metrics.get('ece_low', float('nan')):.3f} - "
-            f"{metrics.get('ece_high', float('nan')):.3f}) after {kept} (kept for the lowest ECE on cross-fitted "
-            "out-of-fold scores of the training patients among Platt, Venn-Abers and none); "
+            f"{metrics.get('ece_high', float('nan')):.3f}) after {kept}; "
             f"{metrics.get('ece_uncalibrated', float('nan')):.3f} before. ")
+    if folds:
+        bounds = {k.removeprefix("ece_change_upper_"): v for k, v in metrics.items()
+                  if k.startswith("ece_change_upper_")}
+        compared = ", ".join(f"{k} {v:.3f}" + (f" (bound {bounds[k]:+.3f})" if k in bounds else "")
+                             for k, v in folds.items())
+        text += ("A fitted map is kept only when it beats no calibration on the cross-fitted out-of-fold scores "
+                 "by more than its patient-bootstrap noise (upper 95 % bound of its ECE change below 0), else "
+                 f"none is kept. Cross-fitted ECE: {compared}. ")
     level = level_text(float(metrics.get("interval_level", config.get("interval_level", 0.9))))
     if "set_coverage" in metrics:
         text += (f"Conformal class set ({level}) contains the true class for {metrics['set_coverage']:.1%} of "
@@ -117,7 +126,9 @@ def calibration_text(config: dict[str, Any], metrics: dict[str, float]) -> str:
     if "interval_coverage" in metrics:
         text += (f"The Venn-Abers range (no nominal level: not a confidence interval of the true risk) contains "
                  f"the best possible risk of {metrics['interval_coverage']:.1%} of held-out patients. ")
-    text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%}; AUROC of the answered patients "
+    text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%} (risk range straddling the threshold, "
+             "imputed modalities deciding the class, no modality, or an empty set; a set holding both classes "
+             "is not by itself a reason); AUROC of the answered patients "
              f"{metrics.get('auroc_not_abstained', float('nan')):.3f}.")
     return text
 

@@ -38,11 +38,13 @@ class TrainConfig:
     k_donors: int = 10
     class_weighted: bool = False  # pos_weight in the loss: shifts every logit by a constant (kept for comparison)
     # calibration candidate besides Venn-Abers and none ("platt": temperature + bias; "temperature": scale
-    # only); the lowest cross-fitted ECE of the three is kept (models.training.calibration.choose_calibrator)
+    # only); kept only when it beats none on cross-fitted ECE beyond bootstrap noise
+    # (models.training.calibration.choose_calibrator)
     calibration: str = "platt"
     abstain_share: float = 0.5
     threshold: float = 0.5  # risk at which the predicted class turns positive
-    # nominal coverage of the conformal class set ("90 % nominal"); abstain when the set holds both classes
+    # nominal coverage of the conformal class set ("90 % nominal"), reported beside the class; abstention is
+    # driven by the risk range straddling the threshold (models.training.uncertainty), not by a two-class set
     interval_level: float = 0.9
     cv_folds: int = 5  # cross-fitting folds over the training patients (calibrator, conformal sets, small cohorts)
     n_calibrators: int = 5  # legacy knob: 0 turns cross-fitting off (inner fits of a selection; cv_folds = 0)

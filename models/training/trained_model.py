@@ -38,11 +38,12 @@ from models.fusion import build_fusion
 from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_threads
 from models.imputation.methods import ImputedFeatures
 from models.imputation.registry import load_imputer, save_imputer
-from models.training.calibration import PlattScaler, VennAbersCalibrator, calibrator_from_dict, calibrator_to_dict
+from models.training.calibration import VennAbersCalibrator, calibrator_from_dict, calibrator_to_dict
 from models.training.config import TrainConfig, fusion_config
 from models.training.crossfit import LinearFusion
 from models.training.shapley import exact_modality_shapley
-from models.training.uncertainty import ConformalSets, abstain_decisions, imputation_draws, level_text, risk_range
+from models.training.uncertainty import (ConformalSets, Spread, abstain_decisions, imputation_draws, level_text,
+                                         risk_range)
 
 FORMAT_VERSION = 3
 """3: Venn-Abers range + conformal sets fitted on cross-fitted scores (2 had bootstrap calibrator replicates)."""
@@ -137,11 +138,12 @@ class TrainedModel:
         shap = exact_modality_shapley(lambda mk: self.risk(inputs.with_mask(torch.as_tensor(mk))),
                                       imp.features.mask, baseline=self.shapley_baseline)
         risk = shap.prediction
-        low, high = self._interval(imp, inputs, risk, n_mc, seed)
+        spread = self._interval(imp, inputs, risk, n_mc, seed)
+        low, high = spread.low, spread.high
         cfg = self.config
         no_imp = self.risk(inputs.with_mask(inputs.mask & ~inputs.imputed))
         abstain, reasons = abstain_decisions(
-            risk=risk, in_set=self.class_sets(risk), present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
+            risk=risk, spread=spread, in_set=self.class_sets(risk), present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
             contrib=shap.contributions, no_imputed_risk=no_imp, modalities=self.modalities,
             threshold=cfg.threshold, share=cfg.abstain_share, level=cfg.interval_level)
         frame = {"patient_id": list(features.patient_ids), "risk": risk, "risk_low": low, "risk_high": high,
@@ -159,9 +161,10 @@ class TrainedModel:
         return self.conformal.sets(risk, self.config.interval_level)
 
     def _interval(self, imp: ImputedFeatures, inputs: FusionInputs, risk: np.ndarray,
-                  n_mc: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Venn-Abers range over (for imputed patients) Monte-Carlo redraws, averaged over the predictors;
-        see models.training.uncertainty."""
+                  n_mc: int, seed: int) -> Spread:
+        """Venn-Abers range over (for imputed patients) Monte-Carlo redraws, averaged over the predictors; the
+        range at the scores in hand alone; the share of redraws that change the class. See
+        models.training.uncertainty."""
         rows = np.flatnonzero(imp.imputed.any(1))
         sub = None
         if len(rows) and n_mc > 0:
@@ -172,21 +175,31 @@ class TrainedModel:
             dev = sub.mask.device
             sub = FusionInputs({m: torch.as_tensor(v, device=dev) for m, v in draws.items()}, sub.mask,
                                sub.imputed, sub.covariates, None)
-        lows, highs = [], []
+        lows, highs, point_lows, point_highs, draw_risks = [], [], [], [], []
         for net in self.predictors:
             with torch_threads(self.config.threads):
-                samples = np.repeat(predict_logits(net, inputs)[None], max(n_mc, 1), axis=0)  # (S, N)
+                point = predict_logits(net, inputs)
+                samples = np.repeat(point[None], max(n_mc, 1), axis=0)  # (S, N)
                 if sub is not None:
                     samples[:, rows] = predict_logits(net, sub).reshape(n_mc, len(rows))
             low, high = risk_range(self.range_calibrator.bounds, risk, samples)
             lows.append(low)
             highs.append(high)
+            p0, p1 = self.range_calibrator.bounds(np.asarray(point, float))
+            point_lows.append(p0)
+            point_highs.append(p1)
+            draw_risks.append(self.calibrator.transform(samples))
         with torch_threads(self.config.threads):
             members = np.array([cal.transform(predict_logits(net, inputs)) for net, cal in self.members])
         low, high = np.minimum(np.mean(lows, axis=0), risk), np.maximum(np.mean(highs, axis=0), risk)
         if len(self.members):
             low, high = np.minimum(low, members.min(axis=0)), np.maximum(high, members.max(axis=0))
-        return low, high
+        flip = np.zeros(len(risk))
+        if sub is not None:
+            t = self.config.threshold
+            flip[rows] = ((np.mean(draw_risks, axis=0)[:, rows] >= t) != (risk[rows] >= t)).mean(axis=0)
+        return Spread(low, high, np.minimum(np.mean(point_lows, axis=0), risk),
+                      np.maximum(np.mean(point_highs, axis=0), risk), flip)
 
     # -- persistence ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:

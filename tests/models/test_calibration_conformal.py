@@ -9,7 +9,7 @@ from sklearn.isotonic import IsotonicRegression
 from models.evaluation.metrics import binary_metrics, paired_auroc_difference, review_agreement, set_coverage
 from models.training.calibration import (IdentityCalibrator, PlattScaler, VennAbersCalibrator, calibrator_from_dict,
                                          choose_calibrator, expected_calibration_error)
-from models.training.uncertainty import ConformalSets, abstain_decisions, level_text
+from models.training.uncertainty import ConformalSets, Spread, abstain_decisions, level_text
 
 
 def _calibrated(n: int, seed: int, slope: float = 1.0, shift: float = 0.0):
@@ -79,12 +79,15 @@ def test_abstain_means_uncertain_not_near_the_threshold():
     risk = np.array([0.51, 0.51, 0.9, 0.2])
     in_set = (np.array([False, True, False, True]), np.array([True, True, True, False]))
     abstain, reasons = abstain_decisions(
-        risk=risk, in_set=in_set, present=np.ones((n, 2), bool), imputed=np.zeros((n, 2), bool),
+        risk=risk, spread=Spread(*(np.array(v) for v in ([0.505, 0.45, 0.8, 0.1], [0.53, 0.56, 0.95, 0.3]) * 2),
+                                 np.zeros(n)),
+        in_set=in_set, present=np.ones((n, 2), bool), imputed=np.zeros((n, 2), bool),
         contrib=np.zeros((n, 2)), no_imputed_risk=risk, modalities=("ct", "note"), threshold=0.5, share=0.5,
         level=0.9)
-    # 51 % with a one-class set is answered (the old rule abstained within 2 % of the threshold).
+    # 51 % whose range stays above 50 % is answered (the old band rule abstained within 2 % of the threshold);
+    # 51 % whose range reaches 45 % abstains.
     assert abstain.tolist() == [False, True, False, False]
-    assert reasons[1] == f"uncertain: the {level_text(0.9)} conformal set is {{negative, positive}} (both classes)"
+    assert reasons[1] == "uncertain: the calibration range 45.0%-56.0% straddles the threshold 50%"
     assert level_text(0.9) == "90 % nominal"
 
 
