@@ -58,30 +58,37 @@ def held_out_set(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: in
 
 @dataclass(frozen=True)
 class HeldOutPatients:
-    """The run's held-out patients, embedded by whichever encoder versions are asked for: the champion gate's
-    ``features_for``.
+    """The run's held-out patients (its :class:`Study`, as built by train), embedded by whichever encoder
+    versions are asked for: the champion gate's ``features_for``.
 
     Why: the gate compares the candidate with the champion patient by patient, and the champion must be
     scored on embeddings of the encoder versions *it* was trained on; the candidate's embeddings have the same
-    dimension after a pretrain or a joint run, so scoring on them "works" and judges another model. A frozen
-    dataclass rather than a closure so the train flow can hand it to a Prefect task.
+    dimension after a pretrain or a joint run, so scoring on them "works" and judges another model. It reads
+    the study train made rather than building it again, and is a frozen dataclass rather than a closure so the
+    train flow can hand it to a Prefect task.
     """
 
     home: Path
     synthetic: int
     seed: int
-    held_out_fraction: float
+    study: Study
     review_labels: tuple[tuple[str, int], ...] = ()
     device: str = "cpu"
     note_model_cache: Path | None = None
 
+    def features(self, encoder_keys: dict | EncoderKeys) -> FeatureSet:
+        """The study's held-out patients with the stored embeddings of ``encoder_keys`` (cohort labels only)."""
+        keys = as_encoder_keys(dict(encoder_keys))
+        return self.study.held_out_features(stage_features(self.home, keys, self.synthetic, self.seed,
+                                                           self.review_labels))
+
     def __call__(self, encoder_keys: dict | EncoderKeys) -> FeatureSet:
-        """The same held-out patients, in the same order, with ``encoder_keys``' embeddings (items the store
-        lacks under those keys are encoded with exactly those weights first)."""
+        """:meth:`features`, after encoding the held-out items the store lacks under ``encoder_keys`` with
+        exactly those weights."""
         keys = as_encoder_keys(dict(encoder_keys))
         if not self.synthetic and any(k is not None for _, k in keys):
             self._encode_pinned(dict(keys))
-        return held_out_set(self.home, keys, self.synthetic, self.seed, self.held_out_fraction, self.review_labels)
+        return self.features(keys)
 
     def _encode_pinned(self, keys: dict) -> None:
         """Only the held-out patients' items: the rest of the home is not the gate's business."""
@@ -90,11 +97,8 @@ class HeldOutPatients:
         from models.stores.embeddings import EmbeddingStore
 
         layout = HomeLayout.at(self.home)
-        study = study_for_home(self.home, held_out_fraction=self.held_out_fraction, seed=self.seed,
-                               review_labels=dict(self.review_labels))
         manifest = read_manifest(layout.manifest_path)
-        if study is not None:
-            manifest = manifest[manifest["patient_id"].astype(str).isin(set(study.held_out))]
+        manifest = manifest[manifest["patient_id"].astype(str).isin(set(self.study.held_out))]
         encode_pinned(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), keys, layout.encoders_dir,
                       device=self.device, seed=self.seed, quarantine_dir=layout.quarantine_dir,
                       note_model_cache=self.note_model_cache)

@@ -33,12 +33,6 @@ def champion_model(settings: Settings) -> tuple[Path, str, str]:
     return next(p.parent for p in bundle.rglob("model.json")), str(current.version), str(current.run_id)
 
 
-def champion_dir(settings: Settings) -> tuple[Path, str]:
-    """The champion's model folder (downloaded from the registry) and its version."""
-    model_dir, version, _ = champion_model(settings)
-    return model_dir, version
-
-
 def model_dir_for_id(settings: Settings, model_id: str) -> Path:
     """``<models_dir>/<model_id>``, or a LookupError that lists the saved ids."""
     path = settings.models_dir / model_id
@@ -73,7 +67,7 @@ def evaluate_flow(home: str | None = None, model_id: str | None = None,
     if model_id:
         model_dir, version = model_dir_for_id(settings, model_id), None
     else:
-        model_dir, version = champion_dir(settings)
+        model_dir, version, _ = champion_model(settings)
     config = EvaluateConfig(
         home=settings.home, model_dir=model_dir, encoder_keys=evaluation_encoder_keys(settings, model_dir, synthetic),
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,

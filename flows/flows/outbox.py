@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.prefect_env import settings_for
+from flows.settings import Settings
 
 
 @task(name="outbox-write", cache_policy=NO_CACHE)
@@ -65,9 +66,8 @@ def outbox_send_task(home: str) -> Any:
     return report
 
 
-def send_configured(home: str) -> bool:
-    """True when the settings name a STOW-RS or FHIR destination."""
-    settings = settings_for(home)
+def send_configured(settings: Settings) -> bool:
+    """True when the settings (read once by the calling flow) name a STOW-RS or FHIR destination."""
     return bool(settings.outbox_stow_url or settings.outbox_fhir_url)
 
 
@@ -75,13 +75,15 @@ def send_configured(home: str) -> bool:
 def outbox_send_flow(home: str | None = None) -> Any:
     """Send what the outbox holds and was not sent yet (``clinfuse outbox send``)."""
     settings = settings_for(home)
-    if not send_configured(str(settings.home)):
+    if not send_configured(settings):
         raise ValueError("no destination configured: set CLINFUSE_OUTBOX_STOW_URL and/or CLINFUSE_OUTBOX_FHIR_URL")
     return outbox_send_task(str(settings.home))
 
 
-def batch_outbox(batch_path: str, source: str | None, home: str) -> dict[str, Any]:
-    """Write a scored batch's outbox and send it where configured (called by the predict flow)."""
+def batch_outbox(batch_path: str, source: str | None, settings: Settings) -> dict[str, Any]:
+    """Write a scored batch's outbox and send it where configured (called by the predict and pipeline flows
+    with the settings they read; the tasks get the home as text, which any worker can resolve)."""
+    home = str(settings.home)
     written = outbox_write_task(batch_path, source, home)
-    sent = outbox_send_task(home) if send_configured(home) else None
+    sent = outbox_send_task(home) if send_configured(settings) else None
     return {"written": written, "sent": sent}

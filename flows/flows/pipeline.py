@@ -54,6 +54,6 @@ def pipeline_flow(source: str, cohort_csv: str | None = None, home: str | None =
     predicted = predict_champion(settings, None, n_mc)  # the champion's own encoder versions, not ``keys``
     from flows.flows.outbox import batch_outbox  # the batch's SRs and FHIR bundle, sent where configured
 
-    predicted = {**predicted, "outbox": batch_outbox(predicted["path"], source, str(settings.home))}
+    predicted = {**predicted, "outbox": batch_outbox(predicted["path"], source, settings)}
     get_run_logger().info("pipeline done: v%s (%s), batch %s", trained.version, trained.alias, predicted["path"])
     return PipelineResult(ingested, trained, evaluation, predicted, str(settings.manifest_path))

@@ -83,7 +83,7 @@ def predict_flow(source: str, cohort_csv: str | None = None, home: str | None = 
     publish_batch(result)
     from flows.flows.outbox import batch_outbox  # the batch's SRs and FHIR bundle, sent where configured
 
-    return {**result, "outbox": batch_outbox(result["path"], source, str(settings.home))}
+    return {**result, "outbox": batch_outbox(result["path"], source, settings)}
 
 
 def publish_batch(result: dict[str, Any]) -> None:

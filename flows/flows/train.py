@@ -22,7 +22,7 @@ from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_feat
 from models.held_out import HELD_OUT_FRACTION
 from models.training.train import TrainConfig
 from models.stages import EvaluateConfig, EvaluationResult, TrainResult, TrainStageConfig
-from models.study_inputs import HeldOutPatients, held_out_set
+from models.study_inputs import HeldOutPatients
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,18 @@ def train_flow(home: str | None = None, fusion: str = "early", impute: str = "au
     config.train_config()  # unknown fusion/imputation/strategy fail here, before any work
     # A cache hit must not point at a model folder that was deleted: with none saved, recompute.
     trained = train_task.with_options(refresh_cache=not any(settings.models_dir.glob("*/model.json")))(config)
+    if trained.study is None:  # a result cached before results carried the study: train finds the model again
+        trained = train_task.with_options(refresh_cache=True)(config)
     evaluation = evaluate_task.with_options(refresh_cache=not any(settings.reports_dir.iterdir()))(EvaluateConfig(
         home=settings.home, model_dir=trained.model_dir, encoder_keys=trained.encoder_keys,
         held_out_fraction=held_out_fraction, synthetic=synthetic, answers=Path(answers) if answers else None,
         seed=settings.seed, device=settings.resolved_device(),
         secret=settings.pseudonym_secret.get_secret_value() if answers else "", review_labels=reviewed))
-    held_out = held_out_set(settings.home, trained.encoder_keys, synthetic, settings.seed, held_out_fraction, reviewed)
-    # The gate rescores the champion on its own encoder versions through ``features_for``, not on these.
-    features_for = HeldOutPatients(settings.home, synthetic, settings.seed, held_out_fraction, reviewed,
+    # The study train made (never rebuilt here); the gate rescores the champion on its own encoder versions
+    # through ``features_for``, the candidate on ``held_out``.
+    features_for = HeldOutPatients(settings.home, synthetic, settings.seed, trained.study, reviewed,
                                    settings.resolved_device(), settings.note_model_cache_dir)
+    held_out = features_for.features(trained.encoder_keys)
     run_args = {"settings": settings, "config": config.train_config().as_dict(), "evaluation": evaluation,
                 "encoders": dict(trained.encoder_keys), "n_train": trained.n_train,
                 "held_out_fraction": held_out_fraction, "min_gain": min_gain, "features_for": features_for}
