@@ -423,7 +423,7 @@ def restart_postgres(pg) -> None:
 
 @pytest.mark.server
 def test_postgres_restart_during_registration_retries_or_fails_clearly_and_rerun_registers_once(
-        trained_synthetic, tmp_path: Path) -> None:
+        trained_synthetic, pg_session, tmp_path: Path) -> None:
     import mlflow
     from mlflow import MlflowClient
     from pydantic import SecretStr
@@ -433,13 +433,10 @@ def test_postgres_restart_during_registration_retries_or_fails_clearly_and_rerun
     from flows.tracking import registry, runs as tracking
     from flows.tracking.registration import register_once
     from tests.conftest import free_port
-    from tests.flows.pg_cluster import pg_bindir, postgres_cluster
 
-    if pg_bindir() is None:
-        pytest.skip("PostgreSQL's server binaries are not installed (Debian package postgresql)")
     model_dir, held_out = trained_synthetic
     before = mlflow.get_tracking_uri()
-    with postgres_cluster(free_port(), ("mlflow",)) as pg:
+    with pg_session.databases(("mlflow",)) as pg:  # the session's cluster (skips when PostgreSQL is absent)
         settings = Settings(home=tmp_path / "home", mlflow_backend_store_uri=SecretStr(pg.url("mlflow")))
         settings.ensure_dirs()
         with Services(tmp_path / "logs", startup_timeout_s=400) as services:

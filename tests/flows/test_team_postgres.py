@@ -1,6 +1,6 @@
 """Team mode on PostgreSQL, and a Prefect worker killed mid-flow (issue 16, items 2 and 3).
 
-One throwaway PostgreSQL cluster (Debian's postgresql, initdb + pg_ctl, loopback, free port) holds
+The session's throwaway PostgreSQL cluster (Debian's postgresql, initdb + pg_ctl, loopback, free port) holds
 the Prefect server's database and the MLflow server's backend store; MLflow serves the artifacts.
 A cpu and a gpu process worker run the deployments. Module-scoped: the servers start once.
 """
@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from flows.serve.team import Services, mlflow_server, prefect_server, worker
 from tests.conftest import free_port
-from tests.flows.pg_cluster import pg_bindir, postgres_cluster
+from tests.flows.pg_cluster import pg_bindir
 from tests.flows.proc_helpers import kill_all, survivors, tree
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(1800),
@@ -30,14 +30,14 @@ LOST_AFTER_S = 60  # the requeue automation's window; heartbeats every 30 s (Pre
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory, small_phantom):
+def team(tmp_path_factory, small_phantom, pg_session):
     """PostgreSQL, Prefect server + MLflow server on it, pools, deployments, the requeue automation, workers."""
     from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings
 
     root = tmp_path_factory.mktemp("team")
-    with postgres_cluster(free_port(), ("prefect", "mlflow")) as pg:
+    with pg_session.databases(("prefect", "mlflow")) as pg:
         settings = Settings(home=root / "home", prefect_database_url=SecretStr(pg.url("prefect", "asyncpg")),
                             mlflow_backend_store_uri=SecretStr(pg.url("mlflow")))
         settings.ensure_dirs()
