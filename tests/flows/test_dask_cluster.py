@@ -33,27 +33,13 @@ WORKER_ENV = {"CLINFUSE_PSEUDONYM_SECRET": "a-worker-secret-that-must-not-be-use
 
 
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real Prefect server for the flows and every Dask worker.
-
-    Without it each worker process starts a temporary server of its own on the
-    flow's SQLite file: a minute of start-up per worker on a loaded machine, and
-    a race on creating the schema.
-    """
-    from flows.prefect_env import settings_for
-    from flows.serve.team import Services, prefect_server
-    from tests.conftest import free_port
-
-    settings = settings_for(str(tmp_path_factory.mktemp("prefect-server")))
-    services = Services(settings.home / "logs", startup_timeout_s=300)
-    try:
-        yield services.start(prefect_server(settings, free_port())).url + "/api"
-    finally:
-        services.stop()
-
-
-@pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[str]:
+    """A scheduler and 2 workers reporting to the flows tests' Prefect server (``prefect_api``, tests/flows/conftest.py).
+
+    Without a real server each worker process starts a temporary server of its own on the
+    flow's SQLite file: a minute of start-up per worker on a loaded machine, and a race on
+    creating the schema.
+    """
     if not Path(DASK).exists():
         pytest.skip("the dask CLI is not installed (pip install 'dask[distributed]')")
     root = tmp_path_factory.mktemp("dask")

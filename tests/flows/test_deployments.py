@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flows.serve.team import Services, mlflow_server, prefect_server, worker
+from flows.serve.team import Services, mlflow_server, worker
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_pools_deployments_and_a_worker_run(settings, small_phantom):
+def test_pools_deployments_and_a_worker_run(settings, small_phantom, prefect_api):
     from prefect import get_client
     from prefect.deployments import run_deployment
 
@@ -20,7 +20,7 @@ def test_pools_deployments_and_a_worker_run(settings, small_phantom):
 
     services = Services(settings.home / "logs", startup_timeout_s=300)
     with services:
-        api = services.start(prefect_server(settings, free_port())).url + "/api"
+        api = prefect_api  # the flows tests' shared Prefect server (tests/flows/conftest.py)
         served = settings.model_copy(update={"prefect_api_url": api})
         with prefect_settings(served):
             limits = ensure_pools(gpu_limit=1)

@@ -21,7 +21,6 @@ import pydicom
 import pytest
 
 from tests.conftest import free_port
-from tests.orthanc_server import run_orthanc
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -30,10 +29,9 @@ COLUMNS = ["item_id", "patient_id", "modality", "status", "reason"]
 
 
 @pytest.fixture
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty Orthanc (one per test, ~1 s to start; DICOMweb at /dicom-web/) on a free loopback port."""
-    with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-        yield server.base
+def orthanc(empty_orthanc) -> str:
+    """The session's Orthanc (DICOMweb at /dicom-web/, loopback), emptied for this test: as a fresh one would be."""
+    return empty_orthanc.base
 
 
 def _upload(base: str, files: list[Path]) -> None:
@@ -147,11 +145,12 @@ def test_unreachable_pacs_fails_the_run_and_loses_nothing(orthanc, dicom_by_pati
     assert {p: p.read_bytes() for p in (home / "pacs").rglob("*") if p.is_file()} == staged
 
 
-def test_cli_pull_hides_credentials_and_reports(orthanc, dicom_by_patient, tmp_path) -> None:
+def test_cli_pull_hides_credentials_and_reports(orthanc, dicom_by_patient, prefect_api, tmp_path) -> None:
     import sys
 
     env = {**os.environ, "CLINFUSE_HOME": str(tmp_path / "home"), "CLINFUSE_PSEUDONYM_SECRET": SECRET,
-           "CLINFUSE_PACS_USERNAME": "reader", "CLINFUSE_PACS_PASSWORD": "pw-never-shown-123", "COLUMNS": "200"}
+           "CLINFUSE_PACS_USERNAME": "reader", "CLINFUSE_PACS_PASSWORD": "pw-never-shown-123", "COLUMNS": "200",
+           "PREFECT_API_URL": prefect_api}  # the shared server: no temporary Prefect server per child process
     radiographs = [f for group in dicom_by_patient for f in group
                    if pydicom.dcmread(f, stop_before_pixels=True).Modality in ("CR", "DX")]
     _upload(orthanc, radiographs[:1])  # one small study keeps the child process quick; the flow test pulls more
