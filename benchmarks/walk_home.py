@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: ``benchmarks.markdown_section`` for --write
 PACKAGES = ("flows", "models", "ingestion", "dashboard")
 START_GLOB = "flows/flows/pipeline*.py"
 CARRIERS = ("home",)
