@@ -34,7 +34,7 @@ WORKER_ENV = {"CLINFUSE_PSEUDONYM_SECRET": "a-worker-secret-that-must-not-be-use
 
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[str]:
-    """A scheduler and 2 workers reporting to the flows tests' Prefect server (``prefect_api``, tests/flows/conftest.py).
+    """A scheduler and 2 workers reporting to the flows tests' Prefect server (``prefect_api``, flows/conftest.py).
 
     Without a real server each worker process starts a temporary server of its own on the
     flow's SQLite file: a minute of start-up per worker on a loaded machine, and a race on
