@@ -41,8 +41,8 @@ def render_prediction(row: pd.Series) -> None:
               help="Venn-Abers range: how far the calibrated risk moves with the calibration patients "
                    "(and, for imputed modalities, with redraws of the imputed data). Not a confidence "
                    "interval for the patient's true risk. The class comes with a conformal set at the "
-                   "model's stated level (\"NN % nominal\"). The model abstains when this range "
-                   "straddles the threshold (the data cannot say which class the risk is in).")
+                   "model's stated level (\"NN % nominal\"). The model abstains when the calibration "
+                   "data or the imputed data cannot say which side of the threshold the risk is on.")
     c3.metric("Predicted class", "positive" if int(row["predicted_class"]) == 1 else "negative")
     st.caption(f"Model {row.get('model_name', '')} v{row.get('model_version', '')} · batch {row.get('batch_id', '')}"
                f" · predicted {pd.Timestamp(row['predicted_at']).strftime('%Y-%m-%d %H:%M UTC')}")
