@@ -37,5 +37,5 @@ def test_real_chest_xrays_all_arrive_and_are_probed(realdata: Path, tmp_path: Pa
         pytest.skip(f"no cxr_covid under {realdata}")
     result = bench.run_cxr(realdata, tmp_path)
     assert result["n_ok"] + result["n_quarantined"] == result["n_images"] > 100
-    assert result["dim"] == result["net_dim"] + 30
+    assert result["dim"] == result["net_dim"] + 31
     assert all(0.0 <= v[0] <= 1.0 for v in result["probes"].values())

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from models.encoders.radiomics import (FIRST_ORDER_NAMES, GLCM_NAMES, discretise, first_order, glcm,
-                                       glcm_features, otsu_threshold)
+                                       glcm_features, intensity_peak, otsu_threshold)
 
 # -- CT ---------------------------------------------------------------------------
 CT_HU_RANGE: tuple[float, float] = (-1024.0, 3071.0)
@@ -38,6 +38,8 @@ CT_BODY_BIN_HU = 25.0
 """Fixed bin width (HU) of the body's intensity histogram (IBSI's usual CT choice)."""
 CT_TISSUE_BIN_HU = 10.0
 """Fixed bin width (HU) inside the soft-tissue range: 40 grey levels for its histogram and GLCM."""
+CT_PEAK_WINDOW: tuple[int, int, int] = (3, 5, 5)
+"""Neighbourhood of the intensity peak: 12 x 10 x 10 mm, about IBSI's 1 cm³, at the default 4 x 2 x 2 mm grid."""
 MIN_REGION_VOXELS = 50
 """Fewer voxels than this make no statistics: the block's part for that region is zeros."""
 
@@ -45,6 +47,7 @@ CT_FEATURE_NAMES: tuple[str, ...] = (
     *(f"body {n}" for n in FIRST_ORDER_NAMES),
     *(f"soft tissue {n}" for n in FIRST_ORDER_NAMES),
     *(f"soft tissue {n}" for n in GLCM_NAMES),
+    "soft tissue peak above median",
     "soft tissue fraction of body",
 )
 """Names of the CT block's columns, in order (documentation, plots and tests)."""
@@ -80,7 +83,8 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
 
     First-order statistics of the body's HU, then of its soft-tissue voxels
     (IBSI range re-segmentation), the soft-tissue GLCM (10 HU bins, 13
-    directions merged) and the soft-tissue share of the body.
+    directions merged), the soft tissue's IBSI intensity peak above its median
+    (a focal dense spot, wherever it lies) and the soft-tissue share of the body.
     """
     vol = np.nan_to_num(np.asarray(volume, np.float32), nan=CT_HU_RANGE[0])
     if vol.ndim != 3:
@@ -100,12 +104,21 @@ def ct_features(volume: np.ndarray) -> np.ndarray:
     n_levels = int(np.ceil((SOFT_TISSUE_HU[1] - SOFT_TISSUE_HU[0]) / CT_TISSUE_BIN_HU))
     levels = np.where(tissue, discretise(vol, SOFT_TISSUE_HU[0], CT_TISSUE_BIN_HU, n_levels), 0)
     out[2 * n_fo:2 * n_fo + len(GLCM_NAMES)] = glcm_features(glcm(levels, n_levels))
+    out[-2] = _peak_above_median(vol, tissue, CT_PEAK_WINDOW) / 100.0
     return out
+
+
+def _peak_above_median(values: np.ndarray, region: np.ndarray, window: tuple[int, ...]) -> float:
+    """IBSI global intensity peak of ``region`` minus its median: a focal dense spot wherever it lies; 0 if none."""
+    peak = intensity_peak(values, region, window)
+    return 0.0 if np.isnan(peak) else peak - float(np.median(values[region]))
 
 
 # -- X-ray --------------------------------------------------------------------------
 XRAY_LEVELS = 32
 """Grey levels of the X-ray histogram and GLCM (fixed bin width 1/32 on the [0, 1] scale)."""
+XRAY_PEAK_WINDOW: tuple[int, int] = (5, 5)
+"""Neighbourhood of the lung-field intensity peak, in pixels of the normalised radiograph."""
 MIN_LUNG_COMPONENT = 0.01
 """A dark component inside the body counts as lung field when it covers at least 1 % of the body."""
 
@@ -113,6 +126,7 @@ XRAY_FEATURE_NAMES: tuple[str, ...] = (
     *(f"body {n}" for n in FIRST_ORDER_NAMES),
     *(f"lung field {n}" for n in FIRST_ORDER_NAMES),
     *(f"lung field {n}" for n in GLCM_NAMES),
+    "lung field peak above median",
     "lung field fraction of body",
 )
 """Names of the X-ray block's columns, in order."""
@@ -153,7 +167,8 @@ def xray_features(image: np.ndarray) -> np.ndarray:
     """The X-ray block: float32 ``(len(XRAY_FEATURE_NAMES),)``.
 
     First-order statistics of the body and of the lung fields, the lung fields'
-    GLCM (32 levels, 4 directions merged) and their share of the body. An
+    GLCM (32 levels, 4 directions merged), their intensity peak above their
+    median and their share of the body. An
     opacity makes the lung fields denser and more heterogeneous wherever it is;
     no left/right comparison is made (the heart alone makes a chest asymmetric).
     """
@@ -171,4 +186,5 @@ def xray_features(image: np.ndarray) -> np.ndarray:
     out[n_fo:2 * n_fo] = first_order(img[lung], 0.0, width, XRAY_LEVELS)
     levels = np.where(lung, discretise(img, 0.0, width, XRAY_LEVELS), 0)
     out[2 * n_fo:2 * n_fo + len(GLCM_NAMES)] = glcm_features(glcm(levels, XRAY_LEVELS))
+    out[-2] = _peak_above_median(img, lung, XRAY_PEAK_WINDOW)
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy import ndimage as ndi
 
 FIRST_ORDER_NAMES: tuple[str, ...] = (
     "mean", "sd", "skewness", "excess kurtosis", "p10", "median", "p90", "iqr",
@@ -129,3 +130,19 @@ def glcm_features(matrix: np.ndarray) -> np.ndarray:
     nz = p[p > 0]
     return np.array([float((d2 * p).sum()), float((p / (1.0 + d2)).sum()), corr, float((p ** 2).sum()),
                      float(-(nz * np.log2(nz)).sum())])
+
+
+def intensity_peak(values: np.ndarray, mask: np.ndarray, window: tuple[int, ...]) -> float:
+    """IBSI global intensity peak: the highest mean intensity of a ``window`` neighbourhood inside ``mask``.
+
+    IBSI averages over a 1 cm³ sphere; the normalised arrays carry no spacing, so
+    the neighbourhood is a box of voxels (the caller picks about 1 cm³ at the
+    contract's default spacing). Only neighbourhoods wholly inside the region
+    count, so an edge against bone or air cannot raise the peak; NaN when none is.
+    """
+    m = np.asarray(mask, np.float64)
+    inside = ndi.uniform_filter(m, size=window, mode="constant") > 1.0 - 1e-6
+    if not inside.any():
+        return float("nan")
+    local = ndi.uniform_filter(np.where(mask, values, 0.0).astype(np.float64), size=window, mode="constant")
+    return float(local[inside].max())

@@ -30,7 +30,7 @@ def _arrays(modality: str, n: int = 3, seed: int = 0) -> list[np.ndarray]:
     return [gen(rng, i % 2 == 0) for i in range(n)]
 
 
-@pytest.mark.parametrize("modality,dim", [("ct", 64 + 30), ("xray", 64 + 30), ("eeg", 32 + 27 * 4)])
+@pytest.mark.parametrize("modality,dim", [("ct", 64 + 31), ("xray", 64 + 31), ("eeg", 32 + 27 * 4)])
 def test_seeded_encoders_are_deterministic(modality: str, dim: int) -> None:
     arrays = _arrays(modality)
     a, b = build_encoder(modality, seed=5), build_encoder(modality, seed=5)

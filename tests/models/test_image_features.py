@@ -19,6 +19,7 @@ from pydicom.data import get_testdata_file
 from models.encoders import CTEncoder, XrayEncoder
 from models.encoders.image_features import (CT_FEATURE_NAMES, XRAY_FEATURE_NAMES, ct_body_mask, ct_features,
                                             xray_features, xray_regions)
+from models.encoders.radiomics import intensity_peak
 
 
 def _real_ct_slice() -> np.ndarray:
@@ -71,6 +72,19 @@ def test_a_dense_focus_in_real_soft_tissue_moves_the_soft_tissue_statistics() ->
     assert dense[i_p90] > plain[i_p90] and dense[i_sd] > plain[i_sd]
 
 
+def test_intensity_peak_counts_only_neighbourhoods_wholly_inside_the_region() -> None:
+    values = np.zeros((9, 20, 20))
+    region = np.zeros_like(values, bool)
+    region[1:8, 2:18, 2:18] = True
+    values[4, 1, 10] = 1000.0  # dense, but just outside the region (bone beside tissue): never averaged in
+    assert intensity_peak(values, region, (3, 5, 5)) == 0.0
+    values[4, 10, 10] = 75.0  # well inside: one voxel of 75 raises the box mean to 1
+    assert intensity_peak(values, region, (3, 5, 5)) == pytest.approx(1.0)
+    thin = np.zeros_like(region)
+    thin[4, 2:18, 2:18] = True  # one slice: no 3-slice box lies wholly inside
+    assert np.isnan(intensity_peak(values, thin, (3, 5, 5)))
+
+
 def _drawn_radiograph(size: int = 160) -> np.ndarray:
     """A chest-like radiograph drawn here: dark air outside, a body, two darker fields, a brighter centre."""
     y, x = np.mgrid[:size, :size] / size
@@ -120,10 +134,12 @@ def test_an_opacity_in_a_lung_field_raises_its_density_on_either_side() -> None:
     img = _drawn_radiograph()
     y, x = np.mgrid[:160, :160]
     mean = XRAY_FEATURE_NAMES.index("lung field mean")
-    plain = xray_features(img)[mean]
+    peak = XRAY_FEATURE_NAMES.index("lung field peak above median")
+    plain = xray_features(img)
     for cx in (51, 112):  # one field, then the other: the block does not care which
         opaque = np.clip(img + 0.15 * np.exp(-((x - cx) ** 2 + (y - 80) ** 2) / (2 * 6.0 ** 2)), 0, 1)
-        assert xray_features(opaque.astype(np.float32))[mean] > plain
+        feats = xray_features(opaque.astype(np.float32))
+        assert feats[mean] > plain[mean] and feats[peak] > plain[peak] + 0.05
 
 
 def test_blocks_handle_empty_and_bad_input() -> None:
