@@ -77,3 +77,30 @@ def test_champion_on_version_x_is_rescored_on_x_when_the_candidate_uses_y(mlflow
     if len(np.unique(labels)) == 2:
         assert decisions[1].champion_auroc == pytest.approx(roc_auc_score(labels, risk), abs=1e-9)
     assert tuple(held_x.patient_ids) == tuple(features_for(new).patient_ids)
+
+
+@pytest.mark.slow
+def test_train_flow_gives_the_gate_the_champions_own_encoders(settings, small_phantom) -> None:
+    """The wiring, on the product path: train, pretrain (newer EEG/CT/X-ray versions), train again. Before,
+    the train flow gave the gate no ``features_for``, so the second run said the champion "could not be
+    re-scored" and kept it without a comparison."""
+    from mlflow import MlflowClient
+
+    from flows.flows.ingest import ingest_flow
+    from flows.flows.train import train_flow
+    from flows.prefect_env import prefect_settings
+    from flows.tracking.runs import configure_mlflow
+
+    with prefect_settings(settings):
+        ingest_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"), home=str(settings.home))
+        first = train_flow(home=str(settings.home), epochs=2)
+        pretrain(PretrainStageConfig(home=settings.home, pretrain=PretrainConfig(epochs=1, batch_size=8, seed=7),
+                                     note_encoder=settings.note_encoder))
+        second = train_flow(home=str(settings.home), epochs=2)
+    assert first.alias == "champion"
+    assert dict(second.trained.encoder_keys) != dict(first.trained.encoder_keys), "pretrain moved the encoders"
+    assert "could not be re-scored" not in second.reason, second.reason
+    configure_mlflow(settings)
+    run = MlflowClient().get_run(second.run_id)
+    assert "clinfuse.gate_warning" not in run.data.tags
+    assert run.data.params["gate_champion_version"] == first.version
