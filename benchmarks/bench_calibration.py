@@ -1,18 +1,23 @@
-"""Calibration, coverage and abstention before/after issue 24, on the same held-out patients: simulator and files.
+"""Calibration, coverage and abstention before/after issue 24 items 3-4, on the same held-out patients: simulator
+and files.
 
-"Before" is the previous recipe, still reachable with ``n_calibrators=0``: Platt scaling fitted on the 20 %
-validation slice, and (computed here, from the same risks) the old abstain rule "risk within 2 % of the
-threshold". "After" is the default: the calibrator chosen on folds (Platt, Venn-Abers or none: lowest
-cross-fitted ECE) of the validation scores or, on a small validation split, of out-of-fold scores of every
-training patient (whose folds also pick the epoch count and the head, network or logistic regression), the
-Venn-Abers range, label-conditional conformal class sets at the model's ``interval_level`` and abstention when
-the set holds both classes.
+"Before" is the recipe this change replaced, on the same trained network: the calibrator with the lowest
+cross-fitted ECE among Platt, Venn-Abers and none (``choose_calibrator(alpha=1)``), and abstention whenever
+the conformal set holds both classes (or none, or one that disagrees with the thresholded risk, or imputed
+modalities decide the class). "After" is the default: a fitted map is kept only when it beats none on the
+cross-fitted folds beyond its patient-bootstrap noise, and a patient abstains when its risk range straddles
+the threshold (or the set is empty, or imputed modalities decide, or nothing was measured); the conformal
+set is reported, not an abstain reason by itself. The folds are the out-of-fold scores of every training
+patient on a small validation split (whose folds also pick the epoch count and the head), else folds of
+the validation scores.
 
 Data: (1) the simulator (``models.features.synthetic.synthetic_cohort``, the phantom's latent model embedded
-directly); (2) a small files phantom built by ``benchmarks/quality_cache.py`` (DICOM/EDF/notes generated,
-ingested and encoded by the library's own stages; ``--cache``), split by row order into training and held-out
-patients. The phantom's answers table (Bayes-optimal risk given what each patient has) is read for the ECE
-floor and the range's coverage only; it never reaches a feature or a fitted step.
+directly); (2) a files phantom built by ``benchmarks/quality_cache.py`` (DICOM/EDF/notes generated, ingested
+and encoded by the library's own stages; ``--cache`` is its folder), with 20 % of each modality hidden
+completely at random (the demo's missingness, the phantom's own draw) and split by row order into training
+and held-out patients. The phantom's latents give the Bayes-optimal risk given exactly the modalities each
+held-out patient has: read for the ECE floor and the range's coverage only; it never reaches a feature or a
+fitted step.
 
 ``--write`` replaces the "## Calibration (issue 24)" section of docs/BENCHMARKS.md.
 """
@@ -20,6 +25,7 @@ floor and the range's coverage only; it never reaches a feature or a fitted step
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -33,12 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.markdown_section import write_section  # noqa: E402
 from models.evaluation.metrics import bootstrap_metrics, set_coverage  # noqa: E402
+from models.training import calibration  # noqa: E402
 from models.features.synthetic import synthetic_cohort  # noqa: E402
 from models.training.train import TrainConfig, train  # noqa: E402
 from models.training.uncertainty import level_text  # noqa: E402
 
 HEADING = "## Calibration (issue 24)"
-OLD_BAND = 0.02
+FILES_MISSING = 0.2
+"""Share of each modality hidden (MCAR) in the files cohort: the demo's missingness."""
 NOTES = """Reading the table:
 
 - ECE floor: the same 10-bin ECE of the phantom's Bayes-optimal risk on the same held-out patients. A perfect
@@ -50,9 +58,13 @@ NOTES = """Reading the table:
 - Range coverage: share whose Bayes-optimal risk lies in the Venn-Abers range `[risk_low, risk_high]`. The
   range is how far the calibrated risk moves with the calibration patients (and imputation redraws); it is
   not a confidence interval of the true risk, which labels cannot identify, so it has no nominal level.
-- Abstention "before" is the old rule (risk within 2 % of the threshold) applied to the old recipe's risks;
-  "after" abstains when the conformal set holds both classes (or none, or disagrees with the threshold, or
-  imputed modalities decide the class)."""
+- ECE uncalibrated: the same patients' ECE of the network's own probabilities (no calibrator).
+- Abstention "before" abstains whenever the conformal set holds both classes (or none, or one that disagrees
+  with the thresholded risk, or imputed modalities decide the class); "after" abstains when the Venn-Abers
+  range at the patient's own scores straddles the threshold, or more than 10 % (1 - level) of the imputation
+  redraws give the other class, or the set is empty, or imputed modalities decide, or nothing was measured
+  (`models/training/uncertainty.py`). Both are computed from the same network's predictions; neither rule
+  has a target rate. "Why" counts the after rule's held-out abstentions by reason."""
 
 
 def cohort_simulator(n_train: int, n_held: int, seed: int):
@@ -62,38 +74,79 @@ def cohort_simulator(n_train: int, n_held: int, seed: int):
             c.answers.iloc[n_train:].reset_index(drop=True))
 
 
-def cohort_files(cache: Path, n_train: int):
+def cohort_files(cache: Path, n_train: int, seed: int):
+    """Training and held-out FeatureSets of a quality_cache folder, 20 % MCAR per modality, with the Bayes risk
+    given what each held-out patient has (``oracle_risk_available`` of the masked cohort)."""
+    from dataclasses import replace
+
     from benchmarks.quality_cache import load_cached_features
+    from benchmarks.quality_scenarios import available_oracle, scenario_mask
+    from ingestion.phantom import SignalModel
 
     fs = load_cached_features(cache / "features.npz")
+    build = json.loads((cache / "build.json").read_text())
     answers = pd.read_parquet(cache / "answers.parquet").set_index("patient_id").loc[list(fs.patient_ids)]
+    answers = answers.reset_index()
+    model = SignalModel(shared=float(build["shared"]))
+    mask = scenario_mask(fs, answers, model, FILES_MISSING, "mcar", None, seed)
+    answers["oracle_risk_available"] = available_oracle(answers, mask, model, FILES_MISSING, "mcar")
+    fs = replace(fs, mask=mask)
     n = len(fs)
-    return fs.subset(np.arange(n_train)), fs.subset(np.arange(n_train, n)), answers.iloc[n_train:].reset_index()
+    return fs.subset(np.arange(n_train)), fs.subset(np.arange(n_train, n)), answers.iloc[n_train:].reset_index(drop=True)
 
 
 def truth_of(answers: pd.DataFrame) -> np.ndarray:
     return answers["oracle_risk_available" if "oracle_risk_available" in answers else "oracle_risk"].to_numpy()
 
 
+def old_abstain(pred: pd.DataFrame, in_set: tuple[np.ndarray, np.ndarray], threshold: float) -> np.ndarray:
+    """The replaced rule on the same predictions: the new rule's reasons other than the range, plus a set holding
+    both classes or one class that disagrees with the thresholded risk (both orders put the imputation and
+    no-modality rules first, and both abstain on an empty set)."""
+    has_neg, has_pos = in_set
+    cls = pred["risk"].to_numpy() >= threshold
+    kept_reasons = pred["abstain"].to_numpy() & ~pred["abstain_reason"].str.startswith("uncertain").to_numpy()
+    one_class_disagrees = (has_neg ^ has_pos) & (has_pos != cls)
+    return kept_reasons | (has_neg & has_pos) | one_class_disagrees
+
+
+REASONS = (("calibration range", "uncertain: the calibration range"), ("redraws", "uncertain: "),
+           ("imputed decide", "class flips"), ("imputed decide", "imputed modalities"),
+           ("empty set", "atypical"), ("no modality", "no modality"))
+
+
+def why_abstained(reasons: pd.Series) -> str:
+    """Abstentions counted by rule (the first matching prefix of each reason), e.g. "calibration range 12"."""
+    counts: dict[str, int] = {}
+    for text in reasons[reasons.str.len() > 0]:
+        name = next((n for n, prefix in REASONS if text.startswith(prefix)), "other")
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
+
+
 def score(data: str, recipe: str, model, held, answers, n_boot: int, old_rule: bool) -> dict:
     y = np.asarray(held.labels).astype(int)
     pred = model.predict(held, n_mc=10)
     risk = pred["risk"].to_numpy()
+    raw = 1.0 / (1.0 + np.exp(-model.logits(held)))
     m = bootstrap_metrics(y, risk, n_boot=n_boot, seed=0)
-    floor = bootstrap_metrics(y, truth_of(answers), n_boot=n_boot, seed=0)["ece"]
     truth = truth_of(answers)
+    floor = bootstrap_metrics(y, truth, n_boot=n_boot, seed=0)["ece"]
     covered = (pred["risk_low"].to_numpy() <= truth) & (truth <= pred["risk_high"].to_numpy())
-    abstain = (np.abs(risk - model.config.threshold) < OLD_BAND) if old_rule else pred["abstain"].to_numpy()
+    in_set = model.class_sets(risk)
+    abstain = old_abstain(pred, in_set, model.config.threshold) if old_rule else pred["abstain"].to_numpy()
     kept = ~abstain
-    answered = bootstrap_metrics(y[kept], risk[kept], n_boot=n_boot, seed=0)["auroc"] if kept.sum() > 10 else None
-    row = {"data": data, "recipe": recipe, "ece": m["ece"],
+    answered = (bootstrap_metrics(y[kept], risk[kept], n_boot=n_boot, seed=0)["auroc"]
+                if kept.sum() > 10 and len(np.unique(y[kept])) == 2 else None)
+    row = {"data": data, "recipe": recipe, "ece": m["ece"], "ece_uncalibrated": calibration.expected_calibration_error(y, raw),
            "floor": floor, "auroc": m["auroc"], "abstain": float(abstain.mean()), "answered": answered,
            "calibrator": model.metrics.get("calibration", {}).get("chosen", "?"),
            "head": model.metrics.get("selection", {}).get("head", "network"),
            "small": bool(model.metrics.get("selection", {}).get("small_cohort", False))}
     if not old_rule:
-        row.update(set_coverage(y, model.class_sets(risk)), range_coverage=float(covered.mean()),
-                   width=float((pred["risk_high"] - pred["risk_low"]).mean()), level=model.config.interval_level)
+        row["why"] = why_abstained(pred["abstain_reason"])
+    row.update(set_coverage(y, in_set), range_coverage=float(covered.mean()),
+               width=float((pred["risk_high"] - pred["risk_low"]).mean()), level=model.config.interval_level)
     return row
 
 
@@ -102,29 +155,37 @@ def _ci(ci) -> str:
 
 
 def table_md(rows: list[dict]) -> str:
-    lines = ["| data | recipe | calibrator (head) | ECE [95 % CI] | ECE floor [95 % CI] | AUROC [95 % CI] "
-             "| class-set coverage (neg / pos) | range coverage, mean width | abstain | AUROC answered [95 % CI] |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | recipe | calibrator kept (head) | ECE [95 % CI] | ECE uncalibrated | ECE floor [95 % CI] "
+             "| AUROC [95 % CI] | class-set coverage (neg / pos) | range coverage, mean width | abstain "
+             "| AUROC answered [95 % CI] | why (after) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        sets = ("-" if "set_coverage" not in r else
-                f"{r['set_coverage']:.1%} ({r['set_coverage_negative']:.1%} / {r['set_coverage_positive']:.1%}) "
+        sets = (f"{r['set_coverage']:.1%} ({r['set_coverage_negative']:.1%} / {r['set_coverage_positive']:.1%}) "
                 f"at {level_text(r['level'])}")
-        rng = "-" if "range_coverage" not in r else f"{r['range_coverage']:.1%}, {r['width']:.3f}"
+        rng = f"{r['range_coverage']:.1%}, {r['width']:.3f}"
         head = f"{r['calibrator']} ({r['head']}{', small-cohort folds' if r['small'] else ''})"
-        lines.append(f"| {r['data']} | {r['recipe']} | {head} | {_ci(r['ece'])} | {_ci(r['floor'])} "
-                     f"| {_ci(r['auroc'])} | {sets} | {rng} | {r['abstain']:.1%} | {_ci(r['answered'])} |")
+        lines.append(f"| {r['data']} | {r['recipe']} | {head} | {_ci(r['ece'])} | {r['ece_uncalibrated']:.3f} "
+                     f"| {_ci(r['floor'])} | {_ci(r['auroc'])} | {sets} | {rng} | {r['abstain']:.1%} "
+                     f"| {_ci(r['answered'])} | {r.get('why', '-')} |")
     return "\n".join(lines)
 
 
 def run(data: str, train_fs, held, answers, epochs: int, n_boot: int, t0: float) -> list[dict]:
+    """Train twice with the same seed (the networks are identical; only the calibrator choice differs) and score
+    the same held-out patients under the replaced and the current rules."""
+    from unittest import mock
+
     rows = []
-    for recipe, config, old in (("before: Platt on the validation slice, band abstain", TrainConfig(
-            epochs=epochs, n_calibrators=0), True), ("after: calibrator chosen on folds, conformal sets", TrainConfig(epochs=epochs),
-                                                     False)):
-        model = train(train_fs, config)
+    for recipe, alpha, old in (("before: lowest cross-fitted ECE kept, abstain on a two-class set", 1.0, True),
+                               ("after: calibrator kept beyond bootstrap noise, abstain on a straddling range",
+                                None, False)):
+        with mock.patch.object(calibration, "CALIBRATION_ALPHA", alpha if alpha is not None
+                               else calibration.CALIBRATION_ALPHA):
+            model = train(train_fs, TrainConfig(epochs=epochs))
         rows.append(score(data, recipe, model, held, answers, n_boot, old))
-        print(f"[{time.perf_counter() - t0:5.0f}s] {data} / {recipe}: ece {rows[-1]['ece']}, "
-              f"abstain {rows[-1]['abstain']:.3f}, {rows[-1].get('set_coverage')}", flush=True)
+        print(f"[{time.perf_counter() - t0:5.0f}s] {data} / {recipe}: ece {rows[-1]['ece']}, uncalibrated "
+              f"{rows[-1]['ece_uncalibrated']:.3f}, abstain {rows[-1]['abstain']:.3f}, answered {rows[-1]['answered']}",
+              flush=True)
     return rows
 
 
@@ -134,7 +195,7 @@ def main() -> None:
     ap.add_argument("--held-out", type=int, default=600, help="simulator held-out patients")
     ap.add_argument("--small-train", type=int, default=160, help="simulator small cohort: training patients")
     ap.add_argument("--cache", type=Path, help="a quality_cache.py folder (files phantom); skipped when absent")
-    ap.add_argument("--files-train", type=int, default=240, help="files phantom: first N patients train")
+    ap.add_argument("--files-train", type=int, default=300, help="files phantom: first N patients train")
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--n-boot", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,13 +211,16 @@ def main() -> None:
     rows += run(f"simulator, {args.small_train} train", tr.subset(np.arange(args.small_train)), ho, ans,
                 args.epochs, args.n_boot, t0)
     if args.cache and (args.cache / "features.npz").exists():
-        ftr, fho, fans = cohort_files(args.cache, args.files_train)
+        ftr, fho, fans = cohort_files(args.cache, args.files_train, args.seed)
         rows += run(f"files phantom, {len(ftr)} train", ftr, fho, fans, args.epochs, args.n_boot, t0)
-        sizes.append(f"files phantom ({args.cache.name}): {len(ftr)} training / {len(fho)} held-out patients "
+        b = json.loads((args.cache / "build.json").read_text())
+        sizes.append(f"files phantom (`benchmarks/quality_cache.py --patients {b['patients']} --seed {b['seed']} "
+                     f"--shared {b['shared']:g}`: DICOM, EDF and notes written, ingested and encoded; "
+                     f"{FILES_MISSING:.0%} MCAR per modality): {len(ftr)} training / {len(fho)} held-out patients "
                      f"(prevalence {np.mean(fho.labels):.0%})")
     else:
         sizes.append("files phantom: not run (no `--cache` folder from `benchmarks/quality_cache.py` given)")
-    cache_arg = f" --files-train {args.files_train} --cache {args.cache}" if args.cache else ""
+    cache_arg = f" --files-train {args.files_train} --cache CACHE/{args.cache.name}" if args.cache else ""
     body = (f"`python benchmarks/bench_calibration.py --train {args.train} --held-out {args.held_out} "
             f"--small-train {args.small_train}{cache_arg} --epochs {args.epochs} --n-boot {args.n_boot} --write` "
             f"({time.perf_counter() - t0:.0f} s on {platform.machine()}, "
