@@ -148,8 +148,8 @@ def markdown(phantom: dict, cxr: dict | None, skipped: str, load: tuple[float, f
     lines = [
         "Produced by `benchmarks/bench_image_ablation.py --write`. Each image encoder (seeded network, not "
         "pretrained: what `clinfuse encode` uses before `clinfuse pretrain`) with and without its fixed IBSI "
-        "radiomics block (first-order statistics and GLCM texture on the body / soft-tissue / lung-field masks "
-        "each image defines itself; no centre line, side or fixed HU offset). Probe: standardised logistic "
+        "radiomics block (first-order statistics, GLCM texture and the intensity peak above the median, on the body "
+        "/ soft-tissue / lung-field masks each image defines itself; no centre line, side or fixed HU offset). Probe: standardised logistic "
         "regression (C = 0.05) on the stored embeddings, 5-fold stratified cross-validated AUROC, mean ± SD over "
         "the folds.",
         "",
@@ -185,9 +185,11 @@ def markdown(phantom: dict, cxr: dict | None, skipped: str, load: tuple[float, f
             f"{_cell(p[PARTS[1]])} | {_cell(p[PARTS[2]])} |",
             "",
             f"Time: ingest {cxr['ingest_s']:.0f} s, encode {cxr['encode_s']:.0f} s. Few patients: the fold "
-            "spread is wide; read it before the means.",
+            "spread is wide; read it before the means. A patient with several films is represented by the one "
+            "ingested last, which parallel ingest may order differently from run to run.",
         ]
-    lines += ["", f"Load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end."]
+    lines += ["", f"Load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end. The phantom's size "
+              "is chosen to run in about 10 minutes at a load of ~25 on the 2 shared cores (4 minutes at ~10)."]
     return "\n".join(lines)
 
 
