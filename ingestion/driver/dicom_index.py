@@ -125,6 +125,28 @@ def _iter_sources(root: Path) -> Iterator[tuple[str, str | None]]:
                 yield rel, None
 
 
+@dataclass(frozen=True)
+class _Header:
+    """What grouping needs from one file's header, kept instead of the pydicom Dataset.
+
+    Why: holding every slice's Dataset until the walk ended made the ingest
+    parent's memory grow with the cohort (issue 25: peak RSS of the largest
+    process 744 MiB at 200 patients, 1,470 MiB at 1,000, ~48 slices each), and
+    forked reader workers inherited it.
+    """
+
+    patient_id: str
+    modality: str
+    series_uid: str
+    study_date: str
+    localizer: bool
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Header:
+        return cls(_text(ds, "PatientID"), _text(ds, "Modality"), _text(ds, "SeriesInstanceUID"),
+                   _text(ds, "StudyDate"), "LOCALIZER" in _image_types(ds))
+
+
 def _text(ds: Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip()
 
@@ -174,8 +196,8 @@ def index_dicom(root: Path) -> DicomIndex:
     """
     root = Path(root).resolve()
     index = DicomIndex(root=root)
-    ct_files: dict[tuple[str, str], list[tuple[str, Dataset]]] = defaultdict(list)
-    other: dict[tuple[str, str], list[tuple[str, Dataset]]] = defaultdict(list)
+    ct_files: dict[tuple[str, str], list[tuple[str, _Header]]] = defaultdict(list)
+    other: dict[tuple[str, str], list[tuple[str, _Header]]] = defaultdict(list)
     other_reason: dict[tuple[str, str], str] = {}
     for rel, listing_error in _iter_sources(root):
         if listing_error:
@@ -199,40 +221,40 @@ def index_dicom(root: Path) -> DicomIndex:
                                  _text(ds, "PatientID"), "CT", "")
             )
         elif kind == "ct":
-            ct_files[(study, series)].append((rel, ds))
+            ct_files[(study, series)].append((rel, _Header.of(ds)))
         else:
             key = (series or rel, _text(ds, "Modality"))
-            other[key].append((rel, ds))
+            other[key].append((rel, _Header.of(ds)))
             other_reason[key] = reason
     for (study, series), members in ct_files.items():
         _add_ct_group(index, study, series, members)
     for key, members in other.items():
         first = members[0][1]
         index.quarantined.append(
-            QuarantinedGroup(tuple(sorted(r for r, _ in members)), other_reason[key], _text(first, "PatientID"),
-                             _text(first, "Modality"), _text(first, "SeriesInstanceUID"))
+            QuarantinedGroup(tuple(sorted(r for r, _ in members)), other_reason[key], first.patient_id,
+                             first.modality, first.series_uid)
         )
     index.groups.sort(key=lambda g: g.files[0])
     index.quarantined.sort(key=lambda q: q.files[0])
     return index
 
 
-def _add_ct_group(index: DicomIndex, study: str, series: str, members: list[tuple[str, Dataset]]) -> None:
+def _add_ct_group(index: DicomIndex, study: str, series: str, members: list[tuple[str, _Header]]) -> None:
     """Add one CT series as a group, or quarantine it when headers already show it is unusable."""
     files = tuple(sorted(r for r, _ in members))
     first = members[0][1]
-    patients = {_text(ds, "PatientID") for _, ds in members}
+    patients = {h.patient_id for _, h in members}
     if len(patients) > 1:
         index.quarantined.append(
             QuarantinedGroup(files, f"CT series {series} mixes {len(patients)} PatientIDs; the export is corrupt",
                              "", "CT", series)
         )
-    elif all("LOCALIZER" in _image_types(ds) for _, ds in members):
+    elif all(h.localizer for _, h in members):
         index.quarantined.append(
             QuarantinedGroup(files, f"CT series of {len(files)} localiser (scout) image(s) only; not a volume",
-                             _text(first, "PatientID"), "CT", series)
+                             first.patient_id, "CT", series)
         )
     else:
         index.groups.append(
-            DicomGroup("ct", files, _text(first, "PatientID"), study, series, "CT", _text(first, "StudyDate") or None)
+            DicomGroup("ct", files, first.patient_id, study, series, "CT", first.study_date or None)
         )
