@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,7 @@ class StageResult:
     returncode: int
     error: str = ""
     load_at_end: float = 0.0
+    note: str = ""
 
 
 def stage_command(stage: str, source: Path, patients: int, epochs: int, missing_rate: float = 0.0) -> list[str]:
@@ -223,7 +224,8 @@ def table(results: list[StageResult], load_start: float, epochs: int, not_run: l
     for r in results:
         lines.append(f"| {r.patients:,} | `clinfuse {r.stage}` | {r.wall_s:.1f} | {r.cpu_s:.1f} | "
                      f"{1000 * r.cpu_s / r.patients:.0f} | {r.max_process_rss_mib:.0f} | {r.peak_tree_rss_mib:.0f} | "
-                     f"{'ok' if r.returncode == 0 else 'failed: ' + r.error.replace('|', '/')} | "
+                     f"{'ok' if r.returncode == 0 else 'failed: ' + r.error.replace('|', '/')}"
+                     f"{f' ({r.note})' if r.note else ''} | "
                      f"{r.load_at_end:.1f} |")
     lines.append("")
     for n in sizes:
@@ -310,6 +312,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="`clinfuse train --epochs`")
     parser.add_argument("--missing-rate", type=float, default=0.0,
                         help="`clinfuse phantom --missing-rate`: > 0 makes predict redraw imputed modalities")
+    parser.add_argument("--note", default="", help="a remark shown with this run's rows (e.g. which change it measures)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
                         help="run only these stages, in the pipeline's order (each needs the ones before it)")
     parser.add_argument("--workdir", type=Path, help="keep cohorts and homes here (default: a temp folder, removed)")
@@ -334,7 +337,7 @@ def main() -> None:
     results: list[StageResult] = []
 
     def save(result: StageResult) -> None:
-        results.append(result)
+        results.append(replace(result, note=args.note))
         if args.json:
             args.json.write_text(json.dumps({"load_start": load_start, "epochs": args.epochs,
                                              "missing_rate": args.missing_rate,

@@ -52,6 +52,8 @@ def test_table_reports_growth_projection_and_unrun_sizes() -> None:
     assert wall == pytest.approx((4 * 0.1 + 0.1) * 10000 / 60)
     assert cpu == pytest.approx((4 * 0.08 + 0.08) * 10000 / 60 / (bench.os.cpu_count() or 1))
     assert "10,000 patients: **not run in this session**" in text
+    noted = bench.table([bench.StageResult(8, "ingest", 1.0, 1.0, 9.0, 9.0, 0, note="re-run")], 0.1, 3, [])
+    assert "| ok (re-run) |" in noted
     assert "no missingness" in text and "20 % of each modality missing" in bench.table(results, 0.5, 30, [], 0.2)
 
 
