@@ -33,6 +33,7 @@ from models.features.review_labels import append_agreement
 from models.features.stage_inputs import EncoderKeys, features_sha256, read_answers, synthetic_features
 from models.held_out import HELD_OUT_FRACTION
 from models.predict_stage import PredictConfig, PredictResult, predict  # noqa: F401 - the predict stage
+from models.study_stage import StudyConfig, StudyOutcome, study  # noqa: F401 - the comparative-study stage
 from models.study_definition import Study, fit_ids_sha256, study_for_home, write_fitted_on
 from models.study_inputs import define_run_study, held_out_set, stage_features  # noqa: F401 - the stages' API
 from models.training.config import TrainConfig
@@ -88,13 +89,13 @@ def encode(config: EncodeConfig, progress: Callable[[str, int, int], None] | Non
     manifest = read_manifest(layout.manifest_path)
     if manifest.empty:
         raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
-    study = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.seed)
+    split = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.seed)
     report = encode_manifest(manifest, layout.root, EmbeddingStore(layout.embeddings_dir), config.modalities,
                              device=config.device, batch_size=config.batch_size, progress=progress,
                              encoders_dir=layout.encoders_dir, seed=config.seed, note_encoder=config.note_encoder,
                              quarantine_dir=layout.quarantine_dir if config.only is None else None,
                              only=config.only, note_model_cache=config.note_model_cache,
-                             fit_patients=study.fit_ids if study is not None else None)
+                             fit_patients=split.fit_ids if split is not None else None)
     keys = {m: (tuple(k) if k is not None else None) for m, k in report.encoder_keys.items()}
     return EncodeResult(keys, dict(report.dims), dict(report.encoded), dict(report.hits), dict(report.seconds),
                         tuple(report.failures))
@@ -141,11 +142,11 @@ def pretrain(config: PretrainStageConfig, progress: Callable[[int, int, float], 
     manifest = read_manifest(layout.manifest_path)
     if manifest.empty:
         raise FileNotFoundError(f"no manifest at {layout.manifest_path}: run `clinfuse ingest` first")
-    study = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.pretrain.seed)
-    if study is None:
+    split = study_for_home(config.home, held_out_fraction=config.held_out_fraction, seed=config.pretrain.seed)
+    if split is None:
         raise FileNotFoundError(f"no cohort table at {layout.cohort_path}: pretraining needs the study split "
                                 "(ingest with --cohort) so that held-out patients stay out of it")
-    mine = manifest[manifest["patient_id"].astype(str).isin(set(study.fit_ids))]
+    mine = manifest[manifest["patient_id"].astype(str).isin(set(split.fit_ids))]
     report = run_pretrain(mine, layout.root, layout.encoders_dir, config=config.pretrain, device=config.device,
                           note_encoder=config.note_encoder, progress=progress)  # type: ignore[arg-type]
     fitted = sorted(set(mine["patient_id"].astype(str)))
@@ -233,16 +234,16 @@ def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> Tr
     fit_config = config.train_config()
     layout = HomeLayout.at(config.home).ensure()
     features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed, config.review_labels)
-    study = define_run_study(config.home, features, config.synthetic, config.seed, config.held_out_fraction,
+    split = define_run_study(config.home, features, config.synthetic, config.seed, config.held_out_fraction,
                              config.review_labels)
-    train_fs = study.training_features(features)
+    train_fs = split.training_features(features)
     model_id = model_id_for(train_fs, config)
     out = layout.models_dir / model_id
     if (out / "model.json").exists():
         from models.training.trained_model import TrainedModel
 
         return _result(model_id, out, train_fs, TrainedModel.load(out), config.encoder_keys, (), reused=True,
-                       study=study)
+                       split=split)
     notes: tuple[str, ...] = ()
     keys = config.encoder_keys
     if config.strategy == "frozen":
@@ -252,7 +253,7 @@ def train(config: TrainStageConfig, progress: EpochProgress | None = None) -> Tr
     else:
         model, keys, notes = _train_with_encoders(layout, train_fs, fit_config, config, progress)
     _save_atomically(model, out, train_fs.patient_ids)
-    return _result(model_id, out, train_fs, model, keys, notes, study=study)
+    return _result(model_id, out, train_fs, model, keys, notes, split=split)
 
 
 def _train_with_encoders(layout: HomeLayout, train_fs: FeatureSet, fit_config: TrainConfig,
@@ -288,14 +289,14 @@ def _save_atomically(model: Any, out: Path, fitted_on: tuple[str, ...]) -> None:
 
 
 def _result(model_id: str, out: Path, train_fs: FeatureSet, model: Any, keys: EncoderKeys,
-            notes: tuple[str, ...], reused: bool = False, study: Study | None = None) -> TrainResult:
+            notes: tuple[str, ...], reused: bool = False, split: Study | None = None) -> TrainResult:
     history = model.history or [{"epoch": 0, "val_auroc": float("nan"), "val_loss": float("nan")}]
     if model.config.select_on == "auroc":
         best = max(history, key=lambda r: r["val_auroc"])
     else:
         best = min(history, key=lambda r: r["val_loss"])
     return TrainResult(model_id, out, len(train_fs), int(np.sum(train_fs.mask.all(1))), int(best["epoch"]),
-                       float(best["val_auroc"]), float(model.calibrator.temperature_), keys, notes, reused, study)
+                       float(best["val_auroc"]), float(model.calibrator.temperature_), keys, notes, reused, split)
 
 
 # -- evaluate -------------------------------------------------------------------------------------
@@ -355,48 +356,3 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     write_stage_card(config, model, features, held_out, answers, result)  # model_card.md/json beside the report
     return EvaluationResult(dict(result["metrics"]), Path(result["out_dir"]), Path(result["report"]),
                             len(held_out))
-
-
-# -- study ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StudyConfig:
-    """The comparative study on a home's labelled patients: every fusion kind, unimodal baselines, sweeps."""
-
-    home: Path
-    encoder_keys: EncoderKeys = ()
-    synthetic: int = 0
-    answers: Path | None = None
-    epochs: int = TrainConfig.epochs
-    n_boot: int = N_BOOT
-    seed: int = 7
-    device: str = "cpu"
-    secret: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class StudyOutcome:
-    report: Path
-    fusion_table: Any
-    """one row per fusion kind: AUROC with its interval, AUPRC, Brier, ECE (a DataFrame)"""
-    n_patients: int
-
-
-def study(config: StudyConfig, progress: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run ``models.evaluation.study`` and write its report under ``<reports_dir>/study-<hash>``."""
-    from dataclasses import replace
-
-    from models.evaluation.study import StudyConfig as Study
-    from models.evaluation.study import run_study, write_study_report
-
-    features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed)
-    answers = read_answers(config.answers, config.secret) if config.answers is not None else (
-        synthetic_features(config.synthetic, config.seed)[1] if config.synthetic else None)
-    plan = Study(n_boot=config.n_boot, seed=config.seed)
-    plan.train = replace(plan.train, epochs=config.epochs, seed=config.seed, device=config.device)
-    split = define_run_study(config.home, features, config.synthetic, config.seed, HELD_OUT_FRACTION)
-    result = run_study(features, answers, plan, progress=progress, study=split)  # the run's study, not a new split
-    key = {k: v for k, v in asdict(config).items() if k != "secret"}
-    name = hashlib.sha256(json.dumps([features_sha256(features), key], default=str).encode()).hexdigest()
-    out = HomeLayout.at(config.home).ensure().reports_dir / f"study-{name[:12]}"
-    report = write_study_report(result, out, title=f"clinfuse study ({len(features)} patients)")
-    return StudyOutcome(Path(report), result.fusion_table, len(features))

@@ -35,19 +35,17 @@ def site_weights_from(cli_pairs: list[str], configured: Mapping[str, Path]) -> d
     Raises ``typer.BadParameter`` (exit 2, no traceback) for a malformed pair, a
     modality without site weights, or a path that does not exist. Imports no torch.
     """
-    from models.encoders.site_weights import SiteWeightsError, check_modality, parse_assignments
+    from flows.encoder_weights import modality_refusal, parse_pairs
 
     chosen: dict[str, tuple[Path, str]] = {m: (Path(p).expanduser(), "CLINFUSE_ENCODER_WEIGHTS")
                                            for m, p in configured.items()}
     try:
-        chosen.update({m: (p, "--weights") for m, p in parse_assignments(cli_pairs).items()})
-    except SiteWeightsError as exc:
+        chosen.update({m: (p, "--weights") for m, p in parse_pairs(cli_pairs).items()})
+    except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--weights'") from exc
     for modality, (path, origin) in chosen.items():
-        try:
-            check_modality(modality)
-        except SiteWeightsError as exc:
-            raise typer.BadParameter(str(exc), param_hint=origin) from exc
+        if refusal := modality_refusal(modality):
+            raise typer.BadParameter(refusal, param_hint=origin)
         if not path.exists():
             raise typer.BadParameter(f"{modality}: {path}: no such weights file or folder", param_hint=origin)
     return {m: p.resolve() for m, (p, _) in sorted(chosen.items())}
@@ -59,9 +57,9 @@ def with_site_weights(check: Any, weights: Mapping[str, Path]) -> Any:
         return check
     from dataclasses import replace
 
-    from models.encoders.site_weights import weights_digest
+    from flows.encoder_weights import digest
 
-    return replace(check, options={**check.options, "site_weights": weights_digest(weights)})
+    return replace(check, options={**check.options, "site_weights": digest(weights)})
 
 
 def install_all(console: Console, weights: Mapping[str, Path], encoders_dir: Path, seed: int) -> dict[str, Any]:
@@ -71,22 +69,19 @@ def install_all(console: Console, weights: Mapping[str, Path], encoders_dir: Pat
     reported with the reason and the command exits 2, before any flow starts.
     Returns ``modality -> (name, version, sha256)``.
     """
-    from models.encoders import build_encoder
-    from models.encoders.site_weights import SiteWeightsError, install_site_weights
+    from flows.encoder_weights import install
 
     table = Table(title="Site encoder weights")
     for col in ("modality", "encoder", "version", "sha256", "format", "source"):
         table.add_column(col)
     out: dict[str, Any] = {}
     for modality, path in weights.items():
-        encoder = build_encoder(modality, encoders_dir=None, device="cpu", seed=seed)
-        try:
-            _, record = install_site_weights(encoder, path, encoders_dir)  # type: ignore[arg-type]
-        except SiteWeightsError as exc:
-            console.print(f"[red]{modality} site weights refused[/red]: {exc}", soft_wrap=True)
-            raise typer.Exit(2) from exc
-        out[modality] = (encoder.name, encoder.version, record.sha256)
-        table.add_row(modality, encoder.name, encoder.version, record.sha256[:16], record.format, str(path))
+        fit = install(modality, path, encoders_dir, seed)
+        if fit.refused:
+            console.print(f"[red]{modality} site weights refused[/red]: {fit.refused}", soft_wrap=True)
+            raise typer.Exit(2)
+        out[modality] = (fit.encoder, fit.version, fit.sha256)
+        table.add_row(modality, fit.encoder, fit.version, fit.sha256[:16], fit.format, str(path))
     if out:
         console.print(table)
     return out
@@ -102,18 +97,16 @@ def export(
     A site can load the file elsewhere, fine-tune it and give it back with
     `clinfuse encode --weights MODALITY=FILE`.
     """
+    from flows.encoder_weights import export as export_weights
     from flows.settings import get_settings
-    from models.encoders import build_encoder
-    from models.encoders.site_weights import export_state_dict, file_sha256
 
     console = make_console()
     if out.suffix.lower() not in (".pt", ".pth", ".safetensors"):
         raise typer.BadParameter(f"{out}: the file must end in .pt, .pth or .safetensors", param_hint="'--out'")
     settings = get_settings()
-    encoder = build_encoder(modality.value, encoders_dir=settings.encoders_dir, device="cpu", seed=settings.seed)
-    written = export_state_dict(encoder, out)  # type: ignore[arg-type]
-    console.print(f"{modality.value}: {encoder.name} version {encoder.version} -> {written} "
-                  f"(sha256 {file_sha256(written)})", soft_wrap=True)
+    done = export_weights(modality.value, settings.encoders_dir, settings.seed, out)
+    console.print(f"{modality.value}: {done['encoder']} version {done['version']} -> {done['path']} "
+                  f"(sha256 {done['sha256']})", soft_wrap=True)
 
 
 @encoders_app.command("check")
@@ -121,23 +114,20 @@ def check(
     weights: list[str] = typer.Option(..., "--weights", "-w", help="MODALITY=PATH, repeatable."),
 ) -> None:
     """Check site weights against the encoders' architecture without installing them; exit 2 when one does not fit."""
+    from flows.encoder_weights import check_fit
     from flows.settings import get_settings
-    from models.encoders import build_encoder
-    from models.encoders.site_weights import SiteWeightsError, load_site_weights
 
     console = make_console()
     chosen = site_weights_from(weights, {})
     seed = get_settings().seed
     failed = False
     for modality, path in chosen.items():
-        encoder = build_encoder(modality, encoders_dir=None, device="cpu", seed=seed)
-        try:
-            record = load_site_weights(encoder, path)  # type: ignore[arg-type]
-        except SiteWeightsError as exc:
-            console.print(f"[red]{modality}[/red]: {exc}", soft_wrap=True)
+        fit = check_fit(modality, path, seed)
+        if fit.refused:
+            console.print(f"[red]{modality}[/red]: {fit.refused}", soft_wrap=True)
             failed = True
             continue
-        console.print(f"{modality}: fits {encoder.name}; would be version {encoder.version} "
-                      f"(sha256 {record.sha256}, {record.format})", soft_wrap=True)
+        console.print(f"{modality}: fits {fit.encoder}; would be version {fit.version} "
+                      f"(sha256 {fit.sha256}, {fit.format})", soft_wrap=True)
     if failed:
         raise typer.Exit(2)
