@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.flows.tasks import encode_task, plan_encode_task
 from flows.prefect_env import settings_for
@@ -28,7 +29,14 @@ def encoder_keys(result: EncodeResult) -> dict[str, tuple[str, str, str] | None]
     return dict(result.encoder_keys)
 
 
-@flow(name="encode", log_prints=True)
+CHUNK_THREADS = 4
+"""Encode chunks in flight at once when the flow runs on its own (``clinfuse encode``), as in the pipeline
+(:func:`flows.prefect_env.task_runner`). Prefect's default thread runner has no limit, so every chunk ran at
+once, each with its encoders and a batch: 125 chunks at 1,000 patients, and encode's peak RSS grew with the
+cohort (bench_scale: 1,884 MiB at 200 patients, 4,625 MiB at 1,000)."""
+
+
+@flow(name="encode", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_THREADS))
 def encode_flow(home: str | None = None, modalities: list[str] | None = None, device: str | None = None,
                 batch_size: int = 0) -> EncodeResult:
     """Encode in chunks of settings.chunk_items items (``gpu``-tagged tasks that the task runner fans out).
