@@ -228,8 +228,9 @@ def table(results: list[StageResult], load_start: float, epochs: int, not_run: l
                      f"{f' ({r.note})' if r.note else ''} | "
                      f"{r.load_at_end:.1f} |")
     lines.append("")
+    latest = {(r.patients, r.stage): r for r in results}  # a stage re-run (e.g. after a fix) replaces its first run
     for n in sizes:
-        mine = [r for r in results if r.patients == n]
+        mine = [r for (p, _), r in latest.items() if p == n]
         wall, cpu = sum(r.wall_s for r in mine), sum(r.cpu_s for r in mine)
         worst = max(r.peak_tree_rss_mib for r in mine) / 1024
         missing = [st for st in STAGES if st not in {r.stage for r in mine if r.returncode == 0}]
@@ -237,6 +238,8 @@ def table(results: list[StageResult], load_start: float, epochs: int, not_run: l
         lines.append(f"- {n:,} patients, {scope}: {wall / 60:.1f} min wall ({1000 * wall / n:.0f} ms per patient), "
                      f"{cpu / 60:.1f} min CPU; largest stage peak {worst:.2f} GiB (target <= {TARGET_RSS_GIB:g} GiB: "
                      f"{'held' if worst <= TARGET_RSS_GIB else '**missed**'}).")
+    if len(latest) < len(results):
+        lines.append("- Where a stage was run twice, the totals, the growth and the projection use its later run.")
     lines += _growth(results, sizes)
     for n in not_run:
         lines.append(f"- {n:,} patients: **not run in this session**; {_predicted(results, n)}.")

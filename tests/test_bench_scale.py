@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,9 @@ def test_table_reports_growth_projection_and_unrun_sizes() -> None:
     assert "10,000 patients: **not run in this session**" in text
     noted = bench.table([bench.StageResult(8, "ingest", 1.0, 1.0, 9.0, 9.0, 0, note="re-run")], 0.1, 3, [])
     assert "| ok (re-run) |" in noted
+    rerun = [_result(8, "ingest", 50.0, 5.0, 100.0), replace(_result(8, "ingest", 10.0, 4.0, 90.0), note="fixed")]
+    text_rerun = bench.table(rerun, 0.1, 3, [])
+    assert "0.2 min wall" in text_rerun and "later run" in text_rerun  # 10 s, not 60 s
     assert "no missingness" in text and "20 % of each modality missing" in bench.table(results, 0.5, 30, [], 0.2)
 
 
