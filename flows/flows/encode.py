@@ -31,9 +31,9 @@ def encoder_keys(result: EncodeResult) -> dict[str, tuple[str, str, str] | None]
 
 CHUNK_THREADS = 4
 """Encode chunks in flight at once when the flow runs on its own (``clinfuse encode``), as in the pipeline
-(:func:`flows.prefect_env.task_runner`). Prefect's default thread runner has no limit, so every chunk ran at
-once, each with its encoders and a batch: 128 chunks (32 per modality) at 1,000 patients, and encode's peak RSS grew with the
-cohort (bench_scale: 1,884 MiB at 200 patients, 4,625 MiB at 1,000)."""
+(:func:`flows.prefect_env.task_runner`). Prefect's default thread runner has no limit, so every chunk ran
+at once, each with its encoders and a batch: 128 chunks (32 per modality) at 1,000 patients, and encode's
+peak RSS grew with the cohort (bench_scale: 1,884 MiB at 200 patients, 4,625 MiB at 1,000)."""
 
 
 @flow(name="encode", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_THREADS))
