@@ -11,6 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
+from models.encoders.image_features import CT_FEATURE_NAMES, XRAY_FEATURE_NAMES
 from models.features.assemble import encode_manifest, latest_items, load_features
 from models.stores.embeddings import EmbeddingStore
 from tests.models.synthetic_arrays import _write_item, eeg_windows, write_synthetic_home
@@ -58,7 +59,8 @@ def test_load_features_one_row_per_patient(cohort_home) -> None:
     assert report2.encoded["eeg"] == 1
     fs = load_features(manifest2, cohort, store, report.encoder_keys)
     assert fs.patient_ids == tuple(cohort["patient_id"])
-    assert fs.dims() == {"ct": 64 + 20, "xray": 64 + 20, "eeg": 140, "note": 64 + 30}
+    assert fs.dims() == {"ct": 64 + len(CT_FEATURE_NAMES), "xray": 64 + len(XRAY_FEATURE_NAMES), "eeg": 140,
+                         "note": 64 + 30}
     latest = latest_items(manifest2)
     failed = {f.content_sha256 for f in report.failures}
     for j, m in enumerate(fs.modalities):
