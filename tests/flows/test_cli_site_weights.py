@@ -21,18 +21,8 @@ from ingestion.manifest import write_manifest
 from models.encoders import build_encoder
 from models.encoders.site_weights import export_state_dict
 from models.stores.embeddings import EmbeddingStore
+from tests.flows.test_cli_vocabulary import PARSE_ONLY  # the same parse-only child as the vocabulary tests
 from tests.models.synthetic_arrays import write_synthetic_home
-
-PARSE_ONLY = """
-import json, sys
-from flows.cli import app
-try:
-    app(sys.argv[1:], prog_name="clinfuse")
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted(m for m in ("prefect", "mlflow", "torch") if m in sys.modules)
-print(json.dumps({"code": code, "heavy": heavy}))
-"""
 
 
 @pytest.fixture
