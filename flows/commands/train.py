@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.choices import ALIAS_CONTEXT, DEFAULT_FUSION, DEFAULT_IMPUTE, DEFAULT_POOL, DEFAULT_STRATEGY, Fusion, Impute, Pool, Strategy
+from flows.choices import DEFAULT_FUSION, DEFAULT_IMPUTE, DEFAULT_POOL, DEFAULT_STRATEGY, Fusion, Impute, Pool, Strategy
 from flows.commands.console import make_console
 from models import defaults as d
 from models.held_out import HELD_OUT_FRACTION
