@@ -37,19 +37,27 @@ def _assert_same_everywhere(files: list[Path]) -> np.ndarray:
     return fast
 
 
+def _save_slice(src: pydicom.Dataset, path: Path, z: float, **attrs) -> Path:
+    """A copy of ``src`` at height ``z`` with fresh UIDs (and ``attrs`` set), written to ``path``."""
+    ds = copy.deepcopy(src)
+    x, y, _ = (float(v) for v in src.ImagePositionPatient)
+    ds.ImagePositionPatient = [x, y, z]
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    for name, value in attrs.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def test_real_pydicom_ct_slices_as_a_series(tmp_path: Path) -> None:
     """pydicom's real CT_small.dcm (header and pixels) repeated along z, written in shuffled order."""
     src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     rng = np.random.default_rng(3)
     files = []
+    z0 = float(src.ImagePositionPatient[2])
     for k in rng.permutation(12):
-        ds = copy.deepcopy(src)
-        x, y, z = (float(v) for v in src.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, round(z + 2.5 * k, 3)]
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-        ds.PixelData = np.roll(src.pixel_array, int(k), axis=1).tobytes()  # each slice its own real-valued image
-        files.append(tmp_path / f"s{rng.integers(1 << 30)}.dcm")
-        ds.save_as(files[-1], enforce_file_format=True)
+        files.append(_save_slice(src, tmp_path / f"s{rng.integers(1 << 30)}.dcm", round(z0 + 2.5 * k, 3),
+                                 PixelData=np.roll(src.pixel_array, int(k), axis=1).tobytes()))  # its own image
     volume = _assert_same_everywhere(files)
     assert volume.shape == (12, 128, 128)
 
@@ -80,15 +88,10 @@ def test_volume_faulted_in_ahead_is_the_one_returned_and_only_when_the_shape_fit
 def test_localiser_in_a_long_series_gets_a_fresh_volume_with_the_same_values(tmp_path: Path) -> None:
     src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     files = []
+    z0 = float(src.ImagePositionPatient[2])
     for k in range(10):
-        ds = copy.deepcopy(src)
-        x, y, z = (float(v) for v in src.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 3.0 * k]
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-        if k == 0:
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
-        files.append(tmp_path / f"{k}.dcm")
-        ds.save_as(files[-1], enforce_file_format=True)
+        extra = {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]} if k == 0 else {}
+        files.append(_save_slice(src, tmp_path / f"{k}.dcm", z0 + 3.0 * k, **extra))
     item = read_ct_series(files, None, None)
     assert item.metadata["dropped_localizers"] == 1 and item.array.shape == (9, 128, 128)
     np.testing.assert_array_equal(item.array, _pydicom_reference(files[1:]))
@@ -97,13 +100,9 @@ def test_localiser_in_a_long_series_gets_a_fresh_volume_with_the_same_values(tmp
 def test_quarantined_series_leaves_no_prefault_thread(tmp_path: Path) -> None:
     src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     files = []
-    for k in range(10):
-        ds = copy.deepcopy(src)
-        x, y, z = (float(v) for v in src.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 3.0 * min(k, 8)]  # the last two slices share one position
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-        files.append(tmp_path / f"{k}.dcm")
-        ds.save_as(files[-1], enforce_file_format=True)
+    z0 = float(src.ImagePositionPatient[2])
+    for k in range(10):  # the last two slices share one position
+        files.append(_save_slice(src, tmp_path / f"{k}.dcm", z0 + 3.0 * min(k, 8)))
     with pytest.raises(QuarantineError, match="duplicated slice position"):
         read_ct_series(files, None, None)
     assert not [t for t in threading.enumerate() if t.name == "ct-prefault"]
