@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -24,8 +23,7 @@ from flows.flows.ingest import ingest_flow
 from flows.flows.tasks import predict_task
 from flows.prefect_env import settings_for
 from flows.settings import Settings
-from flows.tracking import runs as tracking
-from flows.tracking.registry import CHAMPION, MODEL_NAME, require_champion
+from flows.tracking.registry import MODEL_NAME
 from models.stages import PredictConfig
 
 
@@ -44,14 +42,6 @@ def keep_training_cohort(previous: pd.DataFrame | None, batch: pd.DataFrame, set
         return
     new = batch[~batch["patient_id"].isin(previous["patient_id"])]
     write_cohort(pd.concat([previous, new], ignore_index=True), settings.cohort_path)
-
-
-def champion_encoder_keys(settings: Settings) -> dict[str, Any]:
-    """The encoder keys recorded in the champion's bundle; {} for a model that recorded none."""
-    tracking.configure_mlflow(settings)
-    require_champion()
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").unwrap_python_model().model
-    return {m: (tuple(k) if k is not None else None) for m, k in model.encoder_keys.items()}
 
 
 def predict_champion(settings: Settings, cohort_csv: Path | None, n_mc: int) -> dict[str, Any]:

@@ -22,7 +22,8 @@ def test_predict_uses_champion_encoders_after_pretrain_and_is_batch_invariant(se
 
     from flows.cli import app
     from flows.flows.ingest import ingest_flow
-    from flows.flows.predict import champion_encoder_keys, predict_flow
+    from flows.flows.evaluate import champion_model
+    from flows.flows.predict import predict_flow
     from flows.prefect_env import prefect_settings
     from flows.flows.train import train_flow
     from ingestion.manifest import read_manifest
@@ -30,14 +31,17 @@ def test_predict_uses_champion_encoders_after_pretrain_and_is_batch_invariant(se
     from models.stores.embeddings import EmbeddingStore
     from models.encoders import build_encoder
     from models.stores.predictions import read_latest_batch
+    from models.predict_stage import recorded_encoder_keys
     from models.training.pretrain import PretrainConfig, pretrain
+    from models.training.trained_model import TrainedModel
 
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))
     with prefect_settings(settings):
         ingest_flow(source=str(small_phantom), cohort_csv=str(small_phantom / "cohort.csv"), home=str(settings.home))
         train_flow(home=str(settings.home), epochs=3)
-        pinned = {m: k for m, k in champion_encoder_keys(settings).items() if k is not None}
+        champion = TrainedModel.load(champion_model(settings)[0])
+        pinned = {m: tuple(k) for m, k in recorded_encoder_keys(champion) if k is not None}
         assert pinned, "the champion records the encoder versions it was trained on"
         report = pretrain(read_manifest(settings.manifest_path), settings.home, settings.encoders_dir,
                           config=PretrainConfig(epochs=1, batch_size=8), note_encoder=settings.note_encoder)
