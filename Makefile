@@ -83,8 +83,13 @@ serve: $(INSTALLED)
 	CLINFUSE_HOME="$(CLINFUSE_HOME)" CLINFUSE_BIND_HOST=$(HOST) $(BIN)/clinfuse serve \
 	  --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT)
 
+# make test ends with pytest's per-test and per-file durations (pyproject addopts, tests/durations_report.py)
+# and one line of the whole target's wall time, install and Debian packages included (CI's budget).
+MAKE_STARTED := $(shell date +%s)
 test: install browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "$(BIN)/python -m pytest $(PYTEST_ARGS)"; rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	  echo "make test: $$(( $$(date +%s) - $(MAKE_STARTED) )) s wall since make started (install, Debian packages, pytest); pytest exit $$rc"; \
+	  exit $$rc
 
 clean:
 	rm -rf $(VENV) .clinfuse $(DEMO_DIR) test-artifacts .pytest_cache

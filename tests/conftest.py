@@ -21,6 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("CLINFUSE_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every run ends with its slowest files and its wall time (tests/durations_report.py): CI's budget."""
+    from tests import durations_report
+
+    if not config.pluginmanager.is_registered(durations_report):
+        config.pluginmanager.register(durations_report, "clinfuse-durations-report")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def note_model_cache(tmp_path_factory: pytest.TempPathFactory):
     """One machine-level note model cache per test session: the suite exports the int8 MiniLM once
