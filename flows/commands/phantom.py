@@ -17,6 +17,11 @@ class MissingMechanism(str, Enum):
     mnar = "mnar"
 
 
+class Anatomy(str, Enum):
+    standard = "standard"
+    varied = "varied"
+
+
 def phantom(
     patients: int = typer.Option(200, "--patients", "-n", min=1, help="Number of patients to generate."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export into (must not hold a cohort yet)."),
@@ -29,6 +34,12 @@ def phantom(
         help="mcar: missing at random; mnar: sicker patients miss less (missingness depends on severity)."),
     eeg_min_s: int = typer.Option(60, "--eeg-min-s", min=4, help="Shortest EEG recording, in seconds."),
     eeg_max_s: int = typer.Option(120, "--eeg-max-s", min=4, help="Longest EEG recording, in seconds."),
+    anatomy: Anatomy = typer.Option(
+        Anatomy.standard, "--anatomy", case_sensitive=False,
+        help="Image drawing. standard: centred upright head, one lesion, symmetric chest (the draws tests and "
+             "benchmarks rely on). varied: head shifted, turned and tilted, grey/white matter, cupping and noise, "
+             "0-2 lesions within tissue contrast; asymmetric chest (heart, diaphragm, rotation) with devices. "
+             "Same labels and oracle for a seed; recorded in answers.parquet's metadata."),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes writing patients (default: CLINFUSE_WORKERS); same bytes for any."),
 ) -> None:
@@ -44,7 +55,7 @@ def phantom(
             task = bar.add_task("patients", total=patients)
             summary = generate_cohort(
                 out, patients, seed=seed, missing_rate=missing_rate, mechanism=mechanism.value,
-                eeg_seconds=(eeg_min_s, eeg_max_s), workers=workers or get_settings().workers,
+                eeg_seconds=(eeg_min_s, eeg_max_s), workers=workers or get_settings().workers, anatomy=anatomy.value,
                 progress=lambda done: bar.update(task, completed=done))
     except (FileExistsError, ValueError) as exc:
         console.print(f"[red]clinfuse phantom: {exc}[/red]")
@@ -53,6 +64,7 @@ def phantom(
     table.add_column()
     table.add_column(overflow="fold")  # a path is wrapped, never cut short
     table.add_row("patients", str(summary.n_patients))
+    table.add_row("anatomy", summary.anatomy)
     table.add_row("positive labels", str(summary.n_positive))
     for modality, count in summary.present.items():
         table.add_row(f"with {modality}", str(count))

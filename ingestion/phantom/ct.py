@@ -1,5 +1,8 @@
 """Phantom head CT: one axial DICOM series per patient with a disease-dependent lesion.
 
+This module's drawing is the ``standard`` anatomy; ``--anatomy varied`` draws the
+volume with :mod:`ingestion.phantom.ct_varied` instead (the header is the same).
+
 The head is an ellipsoid of soft tissue (~40 HU) inside a bone shell (~700 HU)
 in air (-1000 HU), with two CSF ventricles. The lesion is a brighter sphere in
 the LEFT or RIGHT hemisphere; its contrast rises monotonically with the CT
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import CTImageStorage
 
+from ingestion.phantom.ct_varied import varied_head_volume
 from ingestion.phantom.dicom_header import StudyInfo, base_dataset, seeded_uid, set_pixels, write_dataset
 from ingestion.phantom.phi import FakeIdentity, PlantedItem, random_token
 
@@ -55,15 +59,20 @@ def head_volume(rng: np.random.Generator, n_slices: int, size: int, pixel_mm: fl
 
 
 def write_ct_series(dicom_root: Path, rng: np.random.Generator, identity: FakeIdentity,
-                    evidence: float, side: str) -> PlantedItem:
-    """Write one series of 32-64 axial slices (64-128 px) into a fresh random folder under ``dicom_root``."""
+                    evidence: float, side: str, anatomy: str = "standard") -> PlantedItem:
+    """Write one series of 32-64 axial slices (64-128 px) into a fresh random folder under ``dicom_root``.
+
+    ``anatomy`` "varied" draws the head with :func:`ingestion.phantom.ct_varied.varied_head_volume`
+    (same header, same draws before and after the volume); "standard" with :func:`head_volume`.
+    """
     n_slices = int(rng.integers(32, 65))
     size = int(rng.choice([64, 96, 128]))
     pixel_mm = FOV_MM / size
     slice_mm = float(rng.choice([3.0, 4.0, 5.0]))
     slope, intercept = [(1.0, -1024.0), (1.0, -1000.0), (1.0, 0.0), (0.5, -1024.0)][int(rng.integers(4))]
     bits_stored = 16 if intercept == 0.0 or slope != 1.0 else int(rng.choice([12, 16]))
-    vol = head_volume(rng, n_slices, size, pixel_mm, slice_mm, evidence, side)
+    draw = varied_head_volume if anatomy == "varied" else head_volume
+    vol = draw(rng, n_slices, size, pixel_mm, slice_mm, evidence, side)
     stored = np.round((np.clip(vol, -1024.0, 3000.0) - intercept) / slope)
     lim = 2 ** (bits_stored - 1)
     stored = np.clip(stored, -lim, lim - 1).astype(np.int16)

@@ -5,6 +5,8 @@ class, MONOCHROME1 (high value = dark) or MONOCHROME2 (high value = bright),
 12 or 16 bits stored. The opacity is a soft blob in one lung whose density
 rises monotonically with the X-ray evidence of the latent model; its side is the
 latent ``xray_side`` (the CT lesion's side for a share of patients set by ``SignalModel.shared``).
+This module's chest is the ``standard`` anatomy; ``--anatomy varied`` draws it with
+:mod:`ingestion.phantom.xray_varied` instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydicom.uid import ComputedRadiographyImageStorage, DigitalXRayImageStorage
 
 from ingestion.phantom.dicom_header import StudyInfo, base_dataset, seeded_uid, set_pixels, write_dataset
 from ingestion.phantom.phi import FakeIdentity, PlantedItem, random_token
+from ingestion.phantom.xray_varied import varied_chest_density
 
 
 def opacity_density(evidence: float) -> float:
@@ -51,13 +54,17 @@ def chest_density(rng: np.random.Generator, size: int, evidence: float, side: st
 
 
 def write_xray(dicom_root: Path, rng: np.random.Generator, identity: FakeIdentity, evidence: float,
-               side: str | None = None) -> PlantedItem:
-    """Write one chest radiograph into a fresh random folder under ``dicom_root`` (opacity on ``side``)."""
+               side: str | None = None, anatomy: str = "standard") -> PlantedItem:
+    """Write one chest radiograph into a fresh random folder under ``dicom_root`` (opacity on ``side``).
+
+    ``anatomy`` "varied" draws the chest with :func:`ingestion.phantom.xray_varied.varied_chest_density`.
+    """
     size = int(rng.choice([192, 224, 256]))
     is_dx = bool(rng.random() < 0.5)
     photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
     bits_stored = int(rng.choice([12, 16]))
-    density = chest_density(rng, size, evidence, side)
+    draw = varied_chest_density if anatomy == "varied" else chest_density
+    density = draw(rng, size, evidence, side)
     full = 2**bits_stored - 1
     stored = np.round((1.0 - density if photometric == "MONOCHROME1" else density) * full).astype(np.uint16)
 
