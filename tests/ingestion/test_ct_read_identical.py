@@ -4,6 +4,8 @@ gives, bit for bit, what pydicom's own decode and the one-thread path give, on r
 from __future__ import annotations
 
 import copy
+import gc
+import io
 import threading
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from pydicom.data import get_testdata_file
 
 from ingestion.phantom.ct import write_ct_series
 from ingestion.phantom.phi import make_identity
+from ingestion.readers import ct_slices, ct_volume
 from ingestion.readers.ct_slices import PendingVolume
 from ingestion.readers.ct_volume import load_ct_volume, read_ct_series
 from ingestion.readers.records import QuarantineError
@@ -106,3 +109,47 @@ def test_quarantined_series_leaves_no_prefault_thread(tmp_path: Path) -> None:
     with pytest.raises(QuarantineError, match="duplicated slice position"):
         read_ct_series(files, None, None)
     assert not [t for t in threading.enumerate() if t.name == "ct-prefault"]
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small.dcm"])
+def test_one_pass_header_parse_is_what_dcmread_gives(name: str) -> None:
+    """The fast header parse (pydicom's read_dataset, once for the meta and once for the body) gives the
+    elements, file meta, encoding and pixel offset that dcmread(stop_before_pixels=True) gives, on real files
+    in explicit and implicit VR little endian."""
+    head = Path(get_testdata_file(name)).read_bytes()[: ct_slices.HEADER_CHUNK]
+    fast = ct_slices._parse_native_header(head)
+    slow = ct_slices._parse_header(io.BytesIO(head))
+    assert fast is not None
+    assert fast[0] == slow[0] and fast[0].file_meta == slow[0].file_meta and len(fast[0]) == len(slow[0]) > 20
+    assert fast[0].original_encoding == slow[0].original_encoding and fast[0].preamble == slow[0].preamble
+    assert fast[1:] == slow[1:] and fast[2] is not None
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "JPEG2000.dcm"])
+def test_one_pass_header_parse_leaves_other_syntaxes_to_dcmread(name: str) -> None:
+    head = Path(get_testdata_file(name)).read_bytes()[: ct_slices.HEADER_CHUNK]
+    assert ct_slices._parse_native_header(head) is None
+
+
+def test_collector_paused_while_headers_parse_and_restored_even_on_quarantine(tmp_path: Path) -> None:
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    z0 = float(src.ImagePositionPatient[2])
+    files = [_save_slice(src, tmp_path / f"{k}.dcm", z0 + 3.0 * min(k, 8)) for k in range(10)]  # a duplicate
+    seen = []
+    original = ct_slices.read_image_file
+
+    def spy(path):
+        seen.append(gc.isenabled())
+        return original(path)
+
+    ct_volume.read_image_file = spy
+    try:
+        with pytest.raises(QuarantineError, match="duplicated slice position"):
+            read_ct_series(files, None, None)
+        assert gc.isenabled() and seen and not any(seen)
+        gc.disable()  # a caller that turned it off keeps it off
+        read_ct_series(files[:9], None, None)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        ct_volume.read_image_file = original
