@@ -189,6 +189,7 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     agreement only (:func:`review_agreement`).
     """
     from models.evaluation.report import write_model_report
+    from models.training.uncertainty import RULES
 
     if held_out.labels is None:
         raise ValueError("evaluation needs labels; the held-out FeatureSet has none")
@@ -218,6 +219,11 @@ def evaluate_model(model: Any, held_out: FeatureSet, out_dir: str | Path, answer
     metrics["interval_width_mean"] = float((pred["risk_high"] - pred["risk_low"]).mean())
     metrics["n"] = float(len(y))
     metrics["abstain_rate"] = float(pred["abstain"].mean())
+    policy = getattr(model, "abstain_policy", None)
+    if policy is not None:  # which rules the training folds kept (models.training.abstain_policy)
+        for rule in RULES:
+            metrics[f"abstain_rule_{rule}"] = float(rule in policy.rules)
+        metrics["abstain_redraw_tolerance"] = float(policy.tolerance(model.config.interval_level))
     kept = ~pred["abstain"].to_numpy()
     if kept.sum() >= 10 and len(np.unique(y[kept])) == 2:
         metrics["auroc_not_abstained"] = float(roc_auc_score(y[kept], risk[kept]))

@@ -126,9 +126,16 @@ def calibration_text(config: dict[str, Any], metrics: dict[str, float]) -> str:
     if "interval_coverage" in metrics:
         text += (f"The Venn-Abers range (no nominal level: not a confidence interval of the true risk) contains "
                  f"the best possible risk of {metrics['interval_coverage']:.1%} of held-out patients. ")
-    text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%} (risk range straddling the threshold, "
-             "imputed modalities deciding the class, no modality, or an empty set; a set holding both classes "
-             "is not by itself a reason); AUROC of the answered patients "
+    rules = [k[len("abstain_rule_"):] for k, v in metrics.items() if k.startswith("abstain_rule_") and v]
+    dropped = [k[len("abstain_rule_"):] for k, v in metrics.items() if k.startswith("abstain_rule_") and not v]
+    applied = (f"rules applied: {', '.join(rules)}" + (f" (redraws > {metrics['abstain_redraw_tolerance']:.0%})"
+                                                       if "redraws" in rules else "")
+               + (f"; dropped on the training folds (flagged patients no harder there): {', '.join(dropped)}"
+                  if dropped else "") if rules else
+               "risk range straddling the threshold, imputed modalities deciding the class, no modality, or an "
+               "empty set")
+    text += (f"Abstained on {metrics.get('abstain_rate', float('nan')):.1%} ({applied}; a set holding both "
+             "classes is not by itself a reason); AUROC of the answered patients "
              f"{metrics.get('auroc_not_abstained', float('nan')):.3f}.")
     return text
 

@@ -40,6 +40,7 @@ from models.fusion.inputs import FusionInputs, predict_logits, to_inputs, torch_
 from models.imputation.registry import build_imputer
 from models.imputation.select import select_imputer, selection_record
 from models.training import crossfit
+from models.training.abstain_policy import policy_from_folds
 from models.training.calibration import CALIBRATORS, PlattScaler, VennAbersCalibrator, choose_calibrator
 from models.training.config import STRATEGIES, TrainConfig, fusion_config
 from models.training.trained_model import TrainedModel
@@ -263,6 +264,14 @@ def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, d
                            range_calibrator=VennAbersCalibrator().fit(oof, cal_labels),
                            conformal=ConformalSets().fit(oof_risk, cal_labels), head=head,
                            fold_networks=fold_nets)
+    if folds is not None:  # which abstain rules earn their place on the same out-of-fold patients
+        policy_fs = scaled if small else val_fs
+        trained.abstain_policy = policy_from_folds(
+            config, policy_fs, folds, oof, record["chosen"],
+            (lambda f: fold_nets[f]) if small else (lambda f: model),
+            (lambda f: make_imputer(scaled.subset(np.flatnonzero(folds != f)))) if small else (lambda f: imputer),
+            head)
+        trained.metrics["abstain_policy"] = trained.abstain_policy.record
     trained.metrics["calibration"] = record
     trained.metrics["selection"] = selection
     all_in = to_inputs(imputer.transform(scaled), config.device)

@@ -42,8 +42,8 @@ from models.training.calibration import VennAbersCalibrator, calibrator_from_dic
 from models.training.config import TrainConfig, fusion_config
 from models.training.crossfit import LinearFusion
 from models.training.shapley import exact_modality_shapley
-from models.training.uncertainty import (ConformalSets, Spread, abstain_decisions, imputation_draws, level_text,
-                                         risk_range)
+from models.training.uncertainty import (AbstainPolicy, ConformalSets, Spread, abstain_decisions, imputation_draws,
+                                         level_text, risk_range)
 
 FORMAT_VERSION = 3
 """3: Venn-Abers range + conformal sets fitted on cross-fitted scores (2 had bootstrap calibrator replicates)."""
@@ -84,6 +84,9 @@ class TrainedModel:
     # calibrator and conformal sets were fitted on their out-of-fold scores); ``network`` then only selected
     # the epoch count (large cohorts) or is the first of them (small cohorts)
     fold_networks: list = field(default_factory=list)
+    # the abstain rules kept and the redraw tolerance, fitted on out-of-fold training patients
+    # (models.training.abstain_policy); the default applies every rule at tolerance 1 - interval_level
+    abstain_policy: AbstainPolicy = field(default_factory=AbstainPolicy)
 
     # -- prediction ----------------------------------------------------
     @property
@@ -131,21 +134,28 @@ class TrainedModel:
         """Calibrated risk only (fast path for evaluation sweeps)."""
         return self.risk(to_inputs(self.impute(features), self.config.device))
 
-    def predict(self, features: FeatureSet, n_mc: int = 30, seed: int = 0) -> PredictionFrame:
-        """The Predictions table: risk, range, class, abstain, Shapley contributions, mask, donors."""
+    def evidence(self, features: FeatureSet, n_mc: int = 30, seed: int = 0) -> tuple[ImputedFeatures, Any, dict]:
+        """(imputed features, Shapley result, the keyword arguments of the abstain rules) for raw features: what
+        ``predict`` decides from, and what the out-of-fold policy fit judges (models.training.abstain_policy)."""
         imp = self.impute(features)
         inputs = to_inputs(imp, self.config.device)
         shap = exact_modality_shapley(lambda mk: self.risk(inputs.with_mask(torch.as_tensor(mk))),
                                       imp.features.mask, baseline=self.shapley_baseline)
         risk = shap.prediction
         spread = self._interval(imp, inputs, risk, n_mc, seed)
-        low, high = spread.low, spread.high
-        cfg = self.config
         no_imp = self.risk(inputs.with_mask(inputs.mask & ~inputs.imputed))
-        abstain, reasons = abstain_decisions(
-            risk=risk, spread=spread, in_set=self.class_sets(risk), present=imp.features.mask & ~imp.imputed, imputed=imp.imputed,
-            contrib=shap.contributions, no_imputed_risk=no_imp, modalities=self.modalities,
-            threshold=cfg.threshold, share=cfg.abstain_share, level=cfg.interval_level)
+        return imp, shap, {"risk": risk, "spread": spread, "in_set": self.class_sets(risk),
+                           "present": imp.features.mask & ~imp.imputed, "imputed": imp.imputed,
+                           "contrib": shap.contributions, "no_imputed_risk": no_imp}
+
+    def predict(self, features: FeatureSet, n_mc: int = 30, seed: int = 0) -> PredictionFrame:
+        """The Predictions table: risk, range, class, abstain, Shapley contributions, mask, donors."""
+        imp, shap, ev = self.evidence(features, n_mc, seed)
+        risk, low, high = ev["risk"], ev["spread"].low, ev["spread"].high
+        cfg = self.config
+        abstain, reasons = abstain_decisions(**ev, modalities=self.modalities, threshold=cfg.threshold,
+                                             share=cfg.abstain_share, level=cfg.interval_level,
+                                             policy=self.abstain_policy)
         frame = {"patient_id": list(features.patient_ids), "risk": risk, "risk_low": low, "risk_high": high,
                  "predicted_class": (risk >= cfg.threshold).astype(int), "abstain": abstain,
                  "abstain_reason": reasons}
@@ -223,6 +233,7 @@ class TrainedModel:
                 "n_fold_networks": len(self.fold_networks),
                 "range_calibrator": self.range_calibrator.to_dict(), "conformal": self.conformal.to_dict(),
                 "interval_level": level_text(self.config.interval_level),
+                "abstain_policy": self.abstain_policy.to_dict(),
                 "shapley_baseline": self.shapley_baseline, "history": self.history,
                 "members": [_calibrator_dict(cal) for _, cal in self.members],
                 "val_patient_ids": list(self.val_patient_ids), "metrics": self.metrics}
@@ -262,4 +273,5 @@ class TrainedModel:
                    {m: (tuple(k) if k is not None else None) for m, k in (meta.get("encoder_keys") or {}).items()},
                    meta.get("shapley_baseline"), members, VennAbersCalibrator.from_dict(meta["range_calibrator"]),
                    ConformalSets.from_dict(meta["conformal"]), head,
-                   [network_from(directory / "folds" / f"{k}.pt", head) for k in range(meta.get("n_fold_networks", 0))])
+                   [network_from(directory / "folds" / f"{k}.pt", head) for k in range(meta.get("n_fold_networks", 0))],
+                   AbstainPolicy.from_dict(meta.get("abstain_policy")))
