@@ -10,11 +10,13 @@ and the conformal class sets are fitted on the cross-calibrated scores. When the
 validation split is small (< 100 patients or < 20 of the minority class), it is
 replaced by cross-fitting over every training patient
 (:mod:`models.training.crossfit`): the folds pick the epoch count, compare the
-network with a logistic regression on the same fused inputs, and their
-out-of-fold scores fit the calibrator and the sets; the fold predictors of the
-better head are the model (risk = mean of their calibrated risks). Returns a :class:`~models.training.trained_model.TrainedModel` that
-carries all of it. Nothing here sees a patient outside ``features``: the
-callers pass training patients only (the held-out split never reaches it).
+network with a logistic regression on the same fused inputs (the network only
+when it wins beyond bootstrap noise), and their out-of-fold scores fit the
+calibrator and the sets; the fold predictors of the chosen head are the model
+(risk = mean of their calibrated risks). Returns a
+:class:`~models.training.trained_model.TrainedModel` that carries all of it.
+Nothing here sees a patient outside ``features``: the callers pass training
+patients only (the held-out split never reaches it).
 
 ``strategy="frozen"`` (embeddings computed once by the encoders, fusion
 trained on top) is this loop alone; ``"joint"`` and ``"finetune"`` train the
@@ -315,8 +317,8 @@ def _fit_small(scaled: FeatureSet, config: TrainConfig, make_imputer, build, k: 
     fcfg = fusion_config(config, scaled.covariates.shape[1])
     lin_oof, c = crossfit.oof_linear(data, len(labels), scaled.dims(), fcfg, config.seed)
     net_auc, lin_auc = _pooled_auroc(labels, curve[best]), _pooled_auroc(labels, lin_oof)
-    head = "linear" if lin_auc >= net_auc else "network"
-    selection.update(epochs=best + 1, oof_auroc_network=net_auc, oof_auroc_linear=lin_auc, linear_c=c, head=head)
+    head, record = crossfit.choose_head(labels, curve[best], lin_oof, seed=config.seed)
+    selection.update(epochs=best + 1, oof_auroc_network=net_auc, oof_auroc_linear=lin_auc, linear_c=c, **record)
     imputer = make_imputer(scaled)
     if head == "linear":
         nets = crossfit.fold_linear(data, scaled.dims(), fcfg, c, config.seed, config.device)
