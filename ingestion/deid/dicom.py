@@ -21,10 +21,10 @@ from pydicom.dataset import Dataset
 from ingestion.deid.pseudonym import date_shift_days, pseudonymise
 from ingestion.readers.dicom_source import read_dataset
 
-__all__ = ["date_shift_days", "deidentify_dataset", "deidentify_file"]
+__all__ = ["date_shift_days", "deidentify_dataset", "deidentify_file", "patient_anonymizer"]
 
 
-def _anonymizer(original_id: str, secret: str) -> Anonymizer:
+def patient_anonymizer(original_id: str, secret: str) -> Anonymizer:
     """A dicognito anonymizer seeded by the site secret, with clinfuse's id and date rules first.
 
     Handlers added with ``add_element_handler`` run before dicognito's own,
@@ -53,7 +53,7 @@ def deidentify_dataset(ds: Dataset, secret: str) -> Dataset:
     original_id = str(ds.get("PatientID", "") or "")
     out = copy.deepcopy(ds)
     out.remove_private_tags()
-    _anonymizer(original_id, secret).anonymize(out)
+    patient_anonymizer(original_id, secret).anonymize(out)
     return out
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from dicognito.anonymizer import Anonymizer
+from pydicom.dataset import Dataset, FileMetaDataset
 
-from ingestion.deid.dicom import deidentify_dataset
+from ingestion.deid.dicom import patient_anonymizer
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,31 @@ class ImageRef:
     modality: str
 
 
-def deidentified_ref(path: Path, secret: str) -> ImageRef:
-    """The de-identified reference of the DICOM file ``path`` (raises for a file without the UIDs)."""
+def deidentified_ref(path: Path, secret: str, anonymizers: dict[str, Anonymizer] | None = None) -> ImageRef:
+    """The de-identified reference of the DICOM file ``path`` (raises for a file without the UIDs).
+
+    Only the reference's elements are de-identified, in a small dataset of
+    their own, by the anonymizer :func:`ingestion.deid.dicom.deidentify_dataset`
+    builds for the patient (kept in ``anonymizers`` across a patient's files):
+    dicognito maps each UID by a keyed hash of its value alone, so the UIDs are
+    the ones a de-identified copy of the whole file holds. Copying and walking
+    every header element per file, and building an anonymizer per file, was
+    most of a predict batch's time per patient (one SR names every CT slice).
+    """
     header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
     missing = [t for t in _TAGS[1:5] if not header.get(t)]
     if missing:
         raise ValueError(f"{path.name}: no {', '.join(missing)}; it cannot be referenced")
-    ds = deidentify_dataset(header, secret)
+    original_id = str(header.get("PatientID", "") or "")
+    anonymizers = {} if anonymizers is None else anonymizers
+    if original_id not in anonymizers:
+        anonymizers[original_id] = patient_anonymizer(original_id, secret)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    for keyword in _TAGS:
+        if keyword in header:
+            ds[keyword] = header[keyword]  # the header is this function's own: its elements may change
+    anonymizers[original_id].anonymize(ds)
     return ImageRef(str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID),
                     str(ds.SOPClassUID), str(ds.get("Modality", "") or ""))
 
@@ -54,9 +74,10 @@ def deidentified_refs(paths: Iterable[Path], secret: str) -> tuple[list[ImageRef
     still reported, with fewer references); its reason names the file only.
     """
     refs, skipped = [], []
+    anonymizers: dict[str, Anonymizer] = {}
     for path in paths:
         try:
-            refs.append(deidentified_ref(Path(path), secret))
+            refs.append(deidentified_ref(Path(path), secret, anonymizers))
         except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
             skipped.append(f"{Path(path).name}: {type(exc).__name__}: {exc}"[:200])
     return sorted(set(refs), key=lambda r: (r.study_uid, r.series_uid, r.sop_uid)), skipped

@@ -76,6 +76,21 @@ def test_sr_reads_back_risk_and_references_deidentified_uids(cohort: Path) -> No
         assert phi.encode() not in data
 
 
+def test_every_reference_is_what_a_deidentified_copy_of_its_whole_file_holds(cohort: Path) -> None:
+    """The references de-identify only their own elements with one anonymizer per patient; every UID must be
+    the one deidentify_dataset writes into a copy of the whole file (CT series and X-rays of every patient)."""
+    files = [f for series in _series_files(cohort) for f in series]
+    refs, skipped = deidentified_refs(files, SECRET)
+    assert not skipped and len(refs) == len(files) > 10
+    expected = set()
+    for f in files:
+        copy = deidentify_dataset(pydicom.dcmread(f, stop_before_pixels=True), SECRET)
+        expected.add((str(copy.PatientID), str(copy.StudyInstanceUID), str(copy.SeriesInstanceUID),
+                      str(copy.SOPInstanceUID), str(copy.SOPClassUID), str(copy.Modality)))
+    assert {(r.patient_id, r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.modality) for r in refs} == expected
+    assert len({r.patient_id for r in refs}) == 3
+
+
 def test_abstained_patient_without_images_gets_own_study_and_no_evidence() -> None:
     result = _result("P0123456789ab", predicted_class=None, abstain=True, abstain_reason="interval too wide")
     first, second = build_sr(result), build_sr(result)
