@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ingestion.driver.ecg_units import ECG_KIND, attribute_ecg, ecg_sidecar_path
 from ingestion.driver.image_units import IMAGE_KIND, attribute_images, sidecar_path
 from ingestion.driver.hashing import HashCache, SourceFile, combined_sha, sha256_file, unreadable_id
 from ingestion.driver.worker import Readers, WorkUnit
+from ingestion.readers.ecg_leads import edf_labels, looks_like_ecg
 
 EEG_EXTENSIONS: tuple[str, ...] = (".edf", ".bdf", ".fif", ".vhdr", ".set")
 EEG_COMPANIONS: dict[str, tuple[str, ...]] = {
@@ -32,10 +34,13 @@ EEG_COMPANIONS: dict[str, tuple[str, ...]] = {
 NOTE_EXTENSIONS: tuple[str, ...] = (".txt", ".csv", ".jsonl")
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".ima", ".zip", "")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")  # X-rays exported as pictures (MIMIC-CXR-JPG, ...)
+ECG_EXTENSIONS: tuple[str, ...] = (".hea",)  # WFDB header; 12-lead ECG in EDF is told from EEG by its labels
+ECG_COMPANIONS: dict[str, tuple[str, ...]] = {".hea": (".dat", ".atr")}  # WFDB signal + annotation files
 
 UNRECOGNISED = ("unrecognised file type: clinfuse reads DICOM (.dcm, folders, .zip), X-ray images ({images}), "
-                "EEG ({eeg}) and notes ({notes}); convert the file or move it out of the source folder").format(
-    images=" ".join(IMAGE_EXTENSIONS), eeg=" ".join(EEG_EXTENSIONS), notes=" ".join(NOTE_EXTENSIONS))
+                "EEG ({eeg}), ECG (WFDB .hea with its .dat, EDF) and notes ({notes}); convert the file or move it out of "
+                "the source folder").format(images=" ".join(IMAGE_EXTENSIONS), eeg=" ".join(EEG_EXTENSIONS),
+                                            notes=" ".join(NOTE_EXTENSIONS))
 
 
 def _hash_one(root: Path, path: Path, cache: HashCache | None = None) -> SourceFile:
@@ -94,9 +99,16 @@ def _head(path: Path, n: int = 132) -> bytes:
 
 
 def classify(sf: SourceFile) -> str:
-    """``dicom``, ``eeg``, ``note``, ``image`` or ``unknown`` for one file, by extension then content."""
+    """``dicom``, ``eeg``, ``ecg``, ``note``, ``image`` or ``unknown`` for one file, by extension then content.
+
+    An EDF/BDF whose signal labels are 12-lead ECG leads and no 10-20 electrode is ``ecg``.
+    """
     name = sf.path.name.lower()
     suffix = sf.path.suffix.lower()
+    if suffix in ECG_EXTENSIONS:
+        return ECG_KIND
+    if suffix in (".edf", ".bdf"):
+        return ECG_KIND if looks_like_ecg(edf_labels(sf.path)) else "eeg"
     if name.endswith(".fif.gz") or suffix in EEG_EXTENSIONS:
         return "eeg"
     if suffix in NOTE_EXTENSIONS:
@@ -107,16 +119,23 @@ def classify(sf: SourceFile) -> str:
         if suffix != "":
             return "dicom"  # by extension: no need to open the file
         head = _head(sf.path)
-        if head[:8] == b"0       ":
-            return "eeg"  # an EDF whose extension was dropped
+        if head[:8] == b"0       ":  # an EDF whose extension was dropped
+            return ECG_KIND if looks_like_ecg(edf_labels(sf.path)) else "eeg"
         return "dicom" if head[128:132] == b"DICM" else "unknown"
     return "unknown"
+
+
+_COMPANIONS: dict[str, tuple[str, ...]] = {**EEG_COMPANIONS, **ECG_COMPANIONS}
+
+
+def _has_companions(kind: str, sf: SourceFile) -> bool:
+    return kind in ("eeg", ECG_KIND) and sf.path.suffix.lower() in _COMPANIONS
 
 
 def _companions(main: SourceFile, by_rel: dict[str, SourceFile]) -> list[SourceFile]:
     stem = main.relpath[: -len(main.path.suffix)] if main.path.suffix else main.relpath
     found = []
-    for ext in EEG_COMPANIONS.get(main.path.suffix.lower(), ()):
+    for ext in _COMPANIONS.get(main.path.suffix.lower(), ()):
         for candidate in (stem + ext, stem + ext.upper()):
             if candidate in by_rel:
                 found.append(by_rel[candidate])
@@ -124,18 +143,18 @@ def _companions(main: SourceFile, by_rel: dict[str, SourceFile]) -> list[SourceF
 
 
 def _single_units(files: list[SourceFile], kinds: dict[str, str]) -> list[WorkUnit]:
-    """Units for EEG recordings (with companions), note files and unrecognised files."""
+    """Units for EEG and ECG recordings (with companions), note files and unrecognised files."""
     by_rel = {f.relpath: f for f in files}
     claimed: set[str] = set()
     units = []
     for sf in files:
-        if kinds[sf.relpath] == "eeg" and sf.path.suffix.lower() in EEG_COMPANIONS:
+        if _has_companions(kinds[sf.relpath], sf):
             members = [sf, *_companions(sf, by_rel)]
             claimed.update(m.relpath for m in members[1:])
-            units.append(_unit("eeg", sf, members))
+            units.append(_unit(kinds[sf.relpath], sf, members))
     for sf in files:
         kind = kinds[sf.relpath]
-        if sf.relpath in claimed or kind == "dicom" or (kind == "eeg" and sf.path.suffix.lower() in EEG_COMPANIONS):
+        if sf.relpath in claimed or kind == "dicom" or _has_companions(kind, sf):
             continue
         if kind == "unknown":
             units.append(WorkUnit("unknown", sf.relpath, (sf.relpath,), sf.sha256 or unreadable_id(sf.relpath),
@@ -226,11 +245,12 @@ def discover_units(root: Path, readers: Readers, exclude: Sequence[Path] = (), t
     """
     root = Path(root)
     cache = HashCache(hash_cache) if hash_cache is not None else None
-    sidecar = sidecar_path(root)  # the image table is read by attribute_images, never as a note file
-    hashed = hash_files(root, list_files(root, [*exclude, *([sidecar] if sidecar else [])]), threads, cache)
+    # the image and ECG tables are read by attribute_images / attribute_ecg, never as note files
+    sidecars = [p for p in (sidecar_path(root), ecg_sidecar_path(root)) if p is not None]
+    hashed = hash_files(root, list_files(root, [*exclude, *sidecars]), threads, cache)
     readable = [f for f in hashed if f.error is None]
     kinds = {f.relpath: classify(f) for f in readable}
     dicom = [f for f in readable if kinds[f.relpath] == "dicom"]
     units = (_single_units(readable, kinds) + _dicom_units(root, dicom, readers, known)
              + _unreadable_units(f for f in hashed if f.error is not None))
-    return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(attribute_images(units, root))]
+    return [replace(unit, root=str(root.resolve())) for unit in fold_duplicates(attribute_ecg(attribute_images(units, root), root))]

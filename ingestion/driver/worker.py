@@ -60,6 +60,8 @@ class Readers:
     read_notes: Callable[..., Sequence[NormalisedItem | QuarantineError]]
     read_image_file: Callable[..., NormalisedItem] = field(  # PNG/JPEG X-rays; a default keeps 5-reader callers
         default_factory=lambda: LazyReader("ingestion.readers.image_file", "read_image_file"))
+    read_ecg: Callable[..., NormalisedItem] = field(  # WFDB / EDF 12-lead ECG
+        default_factory=lambda: LazyReader("ingestion.readers.ecg", "read_ecg"))
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def default_readers() -> Readers:
         read_eeg=LazyReader("ingestion.readers.eeg", "read_eeg"),
         read_notes=LazyReader("ingestion.readers.notes", "read_notes"),
         read_image_file=LazyReader("ingestion.readers.image_file", "read_image_file"),
+        read_ecg=LazyReader("ingestion.readers.ecg", "read_ecg"),
     )
 
 
@@ -215,7 +218,7 @@ def quarantined_result(unit: WorkUnit, reason: str, *, item_id: str | None = Non
                        source_uri: str | None = None, meta: dict[str, Any] | None = None) -> ItemResult:
     """A quarantined :class:`ItemResult` for ``unit`` (or one of its notes)."""
     kind = "xray" if unit.kind == "image" else unit.kind  # a PNG/JPEG unit is an X-ray item
-    modality = modality or (kind if kind in ("ct", "xray", "eeg", "note") else "unknown")
+    modality = modality or (kind if kind in ("ct", "xray", "eeg", "ecg", "note") else "unknown")
     if unit.root:
         reason = reason.replace(unit.root.rstrip("/") + "/", "")
     return ItemResult(item_id or unit.item_sha, patient_id, modality, source_uri or unit.source_uri,
@@ -265,6 +268,8 @@ def _read(unit: WorkUnit, config: ReaderConfig, secret: str, readers: Readers) -
         return readers.read_xray(unit.read_paths[0], config.xray_shape)
     if unit.kind == "eeg":
         return readers.read_eeg(unit.read_paths[0], config.eeg_sfreq, config.eeg_window_s, config.eeg_line_freq)
+    if unit.kind == "ecg":  # the patient is the sidecar's or the record's (set on the unit), else the EDF header's
+        return readers.read_ecg(unit.read_paths[0], patient_id=unit.original_patient_id)
     if unit.kind == "note":
         return list(readers.read_notes(unit.read_paths[0], secret))
     if unit.kind == "image":  # patient, view and spacing come from the sidecar row (or the stem), not the file

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.modalities import MODALITIES
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES  # the phantom's draws, not ECG
 from ingestion.phantom.anatomy import Anatomy, anatomy_metadata, check_anatomy
 from ingestion.phantom.ct import write_ct_series
 from ingestion.phantom.eeg import MIN_SECONDS, write_eeg

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from ingestion.modalities import MODALITIES
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES  # the phantom's draws, not ECG
 from ingestion.phantom.sharing import (MAX_SHARED, NOTE_SIDE_ERROR, concordance_posterior, concordance_prior,
                                        eeg_follow_share, gaussian_posterior, mixture_risk, mnar_risk, noise_cov)
 

@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from models.encoders.base import Encoder, EncoderKey
     from models.encoders.ct import CTConfig, CTEncoder
+    from models.encoders.ecg import ECGConfig, ECGEncoder
     from models.encoders.eeg import EEGConfig, EEGEncoder
     from models.encoders.note import NoteConfig, NoteEncoder
     from models.encoders.xray import XrayConfig, XrayEncoder
 
 __all__ = ["Encoder", "EncoderKey", "CTEncoder", "CTConfig", "XrayEncoder", "XrayConfig",
-           "EEGEncoder", "EEGConfig", "NoteEncoder", "NoteConfig", "build_encoder", "build_encoders"]
+           "EEGEncoder", "EEGConfig", "ECGEncoder", "ECGConfig", "NoteEncoder", "NoteConfig", "build_encoder", "build_encoders"]
 
 _HOMES = {"Encoder": "base", "EncoderKey": "base", "CTEncoder": "ct", "CTConfig": "ct", "XrayEncoder": "xray",
-          "XrayConfig": "xray", "EEGEncoder": "eeg", "EEGConfig": "eeg", "NoteEncoder": "note", "NoteConfig": "note"}
+          "XrayConfig": "xray", "EEGEncoder": "eeg", "EEGConfig": "eeg", "ECGEncoder": "ecg", "ECGConfig": "ecg",
+          "NoteEncoder": "note", "NoteConfig": "note"}
 
 
 def __getattr__(name: str) -> Any:
@@ -50,7 +52,10 @@ def build_encoder(modality: str, *, encoders_dir: Path | None = None, device: st
         from models.encoders.note import NoteConfig, NoteEncoder
         return NoteEncoder(NoteConfig(backend=note_encoder), seed=seed, encoders_dir=encoders_dir, device=device,
                            model_cache=note_model_cache)
-    raise ValueError(f"unknown modality {modality!r}; expected one of ct, xray, eeg, note")
+    if modality == "ecg":
+        from models.encoders.ecg import ECGEncoder
+        return ECGEncoder(seed=seed, encoders_dir=encoders_dir, device=device)
+    raise ValueError(f"unknown modality {modality!r}; expected one of ct, xray, eeg, note, ecg")
 
 
 def build_encoders(modalities: tuple[str, ...], **kwargs: object) -> dict[str, Encoder]:

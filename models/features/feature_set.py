@@ -25,11 +25,15 @@ class FeatureSet:
     mask: np.ndarray
     covariates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     labels: np.ndarray | None = None
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = ()
+    """Column order of ``mask``; empty means the embeddings' modalities in :data:`MODALITIES` order."""
     covariate_names: tuple[str, ...] = ()
     encoder_keys: dict = field(default_factory=dict)  # modality -> (encoder_name, version, preprocessing_hash)
 
     def __post_init__(self) -> None:
+        if not self.modalities:  # a set built for fewer modalities (e.g. before ECG) keeps its own columns
+            known = tuple(m for m in MODALITIES if m in self.embeddings)
+            object.__setattr__(self, "modalities", known + tuple(m for m in self.embeddings if m not in known))
         n = len(self.patient_ids)
         if self.mask.shape != (n, len(self.modalities)):
             raise ValueError(f"mask shape {self.mask.shape} != ({n}, {len(self.modalities)})")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ingestion.deid.pseudonym import pseudonymise
-from ingestion.modalities import MODALITIES
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES  # the phantom's draws, not ECG
 from ingestion.phantom.signal_model import SignalModel, lab_values, sample_latents
 from models.features.feature_set import FeatureSet
 
@@ -154,6 +154,6 @@ def synthetic_cohort(n: int = 500, dim: int | dict[str, int] = 32, missing_rate:
         embeddings[m][~mask[:, i]] = 0.0
     ids = tuple(pseudonymise(f"SYN{seed:04d}{i:06d}", "clinfuse-synthetic") for i in range(n))
     labels = latents["label"].to_numpy(np.int64)
-    features = FeatureSet(ids, embeddings, mask, _covariates(latents), labels)
+    features = FeatureSet(ids, embeddings, mask, _covariates(latents), labels, modalities=tuple(MODALITIES))
     answers = latents.drop(columns=["patient_id"]).assign(patient_id=list(ids))
     return SyntheticCohort(features, answers)

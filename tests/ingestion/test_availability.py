@@ -28,7 +28,7 @@ A, B, C, D = "P00000000000a", "P00000000000b", "P00000000000c", "P00000000000d"
 
 def _manifest() -> pd.DataFrame:
     return rows_to_frame([
-        _row(A, "ct"), _row(A, "eeg"), _row(A, "note"), _row(A, "xray"),
+        _row(A, "ct"), _row(A, "eeg"), _row(A, "note"), _row(A, "xray"), _row(A, "ecg"),
         _row(B, "xray", status="quarantined"),                          # quarantined: not present
         _row(B, "eeg", uri="b.edf", when=0), _row(B, "eeg", status="quarantined", uri="b.edf", when=9),  # latest bad
         _row(C, "note", uri="c.txt", when=0, status="quarantined"), _row(C, "note", uri="c.txt", when=5),  # latest ok
@@ -42,9 +42,9 @@ def test_mask_uses_latest_ok_version_in_cohort_order() -> None:
     mask = availability_mask(_manifest(), cohort)
     assert list(mask.columns) == list(MODALITIES)
     assert mask.index.name == "patient_id" and list(mask.index) == [C, B, A]
-    assert mask.loc[A].tolist() == ["present"] * 4
-    assert mask.loc[B].tolist() == ["missing"] * 4
-    assert mask.loc[C].tolist() == ["missing", "missing", "missing", "present"]
+    assert mask.loc[A].tolist() == ["present"] * 5
+    assert mask.loc[B].tolist() == ["missing"] * 5
+    assert mask.loc[C].tolist() == ["missing", "missing", "missing", "present", "missing"]
     assert set(mask.to_numpy().ravel()) <= {"present", "missing"}
 
 

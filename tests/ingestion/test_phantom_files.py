@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from scipy.signal import welch
 
-from ingestion.modalities import MODALITIES, STANDARD_1020
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES, STANDARD_1020  # what the phantom draws
 from ingestion.phantom.eeg import LEFT, OLD_NAMES, RIGHT
 from ingestion.phantom.phi import make_identity
 from ingestion.phantom.xray import write_xray

@@ -12,7 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from ingestion.modalities import MODALITIES
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES  # what the phantom draws
 from ingestion.phantom import SignalModel, generate_cohort, sample_latents
 from ingestion.phantom.sharing import NOTE_SIDE_ERROR, concordance_prior
 from ingestion.phantom.signal_model import EVIDENCE_CHANNELS

@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from ingestion.modalities import MODALITIES
+from ingestion.modalities import PHANTOM_MODALITIES as MODALITIES  # what the phantom draws
 from ingestion.phantom import SignalModel, oracle_risk, sample_latents
 from ingestion.phantom.signal_model import EVIDENCE_CHANNELS, lab_values
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingestion.modalities import MODALITIES, STANDARD_1020
+from ingestion.modalities import STANDARD_1020
 
 LEFT = [i for i, c in enumerate(STANDARD_1020) if c[-1] in "13579"]
 RIGHT = [i for i, c in enumerate(STANDARD_1020) if c[-1] in "2468" or c == "T8"]
@@ -66,8 +66,12 @@ def note_json(rng: np.random.Generator, positive: bool) -> dict:
                          {"text": "headache", "negated": False, "section": "HISTORY"}]}
 
 
+SYNTHETIC_MODALITIES = ("ct", "xray", "eeg", "note")
+"""What these arrays are drawn for; fixed (not ``MODALITIES``) so a new modality leaves every draw as it was."""
+
+
 def write_synthetic_home(home: Path, n_patients: int = 40, seed: int = 0, strength: float = 0.8,
-                         missing_rate: float = 0.15, modalities=MODALITIES,
+                         missing_rate: float = 0.15, modalities=SYNTHETIC_MODALITIES,
                          bad_items: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write arrays under ``home/arrays`` and return (manifest, cohort) DataFrames.
 
