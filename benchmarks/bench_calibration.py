@@ -1,23 +1,24 @@
-"""Calibration, coverage and abstention before/after issue 24 items 3-4, on the same held-out patients: simulator
-and files.
+"""Calibration, coverage and abstention before/after the out-of-fold abstain policy, on the same held-out
+patients: simulator and files.
 
-"Before" is the recipe this change replaced, on the same trained network: the calibrator with the lowest
-cross-fitted ECE among Platt, Venn-Abers and none (``choose_calibrator(alpha=1)``), and abstention whenever
-the conformal set holds both classes (or none, or one that disagrees with the thresholded risk, or imputed
-modalities decide the class). "After" is the default: a fitted map is kept only when it beats none on the
-cross-fitted folds beyond its patient-bootstrap noise, and a patient abstains when its risk range straddles
-the threshold (or the set is empty, or imputed modalities decide, or nothing was measured); the conformal
-set is reported, not an abstain reason by itself. The folds are the out-of-fold scores of every training
-patient on a small validation split (whose folds also pick the epoch count and the head), else folds of
-the validation scores.
+One network per cohort; "before" and "after" differ only in the abstain rule applied to the same predictions.
+"Before" is the landed rule (:class:`models.training.uncertainty.AbstainPolicy` default): every rule (no
+modality, imputed modalities decide: class flips when removed or carry > ``abstain_share`` of the
+contribution, empty conformal set, the Venn-Abers range at the patient's own scores straddles the threshold,
+> ``1 - level`` of the imputation redraws give the other class). "After" is the model's own policy, fitted by
+``train`` on out-of-fold training patients (:mod:`models.training.abstain_policy`): a rule is kept only when
+the patients it flags there have a higher Brier score than the rest beyond bootstrap noise, and the redraw
+tolerance is the smallest that passes. The calibrator is the model's (kept only when it beats none on the
+cross-fitted folds beyond bootstrap noise); its ECE is shown beside the Bayes-optimal risk's ECE on the same
+patients (the floor) and their paired bootstrap difference, which says whether the gap is binning noise.
 
 Data: (1) the simulator (``models.features.synthetic.synthetic_cohort``, the phantom's latent model embedded
 directly); (2) a files phantom built by ``benchmarks/quality_cache.py`` (DICOM/EDF/notes generated, ingested
 and encoded by the library's own stages; ``--cache`` is its folder), with 20 % of each modality hidden
 completely at random (the demo's missingness, the phantom's own draw) and split by row order into training
 and held-out patients. The phantom's latents give the Bayes-optimal risk given exactly the modalities each
-held-out patient has: read for the ECE floor and the range's coverage only; it never reaches a feature or a
-fitted step.
+held-out patient has: read for the ECE floor, the range's coverage and the "who abstains" table only; it
+never reaches a feature or a fitted step.
 
 ``--write`` replaces the "## Calibration (issue 24)" section of docs/BENCHMARKS.md.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,16 +44,16 @@ from models.evaluation.metrics import bootstrap_metrics, set_coverage  # noqa: E
 from models.training import calibration  # noqa: E402
 from models.features.synthetic import synthetic_cohort  # noqa: E402
 from models.training.train import TrainConfig, train  # noqa: E402
-from models.training.uncertainty import level_text  # noqa: E402
+from models.training.uncertainty import AbstainPolicy, abstain_decisions, level_text  # noqa: E402
 
 HEADING = "## Calibration (issue 24)"
 FILES_MISSING = 0.2
 """Share of each modality hidden (MCAR) in the files cohort: the demo's missingness."""
-NOTES = """Reading the table:
+NOTES = """Reading the tables:
 
 - ECE floor: the same 10-bin ECE of the phantom's Bayes-optimal risk on the same held-out patients. A perfect
-  model reaches about this number at this many patients; an ECE inside the floor's interval is as calibrated
-  as can be measured here.
+  model reaches about this number at this many patients. "ECE - floor" is the paired patient-bootstrap
+  difference (same resampled patients): an interval that holds 0 means the gap is within binning noise here.
 - Class-set coverage: share of held-out patients whose true class is in the model's conformal set; the
   nominal level is the model's `interval_level`. The guarantee is marginal (over calibration draws); with a
   few hundred calibration patients one draw varies by a few points per class.
@@ -59,12 +61,13 @@ NOTES = """Reading the table:
   range is how far the calibrated risk moves with the calibration patients (and imputation redraws); it is
   not a confidence interval of the true risk, which labels cannot identify, so it has no nominal level.
 - ECE uncalibrated: the same patients' ECE of the network's own probabilities (no calibrator).
-- Abstention "before" abstains whenever the conformal set holds both classes (or none, or one that disagrees
-  with the thresholded risk, or imputed modalities decide the class); "after" abstains when the Venn-Abers
-  range at the patient's own scores straddles the threshold, or more than 10 % (1 - level) of the imputation
-  redraws give the other class, or the set is empty, or imputed modalities decide, or nothing was measured
-  (`models/training/uncertainty.py`). Both are computed from the same network's predictions; neither rule
-  has a target rate. "Why" counts the after rule's held-out abstentions by reason."""
+- Abstention "before" applies every rule at redraw tolerance 1 - level; "after" applies the rules the model
+  kept on its out-of-fold training patients (`models/training/abstain_policy.py`, "rules applied" column). Both are
+  computed from the same network's predictions; neither rule has a target rate and nothing of it saw a
+  held-out patient. "Why" counts held-out abstentions by reason (first rule that applies).
+- Who abstains: per recipe and reason, the held-out patients' mean number of missing modalities, their
+  misclassification rate, Brier score and AUROC (10+ patients of both classes), and |risk - Bayes-optimal risk| (how wrong the model's risk is for
+  them, read from the phantom's latents), beside the answered patients'."""
 
 
 def cohort_simulator(n_train: int, n_held: int, seed: int):
@@ -99,17 +102,6 @@ def truth_of(answers: pd.DataFrame) -> np.ndarray:
     return answers["oracle_risk_available" if "oracle_risk_available" in answers else "oracle_risk"].to_numpy()
 
 
-def old_abstain(pred: pd.DataFrame, in_set: tuple[np.ndarray, np.ndarray], threshold: float) -> np.ndarray:
-    """The replaced rule on the same predictions: the new rule's reasons other than the range, plus a set holding
-    both classes or one class that disagrees with the thresholded risk (both orders put the imputation and
-    no-modality rules first, and both abstain on an empty set)."""
-    has_neg, has_pos = in_set
-    cls = pred["risk"].to_numpy() >= threshold
-    kept_reasons = pred["abstain"].to_numpy() & ~pred["abstain_reason"].str.startswith("uncertain").to_numpy()
-    one_class_disagrees = (has_neg ^ has_pos) & (has_pos != cls)
-    return kept_reasons | (has_neg & has_pos) | one_class_disagrees
-
-
 REASONS = (("calibration range", "uncertain: the calibration range"), ("redraws", "uncertain: "),
            ("imputed decide", "class flips"), ("imputed decide", "imputed modalities"),
            ("empty set", "atypical"), ("no modality", "no modality"))
@@ -124,30 +116,68 @@ def why_abstained(reasons: pd.Series) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
 
 
-def score(data: str, recipe: str, model, held, answers, n_boot: int, old_rule: bool) -> dict:
+def paired_ece_gap(y: np.ndarray, risk: np.ndarray, truth: np.ndarray, n_boot: int, seed: int = 0):
+    """ECE(risk) - ECE(truth) with a percentile interval over the same resampled patients."""
+    from models.evaluation.metrics import MetricCI
+
+    rng = np.random.default_rng([seed, 24])
+    ece = calibration.expected_calibration_error
+    draws = [ece(y[i], risk[i]) - ece(y[i], truth[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return MetricCI(ece(y, risk) - ece(y, truth), float(lo), float(hi))
+
+
+def who_abstains(data: str, recipe: str, y, risk, truth, missing, reasons: list[str], threshold: float) -> list[dict]:
+    """One row per reason group (and the answered patients): size, missing modalities, error, Brier, |risk - Bayes|."""
+    groups = np.array([next((n for n, p in REASONS if t.startswith(p)), "other") if t else "answered"
+                       for t in reasons])
+    rows = []
+    for g in ["answered"] + sorted(set(groups) - {"answered"}):
+        k = groups == g
+        if k.any():
+            rows.append({"data": data, "recipe": recipe, "group": g, "n": int(k.sum()),
+                         "missing": float(missing[k].mean()), "error": float(((risk[k] >= threshold) != y[k]).mean()),
+                         "brier": float(((risk[k] - y[k]) ** 2).mean()), "gap": float(np.abs(risk[k] - truth[k]).mean()),
+                         "auroc": (float(roc_auc_score(y[k], risk[k])) if k.sum() >= 10 and len(np.unique(y[k])) == 2
+                                   else None)})
+    return rows
+
+
+def score(data: str, model, held, answers, n_boot: int) -> tuple[list[dict], list[dict]]:
+    """(table rows, who-abstains rows): the same predictions under the landed rule and the fitted policy."""
     y = np.asarray(held.labels).astype(int)
-    pred = model.predict(held, n_mc=10)
-    risk = pred["risk"].to_numpy()
+    _, _, ev = model.evidence(held, n_mc=10)
+    risk, spread = ev["risk"], ev["spread"]
     raw = 1.0 / (1.0 + np.exp(-model.logits(held)))
     m = bootstrap_metrics(y, risk, n_boot=n_boot, seed=0)
     truth = truth_of(answers)
     floor = bootstrap_metrics(y, truth, n_boot=n_boot, seed=0)["ece"]
-    covered = (pred["risk_low"].to_numpy() <= truth) & (truth <= pred["risk_high"].to_numpy())
+    covered = (spread.low <= truth) & (truth <= spread.high)
     in_set = model.class_sets(risk)
-    abstain = old_abstain(pred, in_set, model.config.threshold) if old_rule else pred["abstain"].to_numpy()
-    kept = ~abstain
-    answered = (bootstrap_metrics(y[kept], risk[kept], n_boot=n_boot, seed=0)["auroc"]
-                if kept.sum() > 10 and len(np.unique(y[kept])) == 2 else None)
-    row = {"data": data, "recipe": recipe, "ece": m["ece"], "ece_uncalibrated": calibration.expected_calibration_error(y, raw),
-           "floor": floor, "auroc": m["auroc"], "abstain": float(abstain.mean()), "answered": answered,
-           "calibrator": model.metrics.get("calibration", {}).get("chosen", "?"),
-           "head": model.metrics.get("selection", {}).get("head", "network"),
-           "small": bool(model.metrics.get("selection", {}).get("small_cohort", False))}
-    if not old_rule:
-        row["why"] = why_abstained(pred["abstain_reason"])
-    row.update(set_coverage(y, in_set), range_coverage=float(covered.mean()),
-               width=float((pred["risk_high"] - pred["risk_low"]).mean()), level=model.config.interval_level)
-    return row
+    cfg = model.config
+    policy = model.abstain_policy
+    rows, who = [], []
+    for recipe, pol in (("before: every rule, redraw tolerance 1 - level", AbstainPolicy()),
+                        ("after: rules kept on out-of-fold training patients", policy)):
+        abstain, reasons = abstain_decisions(**ev, modalities=model.modalities, threshold=cfg.threshold,
+                                             share=cfg.abstain_share, level=cfg.interval_level, policy=pol)
+        kept = ~abstain
+        answered = (bootstrap_metrics(y[kept], risk[kept], n_boot=n_boot, seed=0)["auroc"]
+                    if kept.sum() > 10 and len(np.unique(y[kept])) == 2 else None)
+        row = {"data": data, "recipe": recipe, "ece": m["ece"], "ece_uncalibrated":
+               calibration.expected_calibration_error(y, raw), "floor": floor,
+               "gap": paired_ece_gap(y, risk, truth, n_boot), "auroc": m["auroc"], "abstain": float(abstain.mean()),
+               "answered": answered, "calibrator": model.metrics.get("calibration", {}).get("chosen", "?"),
+               "head": model.metrics.get("selection", {}).get("head", "network"),
+               "small": bool(model.metrics.get("selection", {}).get("small_cohort", False)),
+               "why": why_abstained(pd.Series(reasons)),
+               "kept": (", ".join(r for r in pol.rules) + (f" (redraws > {pol.tolerance(cfg.interval_level):.0%})"
+                                                           if "redraws" in pol.rules else ""))}
+        row.update(set_coverage(y, in_set), range_coverage=float(covered.mean()),
+                   width=float((spread.high - spread.low).mean()), level=cfg.interval_level)
+        rows.append(row)
+        who += who_abstains(data, recipe.split(":")[0], y, risk, truth, (~held.mask).sum(1), reasons, cfg.threshold)
+    return rows, who
 
 
 def _ci(ci) -> str:
@@ -156,37 +186,45 @@ def _ci(ci) -> str:
 
 def table_md(rows: list[dict]) -> str:
     lines = ["| data | recipe | calibrator kept (head) | ECE [95 % CI] | ECE uncalibrated | ECE floor [95 % CI] "
-             "| AUROC [95 % CI] | class-set coverage (neg / pos) | range coverage, mean width | abstain "
-             "| AUROC answered [95 % CI] | why (after) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ECE - floor [paired 95 % CI] | AUROC [95 % CI] | class-set coverage (neg / pos) "
+             "| range coverage, mean width | rules applied | abstain | AUROC answered [95 % CI] | why |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sets = (f"{r['set_coverage']:.1%} ({r['set_coverage_negative']:.1%} / {r['set_coverage_positive']:.1%}) "
                 f"at {level_text(r['level'])}")
         rng = f"{r['range_coverage']:.1%}, {r['width']:.3f}"
         head = f"{r['calibrator']} ({r['head']}{', small-cohort folds' if r['small'] else ''})"
+        gap = r["gap"]
         lines.append(f"| {r['data']} | {r['recipe']} | {head} | {_ci(r['ece'])} | {r['ece_uncalibrated']:.3f} "
-                     f"| {_ci(r['floor'])} | {_ci(r['auroc'])} | {sets} | {rng} | {r['abstain']:.1%} "
-                     f"| {_ci(r['answered'])} | {r.get('why', '-')} |")
+                     f"| {_ci(r['floor'])} | {gap.value:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] | {_ci(r['auroc'])} "
+                     f"| {sets} | {rng} | {r['kept']} | {r['abstain']:.1%} | {_ci(r['answered'])} | {r['why']} |")
     return "\n".join(lines)
 
 
-def run(data: str, train_fs, held, answers, epochs: int, n_boot: int, t0: float) -> list[dict]:
-    """Train twice with the same seed (the networks are identical; only the calibrator choice differs) and score
-    the same held-out patients under the replaced and the current rules."""
-    from unittest import mock
+def who_md(rows: list[dict]) -> str:
+    lines = ["| data | recipe | patients | n | missing modalities (mean) | misclassified | Brier | AUROC "
+             "| mean abs(risk - Bayes risk) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['recipe']} | {r['group']} | {r['n']} | {r['missing']:.2f} | {r['error']:.1%} "
+                     f"| {r['brier']:.3f} | {'-' if r['auroc'] is None else format(r['auroc'], '.3f')} | {r['gap']:.3f} |")
+    return "\n".join(lines)
 
-    rows = []
-    for recipe, alpha, old in (("before: lowest cross-fitted ECE kept, abstain on a two-class set", 1.0, True),
-                               ("after: calibrator kept beyond bootstrap noise, abstain on a straddling range",
-                                None, False)):
-        with mock.patch.object(calibration, "CALIBRATION_ALPHA", alpha if alpha is not None
-                               else calibration.CALIBRATION_ALPHA):
-            model = train(train_fs, TrainConfig(epochs=epochs))
-        rows.append(score(data, recipe, model, held, answers, n_boot, old))
-        print(f"[{time.perf_counter() - t0:5.0f}s] {data} / {recipe}: ece {rows[-1]['ece']}, uncalibrated "
-              f"{rows[-1]['ece_uncalibrated']:.3f}, abstain {rows[-1]['abstain']:.3f}, answered {rows[-1]['answered']}",
-              flush=True)
-    return rows
+
+def run(data: str, train_fs, held, answers, epochs: int, n_boot: int, t0: float) -> tuple[list[dict], list[dict]]:
+    """Train once and score the same held-out patients under both rules."""
+    c0 = time.process_time()
+    model = train(train_fs, TrainConfig(epochs=epochs))
+    rows, who = score(data, model, held, answers, n_boot)
+    for r in rows:
+        print(f"[{time.perf_counter() - t0:5.0f}s, {time.process_time() - c0:.0f} s CPU] {data} / {r['recipe']}: "
+              f"ece {r['ece']}, gap {r['gap']}, abstain {r['abstain']:.3f}, answered {r['answered']}, kept "
+              f"{r['kept']}, why {r['why']}", flush=True)
+    return rows, who
+
+
+def _add(rows: list, who: list, result: tuple[list[dict], list[dict]]) -> None:
+    rows += result[0]
+    who += result[1]
 
 
 def main() -> None:
@@ -201,20 +239,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="write the table into docs/BENCHMARKS.md")
     args = ap.parse_args()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     load = os.getloadavg()[0]
-    rows, sizes = [], []
+    rows, who, sizes = [], [], []
     tr, ho, ans = cohort_simulator(args.train, args.held_out, args.seed)
-    rows += run(f"simulator, {args.train} train", tr, ho, ans, args.epochs, args.n_boot, t0)
+    _add(rows, who, run(f"simulator, {args.train} train", tr, ho, ans, args.epochs, args.n_boot, t0))
     sizes.append(f"simulator: {args.train} training / {len(ho)} held-out patients (prevalence "
                  f"{np.mean(ho.labels):.0%}); small cohort: the first {args.small_train} of the same training patients")
-    rows += run(f"simulator, {args.small_train} train", tr.subset(np.arange(args.small_train)), ho, ans,
-                args.epochs, args.n_boot, t0)
+    _add(rows, who, run(f"simulator, {args.small_train} train", tr.subset(np.arange(args.small_train)), ho, ans,
+                        args.epochs, args.n_boot, t0))
     if args.cache and (args.cache / "features.npz").exists():
         ftr, fho, fans = cohort_files(args.cache, args.files_train, args.seed)
-        rows += run(f"files phantom, {len(ftr)} train", ftr, fho, fans, args.epochs, args.n_boot, t0)
+        _add(rows, who, run(f"files phantom, {len(ftr)} train", ftr, fho, fans, args.epochs, args.n_boot, t0))
         b = json.loads((args.cache / "build.json").read_text())
-        sizes.append(f"files phantom (`benchmarks/quality_cache.py --patients {b['patients']} --seed {b['seed']} "
+        prefix = (f"the first {len(ftr) + len(fho)} patients of " if b["patients"] != len(ftr) + len(fho) else "")
+        sizes.append(f"files phantom ({prefix}`benchmarks/quality_cache.py --patients {b['patients']} --seed {b['seed']} "
                      f"--shared {b['shared']:g}`: DICOM, EDF and notes written, ingested and encoded; "
                      f"{FILES_MISSING:.0%} MCAR per modality): {len(ftr)} training / {len(fho)} held-out patients "
                      f"(prevalence {np.mean(fho.labels):.0%})")
@@ -225,7 +264,8 @@ def main() -> None:
             f"--small-train {args.small_train}{cache_arg} --epochs {args.epochs} --n-boot {args.n_boot} --write` "
             f"({time.perf_counter() - t0:.0f} s on {platform.machine()}, "
             f"shared 2-core machine, load average {load:.1f} at start). " + "; ".join(sizes) + ". ECE: 10 "
-            "equal-width bins, patient bootstrap 95 % interval.\n\n" + table_md(rows) + "\n\n" + NOTES)
+            f"equal-width bins, patient bootstrap 95 % interval; {time.process_time() - c0:.0f} s CPU in this "
+            "process.\n\n" + table_md(rows) + "\n\nWho abstains (held-out patients):\n\n" + who_md(who) + "\n\n" + NOTES)
     print(body)
     if args.write:
         write_section(HEADING, body)
