@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,15 @@ def small_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ingested_phantom_home(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path) -> Path:
+    """``small_phantom`` ingested and encoded once per session (tests/shared_home.py). Read-only: copy it
+    into the test's own home with ``tests.shared_home.copy_ingested``."""
+    from tests.shared_home import build_ingested_home
+
+    return build_ingested_home(tmp_path_factory.mktemp("ingested-phantom") / "home", small_phantom)
+
+
+@pytest.fixture(scope="session")
 def orthanc_session(tmp_path_factory: pytest.TempPathFactory):
     """One DICOMweb-only Orthanc for the session (HTTP on loopback; no DICOM port): starting one per test
     costs seconds on a loaded machine. Use ``empty_orthanc``, never this one directly."""
@@ -114,6 +124,26 @@ def pg_session():
                     "(scripts/ensure-system-packages.sh)")
     with postgres_cluster(free_port(), ()) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Prefect server (SQLite, its own home, loopback) for the tests that need one, and for the
+    ``clinfuse`` child processes of fault tests that would otherwise each start a temporary one.
+
+    Why one per session: each start costs about 9 s of CPU (42 s of wall time at load 15 on 2 cores),
+    while an idle server costs about 1 s of CPU a minute; it starts with its first user.
+    Users must not count a server's runs, pools or deployments they did not create themselves.
+    """
+    from flows.prefect_env import settings_for
+    from flows.serve.team import Services, prefect_server
+
+    settings = settings_for(str(tmp_path_factory.mktemp("prefect-server")))
+    services = Services(settings.home / "logs", startup_timeout_s=300)
+    try:
+        yield services.start(prefect_server(settings, free_port())).url + "/api"
+    finally:
+        services.stop()
 
 
 def _run_then_exit(target, args: tuple) -> None:  # noqa: ANN001 - any picklable callable

@@ -1,8 +1,8 @@
-"""Fixtures of the flows tests: a trained model on synthetic features, an isolated MLflow store, a Prefect server."""
+"""Fixtures of the flows tests: a trained model on synthetic features, an isolated MLflow store (the shared Prefect
+server, ``prefect_api``, is tests/conftest.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +30,6 @@ def good_and_bad_models(tmp_path_factory, synthetic_features):
     bad_fs = FeatureSet(fs.patient_ids, fs.embeddings, fs.mask, fs.covariates, shuffled, fs.modalities)
     bad = train(bad_fs, TrainConfig(epochs=3, hidden=4, patience=3, seed=2)).save(root / "bad")
     return Path(good), Path(bad)
-
-
-@pytest.fixture(scope="package")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """One real Prefect server (SQLite, its own home, loopback) for the flows tests that need a server.
-
-    Why one per package: each start costs about 9 s of CPU (42 s of wall time at load 15 on 2 cores),
-    while an idle server costs about 1 s of CPU a minute; it stops when the last flows test has run.
-    Users must not count a server's runs, pools or deployments they did not create themselves.
-    """
-    from flows.prefect_env import settings_for
-    from flows.serve.team import Services, prefect_server
-    from tests.conftest import free_port
-
-    settings = settings_for(str(tmp_path_factory.mktemp("prefect-server")))
-    services = Services(settings.home / "logs", startup_timeout_s=300)
-    try:
-        yield services.start(prefect_server(settings, free_port())).url + "/api"
-    finally:
-        services.stop()
 
 
 @pytest.fixture

@@ -119,14 +119,16 @@ def test_pipeline_runs_then_rerun_recomputes_nothing(settings, small_phantom, mo
 
 
 @pytest.mark.slow
-def test_predict_flow_scores_a_new_cohort_with_the_champion(settings, small_phantom, tmp_path):
+def test_predict_flow_scores_a_new_cohort_with_the_champion(settings, small_phantom, ingested_phantom_home, tmp_path):
     from flows.flows.predict import predict_flow
     from flows.prefect_env import prefect_settings
     from flows.flows.train import train_flow
     from flows.flows.ingest import ingest_flow
     from ingestion.phantom import generate_cohort
     from models.stores.predictions import list_batches, read_latest_batch
+    from tests.shared_home import copy_ingested
 
+    copy_ingested(ingested_phantom_home, settings.home)  # the ingest below then finds every item done
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))
     with prefect_settings(settings):

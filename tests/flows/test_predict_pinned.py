@@ -17,7 +17,7 @@ COMPARED = ["risk", "risk_low", "risk_high", "predicted_class", "abstain", "abst
 
 @pytest.mark.slow
 def test_predict_uses_champion_encoders_after_pretrain_and_is_batch_invariant(settings, small_phantom, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, ingested_phantom_home):
     from typer.testing import CliRunner
 
     from flows.cli import app
@@ -34,7 +34,9 @@ def test_predict_uses_champion_encoders_after_pretrain_and_is_batch_invariant(se
     from models.predict_stage import recorded_encoder_keys
     from models.training.pretrain import PretrainConfig, pretrain
     from models.training.trained_model import TrainedModel
+    from tests.shared_home import copy_ingested
 
+    copy_ingested(ingested_phantom_home, settings.home)  # the ingest below then finds every item done
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=99, missing_rate=0.25, eeg_seconds=(20, 20))
     with prefect_settings(settings):

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def test_predict_writes_and_sends_the_outbox_once(settings, small_phantom, tmp_path: Path, monkeypatch,
-                                                  fhir_server: str, empty_orthanc) -> None:  # noqa: F811
+                                                  fhir_server: str, empty_orthanc,  # noqa: F811
+                                                  ingested_phantom_home: Path) -> None:
     from flows.flows.ingest import ingest_flow
     from flows.flows.predict import predict_flow
     from flows.flows.train import train_flow
@@ -32,7 +33,9 @@ def test_predict_writes_and_sends_the_outbox_once(settings, small_phantom, tmp_p
     from ingestion.pacs import connect
     from models.outbox.sr import read_risk
     from models.stores.predictions import read_latest_batch
+    from tests.shared_home import copy_ingested
 
+    copy_ingested(ingested_phantom_home, settings.home)  # the ingest below then finds every item done
     new = tmp_path / "new"
     generate_cohort(new, 4, seed=41, missing_rate=0.0, eeg_seconds=(20, 20))
     pacs = empty_orthanc
