@@ -1,7 +1,7 @@
 """Real labelled sets through the user's path (Bonn EEG, COVID chest X-rays, Indiana reports) beside simple baselines.
 
     .venv/bin/python benchmarks/bench_realdata.py [--realdata ../shared/realdata] [--sections bonn,cxr,indiana]
-        [--subset N] [--notes-subset N] [--reruns N] [--write]
+        [--subset N] [--notes-subset N] [--reruns N] [--splits N] [--write]
 
 Bonn section: each of the 250 single-channel text segments (4,097 samples at
 173.61 Hz) becomes one EDF file in a temporary source folder (patient = segment
@@ -16,11 +16,13 @@ fitted on the same training patients and scored on the same held-out patients.
 Target: clinfuse's held-out AUROC within the paired bootstrap interval of the
 baseline's (the interval of AUROC(clinfuse) - AUROC(baseline) reaches 0 or above).
 
-COVID chest X-ray section: the X-ray rows of ``cxr_covid/metadata.csv`` as a
-PNG/JPEG source folder with an ``images.csv`` sidecar (file, patient, view),
-cohort label COVID-19 vs any other finding; the same stages on the ``xray``
-modality; baseline: grey-level statistics + histogram, averaged per patient,
-+ logistic regression on the same split.
+COVID chest X-ray section (``benchmarks/realdata_cxr.py``): the X-ray rows of
+``cxr_covid/metadata.csv`` as a PNG/JPEG source folder with an ``images.csv``
+sidecar (file, patient, view) and the patients' ``clinical_notes`` as a notes
+table, cohort label COVID-19 vs any other finding; X-ray, notes and both fused,
+each on ``--splits`` study splits (seeds 7, 8, ...), beside grey-level
+statistics + LR, TF-IDF + LR, both concatenated, and LR on clinfuse's own
+embeddings, fitted on each split's training patients.
 
 Indiana section: the Indiana University chest X-ray reports
 (``notes/indiana_reports_subset.csv``), text = findings + impression (reports with
@@ -263,19 +265,6 @@ def intensity_features(path: Path) -> np.ndarray:
     return np.concatenate([[grey.mean(), grey.std()], np.percentile(grey, [5, 25, 50, 75, 95]), hist])
 
 
-def run_cxr(realdata: Path, work: Path, n_boot: int = 1000) -> dict:
-    """COVID-19 vs other findings on the X-rays: the same stages, and the intensity baseline (per-patient mean)."""
-    table = cxr_table(realdata)
-    t_convert, cohort = timed(convert_cxr, realdata, table, work / "source")
-    run = run_stages(work / "source", cohort, work / "home", "xray", n_boot)
-    per_image = [intensity_features(realdata / "cxr_covid" / "images" / f) for f in table["filename"]]
-    features = {pid: np.mean([per_image[i] for i in rows], axis=0)
-                for pid, rows in table.groupby("patientid").indices.items()}
-    labels = {str(k): int(v) for k, v in table.groupby("patientid")["label"].max().to_dict().items()}
-    result = compare(run, feature_baseline(features, labels), labels, "xray", len(table), n_boot)
-    return {**result, "convert_s": t_convert}
-
-
 def indiana_table(realdata: Path, subset: int = 0) -> pd.DataFrame:
     """The reports with text: patient (``IU<uid>``), text (findings + impression), label (abnormal = 1).
 
@@ -398,23 +387,6 @@ def bonn_markdown(r: dict) -> str:
                                                     "log band power + logistic regression", "seizure", "segment")])
 
 
-def cxr_markdown(r: dict) -> str:
-    """The COVID chest X-ray section's body."""
-    intro = (
-        "Produced by `benchmarks/bench_realdata.py --write`. COVID-19 image data collection (Cohen et al. 2020), "
-        f"the {r['n_items']} X-ray rows of `metadata.csv` (CT rows left out) of {r['n_patients']} patients; "
-        "label COVID-19 (finding starts with COVID-19, on any film of the patient) vs other pneumonias / no "
-        "finding. The source folder holds the PNG/JPEG files and an `images.csv` sidecar (file, patient, view, "
-        "modality X-ray) made from `metadata.csv`; then the same stages as the EEG section (ingest, encode, "
-        "train with the frozen X-ray encoder and default head, evaluate on the study's held-out patients). "
-        "Baseline: grey-level statistics of each image (mean, std, 5/25/50/75/95th percentiles, 16-bin "
-        "histogram at 256x256), averaged per patient, + standardised logistic regression (C = 1), fitted on "
-        "the same training patients. The held-out set is small: read the intervals, not the points.")
-    return "\n".join([intro, "", *results_markdown(r, "clinfuse (X-ray encoder, frozen, fusion head)",
-                                                    "intensity statistics + logistic regression", "COVID-19",
-                                                    "image")])
-
-
 def indiana_markdown(r: dict) -> str:
     """The Indiana reports section's body."""
     chosen = (f"a stratified subset of {r['n_items']} (seed 0) of the reports with text" if r["subset"] else
@@ -441,9 +413,16 @@ def indiana_markdown(r: dict) -> str:
 SECTIONS = {"bonn": (BONN_HEADING, "eeg_bonn/labels.csv"), "cxr": (CXR_HEADING, "cxr_covid/metadata.csv"),
             "indiana": (INDIANA_HEADING, INDIANA_CSV)}
 RUNNERS = {"bonn": lambda a, work: run_bonn(a.realdata, work, a.subset, a.n_boot),
-           "cxr": lambda a, work: run_cxr(a.realdata, work, a.n_boot),
+           "cxr": lambda a, work: _cxr().run(a.realdata, work, a.splits),
            "indiana": lambda a, work: run_indiana(a.realdata, work, a.notes_subset, a.n_boot)}
-MARKDOWN = {"bonn": bonn_markdown, "cxr": cxr_markdown, "indiana": indiana_markdown}
+MARKDOWN = {"bonn": bonn_markdown, "cxr": lambda r: _cxr().markdown(r), "indiana": indiana_markdown}
+
+
+def _cxr():
+    """The COVID X-ray + notes section (its own module: arms and repeated study splits)."""
+    from benchmarks import realdata_cxr
+
+    return realdata_cxr
 
 
 def main() -> None:
@@ -455,6 +434,7 @@ def main() -> None:
                     help="Indiana: a stratified N of the reports (0: all); stated in the section")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--reruns", type=int, default=1, help="extra fresh-home runs per section (run-to-run spread)")
+    ap.add_argument("--splits", type=int, default=8, help="cxr: study splits (seeds 7, 8, ...) per arm")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--write", action="store_true", help="replace the sections run in docs/BENCHMARKS.md")
     args = ap.parse_args()
@@ -466,7 +446,7 @@ def main() -> None:
         if not (args.realdata / needed).is_file():
             sys.exit(f"no {needed} under {args.realdata}")
         runs = []
-        for _ in range(1 + args.reruns):
+        for _ in range(1 if name == "cxr" else 1 + args.reruns):  # cxr: its splits replace reruns
             with tempfile.TemporaryDirectory(prefix=f"clinfuse-{name}-") as tmp:
                 runs.append(RUNNERS[name](args, Path(tmp)))
         result = {**runs[0], "rerun_clinfuse_auroc": [r["clinfuse_auroc"] for r in runs[1:]]}
