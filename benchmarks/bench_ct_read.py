@@ -40,7 +40,9 @@ METHODS = {
 HEADING = "## CT series read"
 NOTES = (
     "Notes: every reader gets the same shuffled folder; the ratios are from the same run. clinfuse parses each\n"
-    "header with pydicom from the file's first 64 KiB in memory and stops before the pixel data, checks and\n"
+    "header with pydicom from the file's first 64 KiB in memory and stops before the pixel data (for native\n"
+    "little-endian files one pass of pydicom's read_dataset for the file meta and one for the body, with the\n"
+    "cyclic garbage collector paused while headers are parsed), checks and\n"
     "sorts the series on headers alone, then reads each slice's native little-endian pixels at their offset\n"
     "into a per-thread buffer and rescales them into the float32 volume on every core (file reads and numpy\n"
     "release the GIL); the volume is allocated and its pages faulted in on a second thread while the headers\n"
