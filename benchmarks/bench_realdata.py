@@ -411,11 +411,14 @@ def indiana_markdown(r: dict) -> str:
 
 
 SECTIONS = {"bonn": (BONN_HEADING, "eeg_bonn/labels.csv"), "cxr": (CXR_HEADING, "cxr_covid/metadata.csv"),
-            "indiana": (INDIANA_HEADING, INDIANA_CSV)}
+            "indiana": (INDIANA_HEADING, INDIANA_CSV),
+            "ptbxl": ("## Real data: PTB-XL ECG + reports", "ecg_ptbxl/ptbxl_database.csv")}
 RUNNERS = {"bonn": lambda a, work: run_bonn(a.realdata, work, a.subset, a.n_boot),
            "cxr": lambda a, work: _cxr().run(a.realdata, work, a.splits),
-           "indiana": lambda a, work: run_indiana(a.realdata, work, a.notes_subset, a.n_boot)}
-MARKDOWN = {"bonn": bonn_markdown, "cxr": lambda r: _cxr().markdown(r), "indiana": indiana_markdown}
+           "indiana": lambda a, work: run_indiana(a.realdata, work, a.notes_subset, a.n_boot),
+           "ptbxl": lambda a, work: _ptbxl().run(a.realdata, work, a.n_boot, a.subset)}
+MARKDOWN = {"bonn": bonn_markdown, "cxr": lambda r: _cxr().markdown(r), "indiana": indiana_markdown,
+            "ptbxl": lambda r: _ptbxl().markdown(r)}
 
 
 def _cxr():
@@ -425,10 +428,17 @@ def _cxr():
     return realdata_cxr
 
 
+def _ptbxl():
+    """The PTB-XL ECG + reports section (its own module: ECG, report and fused arms, ECG baseline)."""
+    from benchmarks import realdata_ptbxl
+
+    return realdata_ptbxl
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=DEFAULT)
-    ap.add_argument("--sections", default="bonn,cxr,indiana", help="comma-separated: bonn, cxr, indiana")
+    ap.add_argument("--sections", default="bonn,cxr,indiana", help="comma-separated: bonn, cxr, indiana, ptbxl")
     ap.add_argument("--subset", type=int, default=0, help="Bonn: first N segments of each set (0: all 250)")
     ap.add_argument("--notes-subset", type=int, default=0,
                     help="Indiana: a stratified N of the reports (0: all); stated in the section")
