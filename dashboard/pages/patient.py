@@ -18,7 +18,7 @@ from dashboard.views.prediction_panel import render_prediction
 from dashboard.views.xray_viewer import render_xray
 from ingestion.modalities import MODALITIES
 
-LABELS = {"ct": "CT", "xray": "X-ray", "eeg": "EEG", "note": "Note"}
+LABELS = {"ct": "CT", "xray": "X-ray", "eeg": "EEG", "note": "Note", "ecg": "ECG"}
 
 settings = da.app_settings()
 auth.guard(settings, "patient", "open the patient view")
@@ -92,16 +92,31 @@ def _viewer(modality: str, item: pd.Series) -> None:
         render_ct(arr, meta, key=f"ct_{patient_id}")
     elif modality == "xray":
         render_xray(arr, meta, key=f"xray_{patient_id}")
+    elif modality == "ecg":  # the same stacked traces, one per lead (values in mV, not µV)
+        leads = {"channels": meta.get("leads"), "missing_channels": [
+            lead for lead, ok in zip(meta.get("leads", []), meta.get("leads_present", [])) if not ok]}
+        render_eeg(arr, {**meta, **leads}, float(meta.get("sfreq") or 100.0), key=f"ecg_{patient_id}")
     else:
         render_eeg(arr, meta, settings.eeg_sfreq, key=f"eeg_{patient_id}")
 
 
+OPTIONAL = ("ecg",)
+"""Modalities many sites never acquire: a tab only when this patient has an item or the model used one."""
+
+
+def _shown(m: str) -> bool:
+    has = not items.empty and bool((items["modality"] == m).any())
+    used = row is not None and row.get(f"mask_{m}") in ("present", "imputed")
+    return m not in OPTIONAL or has or used
+
+
+shown = [m for m in MODALITIES if _shown(m)]
 tab_labels = []
-for m in MODALITIES:
+for m in shown:
     ok = items[(items["modality"] == m) & (items["status"] == "ok")] if not items.empty else items
     mask = row.get(f"mask_{m}") if row is not None else None
     tab_labels.append(LABELS[m] + ("" if len(ok) else f" ({mask or 'missing'})"))
-for m, tab in zip(MODALITIES, st.tabs(tab_labels)):
+for m, tab in zip(shown, st.tabs(tab_labels)):
     with tab:
         mod_items = items[items["modality"] == m] if not items.empty else items
         ok = mod_items[mod_items["status"] == "ok"] if not mod_items.empty else mod_items

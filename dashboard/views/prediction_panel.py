@@ -18,6 +18,8 @@ def contributions_figure(row: pd.Series) -> go.Figure:
     """Horizontal bars of per-modality contributions; missing modalities are labelled, not drawn as zero."""
     labels, values, colours, text = [], [], [], []
     for m in MODALITIES:
+        if f"contrib_{m}" not in row.index and f"mask_{m}" not in row.index:
+            continue  # a prediction made before this modality existed (e.g. ECG) has no bar for it
         value = row.get(f"contrib_{m}")
         status = row.get(f"mask_{m}", "missing")
         labels.append(f"{m} ({status})")

@@ -15,6 +15,7 @@ class ModalityChoice(str, Enum):
     xray = "xray"
     eeg = "eeg"
     note = "note"
+    ecg = "ecg"
     all = "all"
 
 

@@ -27,6 +27,7 @@ class SiteModality(str, Enum):
     ct = "ct"
     xray = "xray"
     eeg = "eeg"
+    ecg = "ecg"
 
 
 def site_weights_from(cli_pairs: list[str], configured: Mapping[str, Path]) -> dict[str, Path]:

@@ -143,6 +143,8 @@ def build_home(home: Path, n_patients: int = 30, seed: int = 0, n_distinct: int 
         present[1] = [False, True, True, True]
         present[2] = [True, True, False, True]
         present[3] = [True, True, False, True]
+    # the fixture draws the four modalities it always drew; any later one (ECG) is missing for everyone
+    present = np.column_stack([present, np.zeros((n_patients, len(MODALITIES) - 4), bool)])
     now = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
     manifest_rows = []
     for i, pid in enumerate(pids):
@@ -174,7 +176,7 @@ def build_home(home: Path, n_patients: int = 30, seed: int = 0, n_distinct: int 
             mask = {m: "present" if present[i, j] else "missing" for j, m in enumerate(MODALITIES)}
             donors: dict[str, list] = {}
             for j, m in enumerate(MODALITIES):
-                impute = (i == 1 and m == "ct") or (i > 3 and not present[i, j] and i % 2 == 0)
+                impute = (i == 1 and m == "ct") or (i > 3 and not present[i, j] and i % 2 == 0 and j < 4)
                 if impute and b == 1:
                     mask[m] = "imputed"
                     d1, d2 = pids[(i + 1) % n_patients], pids[(i - 1) % n_patients]
