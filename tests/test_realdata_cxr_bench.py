@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def test_corrected_interval_is_wider_than_the_naive_one() -> None:
     assert np.isnan(cxr.corrected_interval(np.array([0.1]), 16, 55)[1])
 
 
-def test_summary_and_section_state_each_arm_and_verdict() -> None:
+def test_summary_and_section_state_each_arm_and_verdict(tmp_path: Path) -> None:
     arms = {arm: cxr.summarise([_split(s, 1.5 if arm == "fused" else 0.0) for s in range(6)]) for arm in cxr.ARMS}
     fused = arms["fused"]
     assert fused["diff"]["baseline"][1] > 0 and fused["wins"]["baseline"] == 6  # a real gain clears the interval
@@ -44,6 +45,9 @@ def test_summary_and_section_state_each_arm_and_verdict() -> None:
     assert cxr._verdict((0.05, -0.1, 0.2), beat=True).startswith("**NOT met** (ahead on average")
     assert "| 3 / 3 |" in text  # heads chosen over the splits
     assert "notes of 14 of the 47 COVID-19 patients" in text
+    saved = tmp_path / "run.json"  # what bench_realdata.py --json writes, and the re-render reads back
+    saved.write_text(json.dumps({"cxr": r}, default=str))
+    assert cxr.markdown(cxr.from_json(saved)) == text
 
 
 def test_notes_table_joins_a_patients_distinct_notes(tmp_path: Path) -> None:
