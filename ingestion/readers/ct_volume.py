@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ingestion.readers.ct_header import collector_paused
 from ingestion.readers.ct_multiframe import frame_geometry
 from ingestion.readers.ct_slices import (
     AIR_HU,
     FrameJob,
     ImageFile,
     PendingVolume,
-    collector_paused,
     decode_into,
     read_image_file,
     rescale_of,

@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 
 from ingestion.phantom.ct import write_ct_series
 from ingestion.phantom.phi import make_identity
-from ingestion.readers import ct_slices, ct_volume
+from ingestion.readers import ct_header, ct_slices, ct_volume
 from ingestion.readers.ct_slices import PendingVolume
 from ingestion.readers.ct_volume import load_ct_volume, read_ct_series
 from ingestion.readers.records import QuarantineError
@@ -116,9 +116,9 @@ def test_one_pass_header_parse_is_what_dcmread_gives(name: str) -> None:
     """The fast header parse (pydicom's read_dataset, once for the meta and once for the body) gives the
     elements, file meta, encoding and pixel offset that dcmread(stop_before_pixels=True) gives, on real files
     in explicit and implicit VR little endian."""
-    head = Path(get_testdata_file(name)).read_bytes()[: ct_slices.HEADER_CHUNK]
-    fast = ct_slices._parse_native_header(head)
-    slow = ct_slices._parse_header(io.BytesIO(head))
+    head = Path(get_testdata_file(name)).read_bytes()[: ct_header.HEADER_CHUNK]
+    fast = ct_header.parse_native_header(head)
+    slow = ct_header.parse_header(io.BytesIO(head))
     assert fast is not None
     assert fast[0] == slow[0] and fast[0].file_meta == slow[0].file_meta and len(fast[0]) == len(slow[0]) > 20
     assert fast[0].original_encoding == slow[0].original_encoding and fast[0].preamble == slow[0].preamble
@@ -127,8 +127,8 @@ def test_one_pass_header_parse_is_what_dcmread_gives(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "JPEG2000.dcm"])
 def test_one_pass_header_parse_leaves_other_syntaxes_to_dcmread(name: str) -> None:
-    head = Path(get_testdata_file(name)).read_bytes()[: ct_slices.HEADER_CHUNK]
-    assert ct_slices._parse_native_header(head) is None
+    head = Path(get_testdata_file(name)).read_bytes()[: ct_header.HEADER_CHUNK]
+    assert ct_header.parse_native_header(head) is None
 
 
 def test_collector_paused_while_headers_parse_and_restored_even_on_quarantine(tmp_path: Path) -> None:
