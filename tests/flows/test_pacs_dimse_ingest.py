@@ -36,7 +36,9 @@ def test_dimse_ingest_flow_matches_dicomweb_and_second_run_moves_nothing(tmp_pat
     from flows.settings import get_settings
     from ingestion.phantom import generate_cohort
 
-    generate_cohort(tmp_path / "cohort", 2, seed=31, missing_rate=0.0, eeg_seconds=(4, 4))
+    # One patient (a CT series and its radiographs): both protocols and the no-op re-run are shown on it;
+    # each further patient adds a CT series ingested (and body-fitted) by both pulls.
+    generate_cohort(tmp_path / "cohort", 1, seed=31, missing_rate=0.0, eeg_seconds=(4, 4))
     monkeypatch.setenv("CLINFUSE_PSEUDONYM_SECRET", SECRET)
     monkeypatch.setenv("CLINFUSE_WORKERS", "1")
     monkeypatch.setenv("CLINFUSE_PACS_AE_TITLE", "CLINFUSEFLOW")
