@@ -92,10 +92,23 @@ def cohort_files(cache: Path, n_train: int, seed: int):
     answers = answers.reset_index()
     model = SignalModel(shared=float(build["shared"]))
     mask = scenario_mask(fs, answers, model, FILES_MISSING, "mcar", None, seed)
-    answers["oracle_risk_available"] = available_oracle(answers, mask, model, FILES_MISSING, "mcar")
+    answers["oracle_risk_available"] = available_oracle(answers, _by_modality(mask, fs.modalities), model,
+                                                        FILES_MISSING, "mcar")
     fs = replace(fs, mask=mask)
     n = len(fs)
     return fs.subset(np.arange(n_train)), fs.subset(np.arange(n_train, n)), answers.iloc[n_train:].reset_index(drop=True)
+
+
+def _by_modality(mask: np.ndarray, modalities) -> np.ndarray:
+    """The mask with one column per modality the phantom knows (``ingestion.modalities.MODALITIES``), False for a
+    modality the cached cohort was built without (a cache older than a newly added modality)."""
+    from ingestion.modalities import MODALITIES
+
+    out = np.zeros((len(mask), len(MODALITIES)), bool)
+    for i, m in enumerate(MODALITIES):
+        if m in modalities:
+            out[:, i] = mask[:, list(modalities).index(m)]
+    return out
 
 
 def truth_of(answers: pd.DataFrame) -> np.ndarray:
