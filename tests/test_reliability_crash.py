@@ -23,11 +23,14 @@ from ingestion.driver.ingest import ingest
 from ingestion.manifest import read_manifest
 from models.features.assemble import encode_manifest, usable_items
 from models.stores.embeddings import KEY_COLUMNS, EmbeddingStore
-from tests.test_reliability_corpus import REPO, clean_env, phantom_source
+from tests.test_reliability_corpus import REPO, clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SECRET = "crash-secret-5d1c"
+N_PATIENTS = 6
+"""Patients of the session's phantom copied in: ~24 items leave plenty to kill on after the first is flushed,
+and the kill and resume paths are the same at 16 (the count proves nothing; each CT costs its body fit)."""
 ENCODE_SCRIPT = """
 import sys
 from pathlib import Path
@@ -74,12 +77,15 @@ def _manifest_rows(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def crashed_ingest(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path):
+def crashed_ingest(tmp_path_factory: pytest.TempPathFactory, small_phantom: Path, prefect_api: str):
+    from tests.test_reliability_concurrency import _subset  # here: that module imports this one
+
     root = tmp_path_factory.mktemp("crash")
     src, home = root / "src", root / "home"
-    phantom_source(small_phantom, src)
-    n_files = sum(1 for p in src.rglob("*") if p.is_file())
-    env = clean_env(home, CLINFUSE_PSEUDONYM_SECRET=SECRET)
+    n_files = _subset(small_phantom, src, N_PATIENTS)
+    assert n_files == sum(1 for p in src.rglob("*") if p.is_file())
+    # The session's Prefect server: a temporary one per child costs seconds before the ingest even starts.
+    env = clean_env(home, CLINFUSE_PSEUDONYM_SECRET=SECRET, CLINFUSE_PREFECT_API_URL=prefect_api)
     manifest_path = home / "manifest.parquet"
     # Flush the manifest after every item (production flushes every 200 items or 5 s), so that a small
     # cohort is certain to have a partial manifest to kill on, however fast the machine is.
