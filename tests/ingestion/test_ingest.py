@@ -253,7 +253,7 @@ def test_phantom_cohort_end_to_end(small_phantom: Path, tmp_path: Path, caplog, 
     answers = pd.read_parquet(small_phantom / "answers.parquet")
     truth = pd.DataFrame({m: answers[f"present_{m}"].map({True: "present", False: "missing"}).to_numpy()
                           for m in ("ct", "xray", "eeg", "note")},
-                         index=[pseudonymise(p, SECRET) for p in answers["patient_id"]])
+                         index=[pseudonymise(p, SECRET) for p in answers["patient_id"]]).assign(ecg="missing")  # no ECG drawn
     mask = availability_mask(df, load_cohort(home / "cohort.parquet"))
     pd.testing.assert_frame_equal(mask, truth.loc[mask.index].rename_axis("patient_id"), check_dtype=False)
     assert report.cohort.in_files_not_in_cohort == () and report.cohort_quarantined == ()
