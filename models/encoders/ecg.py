@@ -25,8 +25,9 @@ from monai.transforms import Compose, RandGaussianNoised, RandScaleIntensityd
 from torch import nn
 
 from ingestion.readers.ecg_leads import STANDARD_12_LEADS
-from models.encoders.base import Item, TorchEncoder, to_device
-from models.encoders.eeg import RandTimeShiftd, TemporalConvNet, band_powers, channel_mask, fill_absent
+from models.encoders.base import Item, TorchEncoder
+from models.encoders.eeg import (RandTimeShiftd, TemporalConvNet, band_powers, channel_mask, fill_absent,
+                                 window_mean)
 
 BANDS: tuple[tuple[float, float], ...] = ((0.5, 3.0), (3.0, 8.0), (8.0, 15.0), (15.0, 25.0), (25.0, 40.0))
 """Heart-rate / T-wave, P and T waves, QRS body, QRS edges, high-frequency QRS content (Hz)."""
@@ -78,14 +79,7 @@ class ECGEncoder(TorchEncoder):
                 "extra": np.concatenate([powers, present.astype(np.float32)])}
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
-        """Run the network on every window of every item, then average per item."""
-        counts = torch.tensor([len(it["x"]) for it in items])
-        x = torch.from_numpy(np.concatenate([np.asarray(it["x"], np.float32) for it in items]))
-        z = self.net(to_device(x, self.device))
-        owner = torch.repeat_interleave(torch.arange(len(items)), counts).to(z.device)
-        pooled = torch.zeros(len(items), z.shape[1], device=z.device, dtype=z.dtype)
-        pooled.index_add_(0, owner, z)
-        return pooled / counts.to(z.device, z.dtype)[:, None]
+        return window_mean(self.net, items, self.device)
 
     def augmentation(self) -> Callable[[Item], Item]:
         return Compose([

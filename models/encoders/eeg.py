@@ -123,6 +123,21 @@ def fill_absent(powers: np.ndarray, present: np.ndarray) -> np.ndarray:
     return per_channel.reshape(-1).astype(np.float32)
 
 
+def window_mean(net: nn.Module, items: Sequence[Item], device: str) -> torch.Tensor:
+    """Run ``net`` on every window of every item in one batch, then average per item.
+
+    Recordings have different window counts; one concatenated batch keeps the device busy
+    and the per-item mean makes the embedding independent of the recording's length.
+    """
+    counts = torch.tensor([len(it["x"]) for it in items])
+    x = torch.from_numpy(np.concatenate([np.asarray(it["x"], np.float32) for it in items]))
+    z = net(to_device(x, device))
+    owner = torch.repeat_interleave(torch.arange(len(items)), counts).to(z.device)
+    pooled = torch.zeros(len(items), z.shape[1], device=z.device, dtype=z.dtype)
+    pooled.index_add_(0, owner, z)
+    return pooled / counts.to(z.device, z.dtype)[:, None]
+
+
 def asymmetry(powers: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
     """``|log P(left) - log P(right)|`` per homologous pair and band, from :func:`band_powers` output.
 
@@ -170,14 +185,7 @@ class EEGEncoder(TorchEncoder):
                 "extra": np.concatenate([powers, asymmetry(powers, present)])}
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
-        """Run the TCN on every window of every item, then average per item."""
-        counts = torch.tensor([len(it["x"]) for it in items])
-        x = torch.from_numpy(np.concatenate([np.asarray(it["x"], np.float32) for it in items]))
-        z = self.net(to_device(x, self.device))
-        owner = torch.repeat_interleave(torch.arange(len(items)), counts).to(z.device)
-        pooled = torch.zeros(len(items), z.shape[1], device=z.device, dtype=z.dtype)
-        pooled.index_add_(0, owner, z)
-        return pooled / counts.to(z.device, z.dtype)[:, None]
+        return window_mean(self.net, items, self.device)
 
     def augmentation(self) -> Callable[[Item], Item]:
         return Compose([
