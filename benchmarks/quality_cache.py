@@ -150,7 +150,7 @@ def extend_generation(out: Path, patients: int, seed: int, shared: float, worker
     (source / "answers.parquet").unlink()
     latents = sample_latents(patients, seed=seed, model=SignalModel(shared=shared))
     labs = lab_values(latents)
-    jobs = ((source, seed, i, latents.iloc[i], EEG_SECONDS) for i in range(start, patients))
+    jobs = ((source, seed, i, latents.iloc[i], EEG_SECONDS, "standard") for i in range(start, patients))
     with (source / "cohort.csv").open("a", encoding="utf-8") as handle:
         for i, (row, _items) in enumerate(_run_in_order(_patient_job, jobs, workers), start=start):
             labs_i = ",".join(f"{labs.at[i, c]:.2f}" for c in ("crp", "wbc", "lactate"))
