@@ -206,22 +206,27 @@ def _epoch_from_curve(labels: np.ndarray, curve: np.ndarray) -> tuple[int, list[
     return best, rows
 
 
+def _imputer_per_patient_set(config: TrainConfig) -> Callable[[FeatureSet], object]:
+    """An imputer factory that fits once per set of patients within one training run (every call gets subsets
+    of the same scaled features): the fold imputers the small-cohort folds fit are the ones the abstain
+    policy's folds need, and refitting them cost ~20 s of a 200-patient demo."""
+    params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
+    fitted: dict[tuple[str, ...], object] = {}
+
+    def make_imputer(fs: FeatureSet):
+        key = tuple(fs.patient_ids)
+        if key not in fitted:
+            fitted[key] = build_imputer(config.impute, **params).fit(fs)
+        return fitted[key]
+    return make_imputer
+
+
 def _train(features: FeatureSet, config: TrainConfig, progress: Callable[[int, dict], None] | None) -> TrainedModel:
     seed_everything(config.seed)
     tr_idx, va_idx = patient_split(features, config.val_fraction, config.seed)
     scaler = CovariateScaler().fit(features.covariates[tr_idx])
     scaled = replace(features, covariates=scaler.transform(features.covariates))
-    params = {"k": config.k_donors} if config.impute == "cross_profile" else {}
-    fitted: dict[tuple[str, ...], object] = {}
-
-    def make_imputer(fs: FeatureSet):
-        """One fit per set of patients (all subsets of ``scaled``): the fold imputers the small-cohort folds
-        fit are the ones the abstain policy's folds need, and refitting them cost ~20 s of a 200-patient demo."""
-        key = tuple(fs.patient_ids)
-        if key not in fitted:
-            fitted[key] = build_imputer(config.impute, **params).fit(fs)
-        return fitted[key]
-
+    make_imputer = _imputer_per_patient_set(config)
     n_cov, dims = scaled.covariates.shape[1], features.dims()
 
     def build(k: int) -> torch.nn.Module:
