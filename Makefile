@@ -20,6 +20,10 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR   ?= demo-cohort
 DEMO_N     ?= 200
 PYTEST_ARGS ?=
+# Test files run on TEST_WORKERS processes (pytest-xdist), each file whole on one worker so its
+# module fixtures start once; TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 CLINFUSE_HOME  ?= $(CURDIR)/.clinfuse
 HOST           ?= 127.0.0.1
 DASHBOARD_PORT ?= 8501
@@ -87,7 +91,7 @@ serve: $(INSTALLED)
 # and one line of the whole target's wall time, install and Debian packages included (CI's budget).
 MAKE_STARTED := $(shell date +%s)
 test: install browser
-	@echo "$(BIN)/python -m pytest $(PYTEST_ARGS)"; rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	@echo "$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)"; rc=0; $(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS) || rc=$$?; \
 	  echo "make test: $$(( $$(date +%s) - $(MAKE_STARTED) )) s wall since make started (install, Debian packages, pytest); pytest exit $$rc"; \
 	  exit $$rc
 

@@ -16,7 +16,11 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # split they decide) are the same in every run; tests of the generated secret unset it.
 os.environ.setdefault("CLINFUSE_PSEUDONYM_SECRET", "clinfuse-test-suite-secret")
 
-from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart  # noqa: F401 - session leak check
+from tests.process_leaks import (  # noqa: F401 - session leak check
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_testnodedown,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("CLINFUSE_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))

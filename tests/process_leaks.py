@@ -69,13 +69,35 @@ def _stop_prefect_ephemeral_server() -> None:
             pass
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Under pytest-xdist the controller only collects reports: each worker is a session of its own that
+    checks its own descendants, and the workers themselves must not count as the controller's leaks."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
+_worker_leaks: list[str] = []  # on the xdist controller: what each finished worker reported
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ANN001, ARG001 - pytest-xdist's hook, on the controller
+    leaks = getattr(node, "workeroutput", {}).get("process_leaks")
+    if leaks:
+        _worker_leaks.append(f"[{node.gateway.id}] {leaks}")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _xdist_controller(session.config):
+        return
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     _baseline.update(p.pid for p in _descendants())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _xdist_controller(session.config):
+        if _worker_leaks:
+            _fail(session, "\n".join(_worker_leaks))
+        return
     _stop_prefect_ephemeral_server()
     deadline = time.monotonic() + GRACE_S
     left = _alive(_descendants())
@@ -95,9 +117,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 p.kill()
         except Exception:  # noqa: BLE001 - already gone
             continue
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     message = (f"{len(lines)} process(es) started by the test run were still alive at its end "
                "(now killed):\n" + "\n".join(lines))
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its exit status is not the run's, the controller reports it
+        workeroutput["process_leaks"] = message
+    _fail(session, message)
+
+
+def _fail(session: pytest.Session, message: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(message, red=True)
     else:

@@ -27,13 +27,13 @@ def test_waits_for_its_child():
 '''
 
 
-def _run(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, body: str, *extra: str) -> subprocess.CompletedProcess:
     (tmp_path / "conftest.py").write_text(
-        "from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart  # noqa: F401\n")
+        "from tests.process_leaks import pytest_sessionfinish, pytest_sessionstart, pytest_testnodedown  # noqa\n")
     (tmp_path / "test_inner.py").write_text(body)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CLINFUSE_TEST_LEAK_GRACE_S": "1"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                           "--rootdir", str(tmp_path), str(tmp_path)], cwd=tmp_path, env=env,
+                           "--rootdir", str(tmp_path), *extra, str(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -49,4 +49,14 @@ def test_a_run_that_leaves_a_process_fails_and_names_it(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_a_clean_run_passes(tmp_path: Path) -> None:
     clean = _run(tmp_path, CLEAN_TEST)
+    assert clean.returncode == 0, clean.stdout[-2000:]
+
+
+@pytest.mark.timeout(180)
+def test_a_leak_in_an_xdist_worker_fails_the_run(tmp_path: Path) -> None:
+    """make test runs on pytest-xdist workers, whose own exit status the controller ignores."""
+    leaky = _run(tmp_path, LEAKY_TEST, "-n", "1")
+    assert leaky.returncode == 1, leaky.stdout[-2000:]
+    assert "1 passed" in leaky.stdout and "still alive at its end" in leaky.stdout and "# leaked" in leaky.stdout
+    clean = _run(tmp_path, CLEAN_TEST, "-n", "1")
     assert clean.returncode == 0, clean.stdout[-2000:]
