@@ -12,7 +12,7 @@ tolerance is the smallest that passes. The calibrator is the model's (kept only 
 cross-fitted folds beyond bootstrap noise); its ECE is shown beside the Bayes-optimal risk's ECE on the same
 patients (the floor) and their paired bootstrap difference, which says whether the gap is binning noise.
 
-Data: (1) the simulator (``models.features.synthetic.synthetic_cohort``, the phantom's latent model embedded
+Data: (1) the simulator (``models.simulation.phantom_features.synthetic_cohort``, the phantom's latent model embedded
 directly); (2) a files phantom built by ``benchmarks/quality_cache.py`` (DICOM/EDF/notes generated, ingested
 and encoded by the library's own stages; ``--cache`` is its folder), with 20 % of each modality hidden
 completely at random (the demo's missingness, the phantom's own draw) and split by row order into training
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.markdown_section import write_section  # noqa: E402
 from models.evaluation.metrics import bootstrap_metrics, set_coverage  # noqa: E402
 from models.training import calibration  # noqa: E402
-from models.features.synthetic import synthetic_cohort  # noqa: E402
+from models.simulation.phantom_features import synthetic_cohort  # noqa: E402
 from models.training.train import TrainConfig, train  # noqa: E402
 from models.training.uncertainty import AbstainPolicy, abstain_decisions, level_text  # noqa: E402
 

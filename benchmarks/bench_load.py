@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 PREDICT_CHILD = """
 import json, resource, sys, time
 import numpy as np
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 from models.training.trained_model import TrainedModel
 model = TrainedModel.load(sys.argv[1])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -193,7 +193,7 @@ def load_table(phases: dict[str, dict], patients: int, sessions: int, queries: i
 
 
 def predict_memory(sizes: list[int]) -> list[dict[str, float]]:
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.training.train import TrainConfig, train
 
     model_dir = Path(tempfile.mkdtemp(prefix="bench_load_model_")) / "model"

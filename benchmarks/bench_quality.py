@@ -5,7 +5,7 @@
 Data: (1) **files** -- the phantom cohort of ``--patients`` at ``--shared``,
 generated, ingested and encoded once into ``--cache`` by
 ``benchmarks/quality_cache.py`` (the library calls users run); (2) the
-**feature-level simulator** (``models.features.synthetic``, drawn from the same
+**feature-level simulator** (``models.simulation.phantom_features``, drawn from the same
 signal model) for the range of the shared-information parameter, where
 generating files at every value would take hours. Every scenario trains on
 training patients with the scenario's training missingness and scores the
@@ -86,7 +86,7 @@ def load_data(source: str, rho: float, args) -> tuple:  # noqa: ANN001
         answers = pd.read_parquet(out / "answers.parquet").set_index("patient_id").loc[list(fs.patient_ids)]
         fraction = args.held_out_fraction_files
     else:
-        from models.features.synthetic import synthetic_cohort
+        from models.simulation.phantom_features import synthetic_cohort
 
         cohort = synthetic_cohort(args.sim_patients, dim=32, shared=rho, seed=args.seed)
         fs, answers = cohort.features, cohort.answers.set_index("patient_id")

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from ingestion.cohort import load_cohort
 from ingestion.manifest import read_manifest
 from models.features.assemble import encode_manifest, load_features
-from models.features.stage_inputs import read_answers
+from models.evaluation.answers import read_answers
 from models.held_out import labelled
 from models.study_definition import study_for_features
 from models.stages import EncodeConfig, encode

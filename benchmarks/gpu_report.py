@@ -89,7 +89,7 @@ def render(result: dict, source: str, other: dict | None = None, other_source: s
         lines.append(f"(*) From an earlier call ({other_source}) on another {other['machine']['gpu']} machine of the "
                      f"same kind, CPU and GPU again in one run ({oa['synthetic']} synthetic patients, "
                      f"{oa['train_epochs']} epochs): in the call above the synthetic cohort could not be built, "
-                     "because `models.features.synthetic` imports `ingestion.phantom`, which needs pydicom.")
+                     "because `models.simulation.phantom_features` imports `ingestion.phantom`, which needs pydicom.")
         lines.append("")
     peaks = ", ".join(f"{k} {v['peak_gpu_mib']:,.0f} MiB" for k, v in gpu["stages"].items() if "peak_gpu_mib" in v)
     lines.append(f"- Peak GPU memory allocated by torch per stage: {peaks}.")

@@ -6,7 +6,7 @@
 #
 # The GPU image has torch but not this project's other dependencies, and a call carries at most 64 MiB:
 # - .whl/*.whl (py3.12 wheels of pandera, pydantic, pydantic-core, annotated-types, typing-inspection, typeguard,
-#   monai, mne, decorator, and pydicom, which models.features.synthetic needs through ingestion.phantom) go into
+#   monai, mne, decorator, and pydicom, which models.simulation.phantom_features needs through ingestion.phantom) go into
 #   /tmp/site when an import shows they are missing;
 # - the packaged MiniLM (87 MiB of float32) travels as .whl/minilm-int8 (row-wise int8 + scales, 22 MiB) and
 #   is widened back to float32 there: cosine >= 0.999 to the packaged model's embeddings, same network and cost;

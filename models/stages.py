@@ -28,9 +28,10 @@ import numpy as np
 from ingestion.home_layout import HomeLayout
 from ingestion.modalities import MODALITIES
 from models.defaults import JOINT_EPOCHS, N_BOOT
+from models.evaluation.answers import read_answers
 from models.features.feature_set import FeatureSet
 from models.features.review_labels import append_agreement
-from models.features.stage_inputs import EncoderKeys, features_sha256, read_answers, synthetic_features
+from models.features.stage_inputs import EncoderKeys, features_sha256
 from models.held_out import HELD_OUT_FRACTION
 from models.predict_stage import PredictConfig, PredictResult, predict  # noqa: F401 - the predict stage
 from models.study_stage import StudyConfig, StudyOutcome, study  # noqa: F401 - the comparative-study stage
@@ -346,6 +347,8 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     if config.answers is not None:
         answers = read_answers(config.answers, config.secret)
     elif config.synthetic:
+        from models.simulation.phantom_features import synthetic_features  # the phantom only when asked for
+
         answers = synthetic_features(config.synthetic, config.seed)[1]
     out = layout.reports_dir / f"{features_sha256(held_out)[:8]}-{Path(config.model_dir).name}"
     model = TrainedModel.load(config.model_dir, device=config.device)

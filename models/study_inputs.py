@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingestion.home_layout import HomeLayout
 from models.features.feature_set import FeatureSet
-from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_features, synthetic_features
+from models.features.stage_inputs import EncoderKeys, as_encoder_keys, home_features
 from models.held_out import labelled
 from models.study_definition import Study, study_for_features, study_for_home
 
@@ -37,6 +37,8 @@ def stage_features(home: Path, encoder_keys: EncoderKeys, synthetic: int, seed: 
     """Labelled patients from the home's store (with ``encoder_keys``; clinician-confirmed outcomes
     ``review_labels`` override the cohort's labels), or a synthetic cohort."""
     if synthetic > 0:
+        from models.simulation.phantom_features import synthetic_features  # the phantom only when asked for
+
         return synthetic_features(synthetic, seed)[0]
     from models.features.review_labels import merge_review_labels
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from ingestion.home_layout import HomeLayout
 from models.defaults import N_BOOT
-from models.features.stage_inputs import EncoderKeys, features_sha256, read_answers, synthetic_features
+from models.evaluation.answers import read_answers
+from models.features.stage_inputs import EncoderKeys, features_sha256
 from models.held_out import HELD_OUT_FRACTION
 from models.study_inputs import define_run_study, stage_features
 from models.training.config import TrainConfig
@@ -50,6 +51,7 @@ def study(config: StudyConfig, progress: Callable[[str], None] | None = None) ->
 
     from models.evaluation.study import StudyConfig as Study
     from models.evaluation.study import run_study, write_study_report
+    from models.simulation.phantom_features import synthetic_features
 
     features = stage_features(config.home, config.encoder_keys, config.synthetic, config.seed)
     answers = read_answers(config.answers, config.secret) if config.answers is not None else (

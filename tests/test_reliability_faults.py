@@ -232,7 +232,7 @@ def trained_synthetic(tmp_path_factory: pytest.TempPathFactory):
     """A small model trained on a synthetic cohort, and its held-out patients."""
     import numpy as np
 
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.training.train import TrainConfig, train
 
     fs = synthetic_cohort(n=140, dim=8, missing_rate=0.3, seed=5).features

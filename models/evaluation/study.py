@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation.metrics import align_answers, bootstrap_metrics, flat, paired_auroc_difference
 from models.features.feature_set import FeatureSet
-from models.features.synthetic import apply_missingness
+from models.features.missingness import apply_missingness
 from models.training.calibration import expected_calibration_error, reliability_curve
 from models.study_definition import Study, study_for_features
 from models.training.train import TrainConfig, train

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,9 +23,6 @@ EncoderKeys = tuple[tuple[str, tuple[str, str, str] | None], ...]
 
 A tuple of pairs (not a dict) so that stage configs stay frozen and hashable.
 """
-
-SYNTHETIC_MISSING_RATE = 0.2
-"""Share of modalities missing at random in a synthetic cohort (``--synthetic N``)."""
 
 
 def as_encoder_keys(keys: dict | None) -> EncoderKeys:
@@ -54,25 +50,6 @@ def home_features(layout: HomeLayout, encoder_keys: dict, cohort: "pd.DataFrame 
     cohort = cohort if cohort is not None else load_cohort(layout.cohort_path)
     return load_features(read_manifest(layout.manifest_path), cohort, EmbeddingStore(layout.embeddings_dir),
                          encoder_keys)
-
-
-def synthetic_features(n: int, seed: int) -> tuple[FeatureSet, "pd.DataFrame"]:
-    """A synthetic cohort of ``n`` labelled patients and its answers table (``--synthetic N``)."""
-    from models.features.synthetic import synthetic_cohort
-
-    cohort = synthetic_cohort(n, missing_rate=SYNTHETIC_MISSING_RATE, seed=seed)
-    return cohort.features, cohort.answers
-
-
-def read_answers(path: Path, secret: str) -> "pd.DataFrame":
-    """The phantom's answers table keyed by pseudonym (its ids are original MRNs; evaluation only)."""
-    import pandas as pd
-
-    from ingestion.deid.pseudonym import is_pseudonym, pseudonymise
-
-    answers = pd.read_parquet(path)
-    answers["patient_id"] = [p if is_pseudonym(p) else pseudonymise(str(p), secret) for p in answers["patient_id"]]
-    return answers
 
 
 def features_sha256(features: FeatureSet) -> str:

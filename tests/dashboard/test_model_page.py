@@ -20,7 +20,7 @@ def trained_home(tmp_path_factory) -> tuple[Path, dict]:
     from flows.settings import Settings
     from flows.tracking.train_run import log_training_run
     from models.evaluation.metrics import evaluate_model
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.training.train import TrainConfig, train
 
     home = tmp_path_factory.mktemp("model-page") / "home"

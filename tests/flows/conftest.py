@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synthetic_features():
     """120 synthetic patients with 30 % MCAR missingness (a known-answer FeatureSet, 8-dim embeddings)."""
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
 
     return synthetic_cohort(n=160, dim=8, missing_rate=0.3, seed=3).features
 

@@ -20,7 +20,7 @@ def home(cli_home: Path) -> Path:
 
 @pytest.mark.slow
 def test_cli_train_impute_auto_records_the_choice(home: Path) -> None:
-    """The synthetic cohort is drawn from the phantom's signal model (``models.features.synthetic``)."""
+    """The synthetic cohort is drawn from the phantom's signal model (``models.simulation.phantom_features``)."""
     from flows.prefect_env import prefect_settings
     from flows.settings import Settings
 

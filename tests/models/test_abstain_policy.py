@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 from models.training.abstain_policy import REDRAW_TOLERANCES, excess_brier_lower, fit_policy, ids_hash
 from models.training.train import TrainConfig, patient_split, train
 from models.training.trained_model import TrainedModel

@@ -103,7 +103,7 @@ def test_small_cohort_is_never_worse_than_logistic_regression_on_its_own_inputs(
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.fusion.inputs import to_inputs
     from models.training.crossfit import LinearFusion
     from models.training.train import TrainConfig, train
@@ -138,7 +138,7 @@ def test_small_cohort_is_never_worse_than_logistic_regression_on_its_own_inputs(
 @pytest.mark.slow
 def test_large_validation_split_calibrates_the_network_on_its_own_scores():
     """>= 100 validation patients: no fold networks; calibrator chosen on folds of the validation scores."""
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.training.train import TrainConfig, train
 
     everyone = synthetic_cohort(660, dim=8, missing_rate=0.2, seed=2).features

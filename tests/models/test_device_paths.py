@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from models.encoders.base import auto_batch_size
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.fusion.inputs import to_inputs
 from models.training.train import TrainConfig, modality_dropout, train
 

@@ -10,7 +10,8 @@ import pytest
 from models.training.calibration import TemperatureScaler, expected_calibration_error
 from models.evaluation.metrics import (binary_metrics, bootstrap_metrics, evaluate_model, oracle_ratio,
                                paired_auroc_difference)
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.training.train import TrainConfig, train
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.features.feature_set import FeatureSet
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 from models.fusion import FUSIONS
 from models.fusion.base import FusionConfig, FusionModule, indicator_width, masked
 from models.fusion.heads import ClassifierHead

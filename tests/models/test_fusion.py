@@ -87,7 +87,7 @@ def test_cross_attention_learns_interaction_that_late_fusion_cannot() -> None:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from models.features.synthetic import synthetic_cohort
+    from models.simulation.phantom_features import synthetic_cohort
     from models.training.train import TrainConfig, train
 
     cohort = synthetic_cohort(600, dim=8, seed=3, interaction_fraction=1.0)

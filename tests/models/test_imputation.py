@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.imputation.methods import CrossProfileImputer, MeanImputer, ZeroFillImputer
 from models.imputation.registry import load_imputer, save_imputer
 

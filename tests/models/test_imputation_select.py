@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 from models.imputation.baselines import CompleteCaseImputer, complete_rows
 from models.imputation.select import CANDIDATES, select_imputer
 from models.training.train import TrainConfig, train

@@ -17,7 +17,8 @@ import pytest
 
 from models.features.covariates import COVARIATE_COLUMNS, CovariateScaler, covariate_matrix
 from models.features.feature_set import FeatureSet
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.training.train import TrainConfig, train
 from models.training.trained_model import TrainedModel
 

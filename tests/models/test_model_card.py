@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import model_card as mc
 from models.evaluation.metrics import bootstrap_metrics, flat
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 
 
 def _scores(n: int, signal: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.features.synthetic import synthetic_cohort
+from models.simulation.phantom_features import synthetic_cohort
 from models.peers.m3care import M3CareClassifier, _M3CareNet
 
 

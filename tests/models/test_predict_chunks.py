@@ -11,7 +11,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.predict_stage import score_in_chunks
 from models.training.train import TrainConfig, train
 from tests.models.test_invariance import assert_same

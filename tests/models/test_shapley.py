@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.fusion import FusionConfig, build_fusion
 from models.fusion.inputs import predict_logits, to_inputs
 from models.training.shapley import exact_modality_shapley

@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.features.feature_set import FeatureSet
-from models.features.synthetic import apply_missingness, synthetic_cohort
+from models.features.missingness import apply_missingness
+from models.simulation.phantom_features import synthetic_cohort
 from models.training.train import TrainConfig, modality_dropout, patient_split, train
 from models.training.trained_model import TrainedModel, prediction_columns
 
