@@ -14,6 +14,12 @@ that test (Bonferroni: ``alpha`` split over the tolerances): the largest set of 
 that is measurably harder. "No modality" and "empty conformal set" are always applied
 (:data:`models.training.uncertainty.SAFETY_RULES`).
 
+A rule that passes must also fit the abstain budget (``TrainConfig.abstain_budget``, 10 % by default): the
+share of out-of-fold patients flagged by the kept rules together. A model that declines 40 % of patients
+is not one a clinic can use, however much better the rest rank (the demo's passing rules flagged 43 % of its
+held-out patients). Passing rules enter strongest evidence first (largest lower bound), the redraw rule last
+at its smallest passing tolerance that still fits; what did not fit is recorded as over budget.
+
 Nothing here sees a patient outside the training features ``train`` was given: the held-out split never
 reaches it, and the record carries a hash of the patient ids it judged on (tests check it).
 """
@@ -73,8 +79,10 @@ def _num(x: float) -> float | None:
 
 
 def fit_policy(evidence: dict, labels: np.ndarray, *, threshold: float, share: float, level: float,
-               n_boot: int = POLICY_BOOT, alpha: float = POLICY_ALPHA, seed: int = 0) -> AbstainPolicy:
-    """The policy from out-of-fold evidence (the keyword arguments of the abstain rules, pooled over folds)."""
+               n_boot: int = POLICY_BOOT, alpha: float = POLICY_ALPHA, seed: int = 0,
+               budget: float | None = None) -> AbstainPolicy:
+    """The policy from out-of-fold evidence (the keyword arguments of the abstain rules, pooled over folds);
+    ``budget``: the largest share of those patients the kept rules may flag together (None: no limit)."""
     y = np.asarray(labels).astype(int)
     risk = np.asarray(evidence["risk"], float)
     flags_at = {t: rule_flags(**evidence, threshold=threshold, share=share, redraw_tolerance=t)
@@ -82,31 +90,56 @@ def fit_policy(evidence: dict, labels: np.ndarray, *, threshold: float, share: f
     base = flags_at[REDRAW_TOLERANCES[0]]
     record: dict = {"n_patients": int(len(y)), "alpha": float(alpha), "n_boot": int(n_boot), "rules": {},
                     "redraw_tolerances": {}}
-    kept = list(SAFETY_RULES)
+    passing: list[tuple[float, str]] = []
     for rule in ("imputed_flip", "imputed_share", "calibration_range"):
         b_f, b_r, low = excess_brier_lower(y, risk, base[rule], n_boot, seed, alpha)
         record["rules"][rule] = {"flagged": int(base[rule].sum()), "brier_flagged": b_f, "brier_rest": b_r,
-                                 "excess_lower": _num(low), "kept": bool(low > 0)}
+                                 "excess_lower": _num(low), "kept": False}
         if low > 0:
-            kept.append(rule)
-    tolerance = None
+            passing.append((low, rule))
+    passing_tolerances = []
     for t in REDRAW_TOLERANCES:
         flagged = flags_at[t]["redraws"]
         b_f, b_r, low = excess_brier_lower(y, risk, flagged, n_boot, seed, alpha / len(REDRAW_TOLERANCES))
         record["redraw_tolerances"][f"{t:g}"] = {"flagged": int(flagged.sum()), "brier_flagged": b_f,
                                                  "brier_rest": b_r, "excess_lower": _num(low)}
-        if tolerance is None and low > 0:
-            tolerance = t
-    if tolerance is not None:
-        kept.append("redraws")
-    record["rules"]["redraws"] = {"kept": tolerance is not None, "tolerance": tolerance}
+        if low > 0:
+            passing_tolerances.append(t)
+    kept, union, tolerance = _within_budget(base, flags_at, passing, passing_tolerances, budget, record)
+    record["rules"]["redraws"] = {"kept": tolerance is not None, "tolerance": tolerance,
+                                  "over_budget": bool(passing_tolerances) and tolerance is None}
+    record.update(budget=budget, flagged_share=float(union.mean()) if len(y) else 0.0)
     dropped = [r for r in RULES if r not in kept]
     record["reason"] = ("rules whose flagged out-of-fold patients have a higher Brier score than the rest beyond "
-                        f"bootstrap noise (one-sided {1 - alpha:.0%}) are kept; dropped: "
-                        + (", ".join(dropped) or "none"))
+                        f"bootstrap noise (one-sided {1 - alpha:.0%}) are kept"
+                        + (f" while together they flag at most {budget:.0%} of them" if budget is not None else "")
+                        + "; dropped: " + (", ".join(dropped) or "none"))
     rules = tuple(r for r in RULES if r in kept)
     # the tolerance of a dropped redraw rule is never read; keep the unfitted value for the record's sake
     return AbstainPolicy(rules, tolerance if tolerance is not None else 1 - level, record)
+
+
+def _within_budget(base: dict, flags_at: dict, passing: list[tuple[float, str]], tolerances: list[float],
+                   budget: float | None, record: dict) -> tuple[list[str], np.ndarray, float | None]:
+    """(kept rules, patients they flag together, redraw tolerance or None): the safety rules, then passing
+    rules strongest first and the redraw rule at its smallest passing tolerance, each only if the union of
+    flagged patients stays within ``budget`` (a share; None: every passing rule)."""
+    union = np.zeros(len(next(iter(base.values()))), bool)
+    for rule in SAFETY_RULES:
+        union |= base[rule]
+    limit = np.inf if budget is None else budget * len(union)
+    kept = list(SAFETY_RULES)
+    for _low, rule in sorted(passing, reverse=True):
+        fits = (union | base[rule]).sum() <= limit
+        record["rules"][rule].update(kept=bool(fits), over_budget=not fits)
+        if fits:
+            kept.append(rule)
+            union |= base[rule]
+    for t in tolerances:
+        if (union | flags_at[t]["redraws"]).sum() <= limit:
+            kept.append("redraws")
+            return kept, union | flags_at[t]["redraws"], t
+    return kept, union, None
 
 
 def _pool(parts: list[dict]) -> dict:
@@ -149,6 +182,7 @@ def policy_from_folds(config: TrainConfig, features: FeatureSet, folds: np.ndarr
         labels.append(y[held])
         ids += list(sub.patient_ids)
     policy = fit_policy(_pool(parts), np.concatenate(labels), threshold=config.threshold,
-                        share=config.abstain_share, level=config.interval_level, seed=config.seed)
+                        share=config.abstain_share, level=config.interval_level, seed=config.seed,
+                        budget=config.abstain_budget)
     policy.record.update(patient_ids_sha256=ids_hash(ids), folds=int(len(np.unique(folds))))
     return policy

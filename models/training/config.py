@@ -42,6 +42,9 @@ class TrainConfig:
     # (models.training.calibration.choose_calibrator)
     calibration: str = "platt"
     abstain_share: float = 0.5
+    # largest share of (out-of-fold training) patients the fitted abstain rules may flag together; the safety
+    # rules (no modality, empty conformal set) apply regardless (models.training.abstain_policy)
+    abstain_budget: float = 0.1
     threshold: float = 0.5  # risk at which the predicted class turns positive
     # nominal coverage of the conformal class set ("90 % nominal"), reported beside the class; abstention is
     # driven by the risk range straddling the threshold (models.training.uncertainty), not by a two-class set
@@ -71,6 +74,8 @@ class TrainConfig:
             raise ValueError("cv_folds must be 0 (no cross-fitting) or at least 2")
         if not 0 < self.interval_level < 1:
             raise ValueError("interval_level must be in (0, 1)")
+        if not 0 <= self.abstain_budget <= 1:
+            raise ValueError("abstain_budget must be in [0, 1]")
         if not 0 <= self.modality_dropout < 1:
             raise ValueError("modality_dropout must be in [0, 1)")
 

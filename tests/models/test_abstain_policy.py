@@ -104,3 +104,20 @@ def test_large_validation_split_judges_rules_on_its_validation_patients():
     _, va = patient_split(fs, 0.2, TrainConfig().seed)
     rec = model.metrics["abstain_policy"]
     assert rec["patient_ids_sha256"] == ids_hash(np.array(fs.patient_ids)[va]) and rec["n_patients"] == len(va)
+
+
+def test_passing_rules_enter_only_within_the_abstain_budget():
+    """The demo's passing rules flagged 43 % of its held-out patients: a rule must also fit the budget."""
+    ev, y = _evidence(1500, 0)
+    free = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9)
+    assert free.record["flagged_share"] > 0.10 and free.record["budget"] is None
+    capped = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9, budget=0.10)
+    assert capped.record["flagged_share"] <= 0.10 and capped.record["budget"] == 0.10
+    assert set(capped.rules) <= set(free.rules)
+    # something that passed did not fit: a rule left out, or the redraw rule at a larger tolerance
+    assert set(capped.rules) < set(free.rules) or capped.redraw_tolerance > free.redraw_tolerance
+    over = [r for r, rec in capped.record["rules"].items() if rec.get("over_budget")]
+    assert all(r not in capped.rules for r in over)
+    assert "at most 10%" in capped.record["reason"]
+    none = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9, budget=0.0)
+    assert set(none.rules) == {"no_modality", "empty_set"}  # the safety rules apply whatever the budget
