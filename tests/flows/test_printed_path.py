@@ -170,7 +170,7 @@ def test_each_printed_server_command_answers_on_a_free_loopback_port(tmp_path: P
         running.append((line, proc, urls, tmp_path / f"server{i}.log", ports))
     failures = []
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 480  # four servers start at once beside a second test worker
         pending = {line for line, *_ in running}
         while pending and time.monotonic() < deadline:
             for line, proc, urls, log, _ in running:
@@ -182,7 +182,7 @@ def test_each_printed_server_command_answers_on_a_free_loopback_port(tmp_path: P
                 elif all(_get(url) == 200 for url in urls):
                     pending.discard(line)
             time.sleep(1)
-        failures += [f"`{line}` gave no HTTP 200 within 240 s: {log.read_text()[-2000:]}"
+        failures += [f"`{line}` gave no HTTP 200 within 480 s: {log.read_text()[-2000:]}"
                      for line, _, _, log, _ in running if line in pending]
     finally:
         for line, proc, _, _, ports in running:
