@@ -1,14 +1,17 @@
 """Calibration, coverage and abstention before/after the out-of-fold abstain policy, on the same held-out
 patients: simulator and files.
 
-One network per cohort; "before" and "after" differ only in the abstain rule applied to the same predictions.
+One network per cohort; "before", "passing" and "after" differ only in the abstain rule applied to the same
+predictions.
 "Before" is the landed rule (:class:`models.training.uncertainty.AbstainPolicy` default): every rule (no
 modality, imputed modalities decide: class flips when removed or carry > ``abstain_share`` of the
 contribution, empty conformal set, the Venn-Abers range at the patient's own scores straddles the threshold,
 > ``1 - level`` of the imputation redraws give the other class). "After" is the model's own policy, fitted by
 ``train`` on out-of-fold training patients (:mod:`models.training.abstain_policy`): a rule is kept only when
 the patients it flags there have a higher Brier score than the rest beyond bootstrap noise, and the redraw
-tolerance is the smallest that passes. The calibrator is the model's (kept only when it beats none on the
+tolerance is the smallest that passes, and the passing rules enter only while together they flag at most
+``abstain_budget`` (10 %) of those patients. "Passing" is the same fit without the budget (every rule that
+passes, read back from the policy's record). The calibrator is the model's (kept only when it beats none on the
 cross-fitted folds beyond bootstrap noise); its ECE is shown beside the Bayes-optimal risk's ECE on the same
 patients (the floor) and their paired bootstrap difference, which says whether the gap is binning noise.
 
@@ -44,7 +47,13 @@ from models.evaluation.metrics import bootstrap_metrics, set_coverage  # noqa: E
 from models.training import calibration  # noqa: E402
 from models.simulation.phantom_features import synthetic_cohort  # noqa: E402
 from models.training.train import TrainConfig, train  # noqa: E402
-from models.training.uncertainty import AbstainPolicy, abstain_decisions, level_text  # noqa: E402
+from models.training.uncertainty import (  # noqa: E402
+    RULES,
+    SAFETY_RULES,
+    AbstainPolicy,
+    abstain_decisions,
+    level_text,
+)
 
 HEADING = "## Calibration (issue 24)"
 FILES_MISSING = 0.2
@@ -61,10 +70,11 @@ NOTES = """Reading the tables:
   range is how far the calibrated risk moves with the calibration patients (and imputation redraws); it is
   not a confidence interval of the true risk, which labels cannot identify, so it has no nominal level.
 - ECE uncalibrated: the same patients' ECE of the network's own probabilities (no calibrator).
-- Abstention "before" applies every rule at redraw tolerance 1 - level; "after" applies the rules the model
-  kept on its out-of-fold training patients (`models/training/abstain_policy.py`, "rules applied" column). Both are
-  computed from the same network's predictions; neither rule has a target rate and nothing of it saw a
-  held-out patient. "Why" counts held-out abstentions by reason (first rule that applies).
+- Abstention "before" applies every rule at redraw tolerance 1 - level; "passing" every rule whose flagged
+  out-of-fold training patients have a higher Brier score than the rest beyond bootstrap noise; "after" the
+  rules the model kept (`models/training/abstain_policy.py`, "rules applied" column): the passing ones, while
+  together they flag at most the model's abstain budget of the out-of-fold patients. All are computed from
+  the same network's predictions, and nothing of them saw a held-out patient. "Why" counts held-out abstentions by reason (first rule that applies).
 - Who abstains: per recipe and reason, the held-out patients' mean number of missing modalities, their
   misclassification rate, Brier score and AUROC (10+ patients of both classes), and |risk - Bayes-optimal risk| (how wrong the model's risk is for
   them, read from the phantom's latents), beside the answered patients'."""
@@ -156,6 +166,15 @@ def who_abstains(data: str, recipe: str, y, risk, truth, missing, reasons: list[
     return rows
 
 
+def passing_policy(policy: AbstainPolicy, level: float) -> AbstainPolicy:
+    """The model's policy without its abstain budget: every rule that passed the out-of-fold test (its record)."""
+    rec = policy.record
+    passed = [r for r, v in rec.get("rules", {}).items() if (v.get("excess_lower") or -1) > 0]
+    tols = [float(t) for t, v in rec.get("redraw_tolerances", {}).items() if (v.get("excess_lower") or -1) > 0]
+    rules = set(SAFETY_RULES) | set(passed) | ({"redraws"} if tols else set())
+    return AbstainPolicy(tuple(r for r in RULES if r in rules), min(tols) if tols else 1 - level, rec)
+
+
 def score(data: str, model, held, answers, n_boot: int) -> tuple[list[dict], list[dict]]:
     """(table rows, who-abstains rows): the same predictions under the landed rule and the fitted policy."""
     y = np.asarray(held.labels).astype(int)
@@ -170,8 +189,12 @@ def score(data: str, model, held, answers, n_boot: int) -> tuple[list[dict], lis
     cfg = model.config
     policy = model.abstain_policy
     rows, who = [], []
+    budget = policy.record.get("budget")
     for recipe, pol in (("before: every rule, redraw tolerance 1 - level", AbstainPolicy()),
-                        ("after: rules kept on out-of-fold training patients", policy)):
+                        ("passing: rules that pass on out-of-fold training patients, no budget",
+                         passing_policy(policy, cfg.interval_level)),
+                        (f"after: passing rules within the {budget:.0%} abstain budget" if budget is not None
+                         else "after: rules kept on out-of-fold training patients", policy)):
         abstain, reasons = abstain_decisions(**ev, modalities=model.modalities, threshold=cfg.threshold,
                                              share=cfg.abstain_share, level=cfg.interval_level, policy=pol)
         kept = ~abstain
