@@ -167,12 +167,12 @@ def who_abstains(data: str, recipe: str, y, risk, truth, missing, reasons: list[
 
 
 def passing_policy(policy: AbstainPolicy, level: float) -> AbstainPolicy:
-    """The model's policy without its abstain budget: every rule that passed the out-of-fold test (its record)."""
+    """The model's policy without its abstain budget: every rule that passed the out-of-fold test, as
+    :func:`models.training.abstain_policy.fit_policy` recorded it before applying the budget."""
     rec = policy.record
-    passed = [r for r, v in rec.get("rules", {}).items() if (v.get("excess_lower") or -1) > 0]
-    tols = [float(t) for t, v in rec.get("redraw_tolerances", {}).items() if (v.get("excess_lower") or -1) > 0]
-    rules = set(SAFETY_RULES) | set(passed) | ({"redraws"} if tols else set())
-    return AbstainPolicy(tuple(r for r in RULES if r in rules), min(tols) if tols else 1 - level, rec)
+    tolerance = rec.get("passing_tolerance")
+    rules = set(SAFETY_RULES) | set(rec.get("passing_rules", [])) | ({"redraws"} if tolerance is not None else set())
+    return AbstainPolicy(tuple(r for r in RULES if r in rules), tolerance if tolerance is not None else 1 - level, rec)
 
 
 def score(data: str, model, held, answers, n_boot: int) -> tuple[list[dict], list[dict]]:

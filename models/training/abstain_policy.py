@@ -105,6 +105,9 @@ def fit_policy(evidence: dict, labels: np.ndarray, *, threshold: float, share: f
                                                  "brier_rest": b_r, "excess_lower": _num(low)}
         if low > 0:
             passing_tolerances.append(t)
+    # what passes before the budget is applied: the benchmark's "passing" recipe reads it from here
+    record.update(passing_rules=[r for _low, r in passing],
+                  passing_tolerance=passing_tolerances[0] if passing_tolerances else None)
     kept, union, tolerance = _within_budget(base, flags_at, passing, passing_tolerances, budget, record)
     record["rules"]["redraws"] = {"kept": tolerance is not None, "tolerance": tolerance,
                                   "over_budget": bool(passing_tolerances) and tolerance is None}

@@ -121,3 +121,12 @@ def test_passing_rules_enter_only_within_the_abstain_budget():
     assert "at most 10%" in capped.record["reason"]
     none = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9, budget=0.0)
     assert set(none.rules) == {"no_modality", "empty_set"}  # the safety rules apply whatever the budget
+
+
+def test_the_record_keeps_what_passed_before_the_budget():
+    ev, y = _evidence(1500, 0)
+    free = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9)
+    capped = fit_policy(ev, y, threshold=0.5, share=0.5, level=0.9, budget=0.10)
+    assert capped.record["passing_rules"] == free.record["passing_rules"]
+    assert capped.record["passing_tolerance"] == free.redraw_tolerance  # the unbudgeted fit's tolerance
+    assert set(free.rules) == {"no_modality", "empty_set", "redraws", *free.record["passing_rules"]}
