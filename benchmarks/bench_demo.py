@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STARTED_AT: list[float] = [0.0]
-"""Wall clock (epoch seconds) at which the demo process started; set by :func:`run_demo`."""
 sys.path.insert(0, str(REPO))
 
 BEGIN = re.compile(r"Beginning (?:sub)?flow run '([^']+)' for flow '([^']+)'")
@@ -50,7 +48,6 @@ def run_demo(patients: int, work: Path, env_extra: dict[str, str]) -> tuple[floa
     env = {**os.environ, "CLINFUSE_HOME": str(work / "home"), "PREFECT_LOGGING_LEVEL": "INFO", **env_extra}
     cmd = ["bash", "scripts/demo.sh", str(work / "demo-cohort"), str(patients)]
     t0 = time.perf_counter()
-    STARTED_AT[0] = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stages: list[list] = []
     started: dict[str, tuple[str, float]] = {}
@@ -76,23 +73,23 @@ def run_demo(patients: int, work: Path, env_extra: dict[str, str]) -> tuple[floa
     return total, [(s, a, b) for s, a, b in stages], flows
 
 
-def prefect_breakdown(home: Path) -> list[tuple[str, float]]:
-    """(what, seconds) of the pipeline from the home's own Prefect database: the command's start-up before its
-    flow began, each top-level task (ingest, encode, train, evaluate, register, predict, outbox) from its start
+def prefect_breakdown(home: Path) -> tuple[float, list[tuple[str, float]]]:
+    """(wall clock at which the pipeline flow began, [(what, seconds)]) from the home's own Prefect database:
+    each top-level task (ingest, encode, train, evaluate, register, predict, outbox) from its start
     to its end, and the flow's time outside those tasks. The flows print progress bars, not Prefect's "Beginning
     flow run" lines, so the log alone no longer says where the pipeline's minutes go."""
     import sqlite3
 
     db = home / "prefect" / "prefect.db"
     if not db.is_file():
-        return []
+        return 0.0, []
     with sqlite3.connect(db) as con:
         flows = con.execute("SELECT f.name, fr.id, fr.start_time, fr.end_time FROM flow_run fr JOIN flow f "
                             "ON f.id = fr.flow_id WHERE fr.parent_task_run_id IS NULL ORDER BY fr.start_time").fetchall()
         tasks = con.execute("SELECT tr.name, tr.start_time, tr.end_time, tr.flow_run_id FROM task_run tr "
                             "ORDER BY tr.start_time").fetchall()
     if not flows:
-        return []
+        return 0.0, []
     from datetime import datetime, timezone
 
     def t(value: str) -> float:
@@ -106,18 +103,18 @@ def prefect_breakdown(home: Path) -> list[tuple[str, float]]:
             rows.append((f"task `{task.rsplit('-', 1)[0]}`", t(b) - t(a)))
             inside += t(b) - t(a)
     rows.append((f"flow `{name}` outside those tasks", t(f1) - t(f0) - inside))
-    return [("flow start", t(f0))] + rows
+    return t(f0), rows
 
 
-def pipeline_rows(work: Path, stages: list[tuple[str, float, float]]) -> list[tuple[str, float]]:
-    """The breakdown rows, the start-up measured from the pipeline stage's first output line to its flow's start."""
-    rows = prefect_breakdown(work / "home")
+def pipeline_rows(work: Path, stages: list[tuple[str, float, float]], started_at: float) -> list[tuple[str, float]]:
+    """The breakdown rows, led by the start-up: from the pipeline stage's first output line (``started_at`` is
+    the demo's wall clock at its start) to its flow's start."""
+    flow_start, rows = prefect_breakdown(work / "home")
     pipeline = [s for s in stages if s[0].startswith("2/2")]
     if not rows or not pipeline:
-        return rows[1:]
-    started = STARTED_AT[0] + pipeline[0][1]  # wall clock of the stage's first line
+        return rows
     return [("`clinfuse pipeline` start-up before its flow began (imports, Prefect, no-op check)",
-             rows[0][1] - started)] + rows[1:]
+             flow_start - (started_at + pipeline[0][1]))] + rows
 
 
 def make_install() -> float | None:
@@ -170,12 +167,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_demo_"))
     env_extra = {"CLINFUSE_NOTE_MODEL_CACHE": str(work / "note-model")} if args.cold_note_cache else {}
     note_cache = note_cache_state({**os.environ, **env_extra})
-    before = os.times()
+    before, started_at = os.times(), time.time()
     total, stages, flows = run_demo(args.patients, work, env_extra)
     after = os.times()
     cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
     markdown = table(args.patients, install, total, stages, flows, (load, os.getloadavg()[0]), cpu, note_cache,
-                     pipeline_rows(work, stages))
+                     pipeline_rows(work, stages, started_at))
     print(markdown)
     if args.write:
         from benchmarks.markdown_section import write_section
