@@ -190,6 +190,7 @@ def compare(run: dict, baseline: Baseline, labels: dict[str, int], modality: str
             n_boot: int) -> dict:
     """clinfuse's held-out figures beside the baseline's on the same patients (ids: the benchmark's own)."""
     from ingestion.deid.pseudonym import pseudonymise
+    from benchmarks.realdata_trust import trust_figures
     from models.evaluation.metrics import MetricCI, bootstrap_metrics, paired_auroc_difference
 
     original = {pseudonymise(pid, run["secret"]): pid for pid in labels}
@@ -221,7 +222,7 @@ def compare(run: dict, baseline: Baseline, labels: dict[str, int], modality: str
         "met": None if np.isnan(diff.high) else bool(diff.high >= 0.0),
         "ingest_s": run["ingest_s"], "encode_s": run["encode_s"], "train_s": run["train_s"], "baseline_s": t_base,
         "ingest_s_per_item": run["ingest_s"] / n_items, "encode_s_per_item": run["encode_s"] / max(ok, 1),
-        "load": os.getloadavg(),
+        "trust": trust_figures(m), "load": os.getloadavg(),
     }
 
 
@@ -320,7 +321,10 @@ def run_indiana(realdata: Path, work: Path, subset: int = 0, n_boot: int = 1000)
 
 
 def results_markdown(r: dict, clinfuse: str, baseline: str, positive: str, unit: str) -> list[str]:
-    """Ingest tally, split, the two-row table, the paired difference and verdict, and the time per item."""
+    """Ingest tally, split, the two-row table, the paired difference and verdict, what the model says beside
+    its risk, and the time per item."""
+    from benchmarks import realdata_trust
+
     verdict = {True: "met", False: "NOT met", None: "not measurable (one class held out)"}[r["met"]]
     return [
         f"Ingest: {r['n_ok']} ok, {r['n_quarantined']} quarantined, {r['lost']} lost of {r['n_items']} {unit}s. "
@@ -337,6 +341,10 @@ def results_markdown(r: dict, clinfuse: str, baseline: str, positive: str, unit:
         f"AUROC(clinfuse) - AUROC(baseline) = {r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] "
         f"(paired). Target (clinfuse reaches the baseline within the paired interval): **{verdict}**."
         + caveats(r),
+        "",
+        realdata_trust.INTRO,
+        "",
+        *realdata_trust.table([(clinfuse, r["trust"])]),
         "",
         f"Time (2 shared CPU cores, load {r['load'][0]:.1f} at the end): ingest {r['ingest_s']:.1f} s "
         f"({r['ingest_s_per_item']:.3f} s per {unit}), encode {r['encode_s']:.1f} s "

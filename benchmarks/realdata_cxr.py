@@ -187,6 +187,7 @@ def arm_keys(keys: dict, arm: str) -> tuple:
 
 def run_arm(prep: Prepared, arm: str, seed: int, n_boot: int) -> dict:
     """One split (``seed``) of one arm: train + evaluate through the stages, and the same split's comparators."""
+    from benchmarks.realdata_trust import trust_figures
     from ingestion.deid.pseudonym import pseudonymise
     from models.held_out import HELD_OUT_FRACTION
     from models.stages import (EvaluateConfig, TrainStageConfig, define_run_study, evaluate, stage_features,
@@ -213,11 +214,13 @@ def run_arm(prep: Prepared, arm: str, seed: int, n_boot: int) -> dict:
     selection = TrainedModel.load(trained.model_dir).metrics.get("selection", {})
     return {"seed": seed, "y": y, "risks": risks, "evaluate_auroc": evaluation.metrics["auroc"],
             "n_train": len(train_fs), "n_held_out": len(held), "train_s": t_train,
-            "head": selection.get("head", "network"), "epochs": selection.get("epochs")}
+            "head": selection.get("head", "network"), "epochs": selection.get("epochs"),
+            "trust": trust_figures(evaluation.metrics)}
 
 
 def summarise(splits: list[dict]) -> dict:
     """Per model: AUROC/ECE per split, their means; per comparator: the paired difference's corrected interval."""
+    from benchmarks.realdata_trust import pooled
     from models.evaluation.metrics import binary_metrics
 
     usable = [s for s in splits if len(np.unique(s["y"])) == 2]
@@ -232,7 +235,7 @@ def summarise(splits: list[dict]) -> dict:
             "n_test": n_test, "n_train": n_train,
             "minority": [int(min(s["y"].sum(), len(s["y"]) - s["y"].sum())) for s in usable],
             "wins": {o: int(np.sum(auroc["clinfuse"] >= auroc[o])) for o in ("baseline", "lr_embeddings")},
-            "heads": [s["head"] for s in usable], "train_s": float(np.mean([s["train_s"] for s in splits])),
+            "heads": [s["head"] for s in usable], "trust": pooled([s["trust"] for s in splits]), "train_s": float(np.mean([s["train_s"] for s in splits])),
             "first": splits[0]}
 
 
@@ -326,6 +329,12 @@ def markdown(r: dict) -> str:
         if np.isfinite(b[2]) and b[2] >= 0 and b[0] < 0 and arm != "fused":
             lines += ["", f"{ARM_NAMES[arm]}: the target is met only through the interval's width: clinfuse is "
                       f"below the baseline on average ({b[0]:+.3f}) and on {n - s['wins']['baseline']} of {n} splits."]
+    from benchmarks import realdata_trust
+
+    lines += ["", realdata_trust.INTRO + f" Pooled over the {R} splits: rates weighted by held-out patients "
+              "(a patient held out by several splits counts each time), ECE and AUROCs their mean over the splits "
+              "that have them.", "",
+              *realdata_trust.table([(ARM_NAMES[a], s["trust"]) for a, s in arms.items()])]
     s0 = next(iter(arms.values()))
     lines += ["", f"Splits: {s0['n_train']:.0f} training and {s0['n_test']:.1f} held-out patients on average, "
               f"smaller class held out {min(s0['minority'])}-{max(s0['minority'])}; "

@@ -163,6 +163,7 @@ def prepare(realdata: Path, work: Path, subset: int = 0) -> Prepared:
 
 def run_arm(prep: Prepared, arm: str, n_boot: int) -> dict:
     """Train + evaluate one arm through the stages; its baseline on the same split; paired bootstrap."""
+    from benchmarks.realdata_trust import trust_figures
     from ingestion.deid.pseudonym import pseudonymise
     from models.evaluation.metrics import bootstrap_metrics, paired_auroc_difference
     from models.features.stage_inputs import as_encoder_keys
@@ -192,7 +193,7 @@ def run_arm(prep: Prepared, arm: str, n_boot: int) -> dict:
             "clinfuse_ece": model_ci["ece"].value,
             "baseline": (base_ci["auroc"].value, base_ci["auroc"].low, base_ci["auroc"].high),
             "baseline_ece": base_ci["ece"].value, "diff": (diff.value, diff.low, diff.high),
-            "train_s": t_train, "baseline_s": t_base}
+            "train_s": t_train, "baseline_s": t_base, "trust": trust_figures(evaluation.metrics)}
 
 
 def run(realdata: Path, work: Path, n_boot: int = 1000, subset: int = 0) -> dict:
@@ -245,4 +246,7 @@ def markdown(r: dict) -> str:
              + ", ".join(f"{ARM_NAMES[k]} {a['train_s']:.1f} s" for k, a in r["arms"].items())
              + f"; building the source folder {r['convert_s']:.1f} s (the benchmark's)."
              + (f" Subset: {n_patients} patients (stratified), not the whole set." if r["subset"] else ""))
-    return "\n".join([intro, "", tally, "", *rows, "", times])
+    from benchmarks import realdata_trust
+
+    trust = realdata_trust.table([(ARM_NAMES[k], a["trust"]) for k, a in r["arms"].items()])
+    return "\n".join([intro, "", tally, "", *rows, "", realdata_trust.INTRO, "", *trust, "", times])

@@ -35,3 +35,7 @@ def test_bonn_subset_loses_no_segment(realdata: Path, tmp_path: Path) -> None:
     assert result["clinfuse_auroc"] == pytest.approx(result["clinfuse_auroc_recomputed"], nan_ok=True)
     assert 0.0 <= result["baseline_auroc"] <= 1.0 or np.isnan(result["baseline_auroc"])
     assert "Target" in bench.bonn_markdown(result)
+    trust = result["trust"]  # what the evaluation told beside the risk, on the same held-out patients
+    assert trust["n"] == result["n_held_out"] and 0.0 <= trust["abstain_rate"] <= 1.0
+    assert 0.0 <= trust["set_coverage"] <= 1.0 and trust["interval_level"] == pytest.approx(0.9)
+    assert "class set holds the true label" in bench.bonn_markdown(result)

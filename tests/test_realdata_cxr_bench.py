@@ -18,7 +18,10 @@ def _split(seed: int, gap: float) -> dict:
     signal = y + rng.normal(0, 0.8, len(y))
     risks = {"clinfuse": signal + gap * y, "lr_embeddings": signal, "baseline": rng.normal(size=len(y))}
     return {"seed": seed, "y": y, "risks": risks, "evaluate_auroc": 0.5, "n_train": 55, "n_held_out": 16,
-            "train_s": 1.0, "head": "linear" if seed % 2 else "network", "epochs": 3}
+            "train_s": 1.0, "head": "linear" if seed % 2 else "network", "epochs": 3,
+            "trust": {"n": 16.0, "auroc": 0.8, "ece": 0.1, "ece_uncalibrated": 0.2, "interval_level": 0.9,
+                      "set_coverage": 15 / 16, "set_both_rate": 0.25, "abstain_rate": 0.0,
+                      "auroc_not_abstained": 0.8}}
 
 
 def test_corrected_interval_is_wider_than_the_naive_one() -> None:
@@ -45,6 +48,7 @@ def test_summary_and_section_state_each_arm_and_verdict(tmp_path: Path) -> None:
     assert cxr._verdict((0.05, -0.1, 0.2), beat=True).startswith("**NOT met** (ahead on average")
     assert "| 3 / 3 |" in text  # heads chosen over the splits
     assert "notes of 14 of the 47 COVID-19 patients" in text
+    assert "| X-ray | 96 over 6 splits | 0.200 -> 0.100 | 93.8 % [" in text  # the trust table, pooled
     saved = tmp_path / "run.json"  # what bench_realdata.py --json writes, and the re-render reads back
     saved.write_text(json.dumps({"cxr": r}, default=str))
     assert cxr.markdown(cxr.from_json(saved)) == text
