@@ -135,3 +135,24 @@ def test_readme_names_exactly_the_debian_packages_make_test_installs() -> None:
     paragraph = readme[readme.index("scripts/ensure-system-packages.sh"):].split("\n\n", 1)[0]
     named = set(re.findall(r"`([\w.+-]+)`", paragraph)) - {"apt-get", "sudo"}
     assert named == installed, f"README names {sorted(named)}, make test installs {sorted(installed)}"
+
+
+def test_the_stamp_calls_a_tree_dirty_for_code_not_for_the_benchmarks_page(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark writing its second section has already changed docs/BENCHMARKS.md: that alone is not dirty."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "first")
+    monkeypatch.setattr(ms, "REPO", tmp_path)
+    (tmp_path / "docs" / "BENCHMARKS.md").write_text("# Benchmarks\n\n## A\n\nfigures\n")
+    assert "uncommitted" not in ms.commit_text()
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert ms.commit_text().endswith("with uncommitted changes in the tree")

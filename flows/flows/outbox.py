@@ -27,7 +27,7 @@ def outbox_write_task(batch_path: str, source: str | None, home: str) -> Any:
 
     settings = settings_for(home)
     written = write_batch_outbox(Path(batch_path), settings.manifest_path, Path(source) if source else None,
-                                 settings.pseudonym_secret.get_secret_value(), settings.outbox_dir)
+                                 settings.pseudonym_secret.get_secret_value(), settings.outbox_dir, settings.workers)
     logger = get_run_logger()
     logger.info("outbox: %d SR written, %d already there; bundle %s (%s)", written.sr_written, written.sr_present,
                 Path(written.bundle).name or "none", "written" if written.bundle_written else "not written")

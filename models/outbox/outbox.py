@@ -23,10 +23,10 @@ import pandas as pd
 from filelock import FileLock
 
 from ingestion.atomic_files import atomic_write_bytes, atomic_write_text
-from ingestion.deid.uids import ImageRef, deidentified_refs
-from models.outbox.fhir import build_bundle, risk_assessment
+from ingestion.deid.uids import ImageRef
+from models.outbox.fhir import build_bundle, bundle_id, risk_assessment
+from models.outbox.parallel import Mapper, encoded_sr, outbox_mapper, references_of, serial_map
 from models.outbox.result import PatientResult, results_from_batch
-from models.outbox.sr import sr_bytes
 
 IMAGE_MODALITIES = ("ct", "xray")
 
@@ -58,12 +58,14 @@ def sr_name(result: PatientResult) -> str:
 
 
 def patient_sources(manifest: pd.DataFrame, patient_ids: Iterable[str], source_root: Path | None,
-                    secret: str) -> tuple[dict[str, list[str]], dict[str, list[ImageRef]], list[str]]:
+                    secret: str, map_fn: Mapper = serial_map, references_for: set[str] | None = None,
+                    ) -> tuple[dict[str, list[str]], dict[str, list[ImageRef]], list[str]]:
     """Per patient: the content hashes of their ok items, and the de-identified references of their images.
 
     References are read from the CT/X-ray source files under ``source_root``
-    (the folder that predict ingested); files not found there are listed in
-    the returned reasons and the result is reported without them.
+    (the folder that predict ingested), for the patients in ``references_for``
+    (all when None), one patient per ``map_fn`` item; files not found there
+    are listed in the returned reasons and the result is reported without them.
     """
     wanted = set(patient_ids)
     ok = manifest[(manifest["status"] == "ok") & manifest["patient_id"].isin(wanted)]
@@ -72,11 +74,17 @@ def patient_sources(manifest: pd.DataFrame, patient_ids: Iterable[str], source_r
     skipped: list[str] = []
     if source_root is None:
         return inputs, refs, skipped
+    jobs: dict[str, list[Path]] = {}
     for pid, group in ok[ok["modality"].isin(IMAGE_MODALITIES)].groupby("patient_id"):
+        if references_for is not None and pid not in references_for:
+            continue
         paths = [Path(source_root) / f for files in group["source_files"] for f in files]
-        found, why = deidentified_refs([p for p in paths if p.is_file()], secret)
         gone = [p.name for p in paths if not p.is_file()]
-        skipped += why + ([f"{pid}: {len(gone)} source file(s) no longer under the source folder"] if gone else [])
+        if gone:
+            skipped.append(f"{pid}: {len(gone)} source file(s) no longer under the source folder")
+        jobs[str(pid)] = [p for p in paths if p.is_file()]
+    for pid, (found, why) in zip(jobs, map_fn(references_of, [(paths, secret) for paths in jobs.values()])):
+        skipped += why
         refs[pid] = [r for r in found if r.patient_id == pid]
     return inputs, refs, skipped
 
@@ -94,35 +102,44 @@ def _fhir_ready(results: Sequence[PatientResult], failed: list[str]) -> list[Pat
     return ready
 
 
-def write_outbox(results: Sequence[PatientResult], outbox: Path) -> OutboxWrite:
+def write_outbox(results: Sequence[PatientResult], outbox: Path, map_fn: Mapper = serial_map) -> OutboxWrite:
     """Write each result's SR and the batch's bundle into ``outbox``; files already there are kept as they are.
 
-    A result that cannot be written (a non-finite value, say) is left out with
-    its reason in ``failed``; the batch's other results are written.
+    SRs not yet there are encoded one result per ``map_fn`` item and written
+    here. A result that cannot be written (a non-finite value, say) is left
+    out with its reason in ``failed``; the batch's other results are written.
     """
-    written = present = 0
     failed: list[str] = []
-    for result in results:
-        path = sr_dir(outbox) / sr_name(result)
-        if path.is_file():
-            present += 1
+    todo = [r for r in results if not (sr_dir(outbox) / sr_name(r)).is_file()]
+    written = 0
+    for result, data in zip(todo, map_fn(encoded_sr, todo)):
+        if isinstance(data, str):
+            failed.append(data)
             continue
-        try:
-            data = sr_bytes(result)
-        except ValueError as exc:
-            failed.append(f"{result.patient_id}: no SR: {' '.join(str(exc).split())[:240]}")
-            continue
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(sr_dir(outbox) / sr_name(result), data)
         written += 1
     ready = _fhir_ready(results, failed)
     if not ready:
-        return OutboxWrite(written, present, "", False, failed=tuple(failed))
-    bundle = build_bundle(ready)
-    path = fhir_dir(outbox) / f"{bundle['id']}.json"
+        return OutboxWrite(written, len(results) - len(todo), "", False, failed=tuple(failed))
+    path = bundle_path(ready, outbox)
     fresh = not path.is_file()
     if fresh:
-        atomic_write_text(path, json.dumps(bundle, indent=1, sort_keys=True))
-    return OutboxWrite(written, present, str(path), fresh, failed=tuple(failed))
+        atomic_write_text(path, json.dumps(build_bundle(ready), indent=1, sort_keys=True))
+    return OutboxWrite(written, len(results) - len(todo), str(path), fresh, failed=tuple(failed))
+
+
+def bundle_path(ready: Sequence[PatientResult], outbox: Path) -> Path:
+    """Where the bundle of these results is (its id hashes their keys, which references do not enter)."""
+    return fhir_dir(outbox) / f"{bundle_id(ready)}.json"
+
+
+def needing_references(results: Sequence[PatientResult], outbox: Path) -> set[str]:
+    """Patients whose references a write still needs: every one while the batch's bundle (which cites their
+    studies) is missing, else those whose SR is missing. A re-run on a written batch reads no header."""
+    ready = _fhir_ready(results, [])
+    if ready and not bundle_path(ready, outbox).is_file():
+        return {r.patient_id for r in results}
+    return {r.patient_id for r in results if not (sr_dir(outbox) / sr_name(r)).is_file()}
 
 
 def pending_items(outbox: Path) -> dict[str, list[Path]]:
@@ -190,19 +207,24 @@ class Ledger:
 
 
 def write_batch_outbox(batch_path: Path, manifest_path: Path, source_root: Path | None, secret: str,
-                       outbox: Path) -> OutboxWrite:
+                       outbox: Path, workers: int = 1) -> OutboxWrite:
     """The outbox of one stored predictions batch: its patients' inputs and image references, then the files.
 
     ``source_root`` is the folder that predict ingested (image references are
     read from its DICOM headers and de-identified with ``secret``); None when
     it is gone, and the results are then written without image references.
+    The per-patient work runs on ``workers`` processes when there is enough of it.
     """
     from ingestion.manifest import latest_per_source, read_manifest
 
     batch = pd.read_parquet(batch_path)
     manifest = latest_per_source(read_manifest(manifest_path))
     root = Path(source_root) if source_root is not None and Path(source_root).is_dir() else None
-    inputs, refs, skipped = patient_sources(manifest, batch["patient_id"].astype(str), root, secret)
-    written = write_outbox(results_from_batch(batch, inputs, refs), outbox)
+    pids = batch["patient_id"].astype(str)
+    inputs, _, _ = patient_sources(manifest, pids, None, secret)
+    need = needing_references(results_from_batch(batch, inputs, {}), outbox)
+    with outbox_mapper(workers, len(need)) as map_fn:
+        inputs, refs, skipped = patient_sources(manifest, pids, root, secret, map_fn, need)
+        written = write_outbox(results_from_batch(batch, inputs, refs), outbox, map_fn)
     return OutboxWrite(written.sr_written, written.sr_present, written.bundle, written.bundle_written, tuple(skipped),
                        written.failed)

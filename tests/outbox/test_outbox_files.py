@@ -188,3 +188,53 @@ def test_a_result_with_a_non_finite_value_is_left_out_with_its_reason(tmp_path: 
     entries = json.loads(Path(written.bundle).read_text())["entry"]
     assert [e["resource"]["subject"]["reference"] for e in entries] == ["Patient/P0123456789ab"]
     assert write_outbox([bad], tmp_path / "other").bundle == ""
+
+
+def _batch(pids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"patient_id": pid, "model_name": "clinfuse", "model_version": "4", "run_id": "r",
+                          "risk": 0.2 + 0.1 * i, "risk_low": 0.1, "risk_high": 0.5, "predicted_class": 0,
+                          "abstain": False, "abstain_reason": "", "contrib_ct": 0.1, "contrib_xray": 0.0,
+                          "contrib_eeg": None, "contrib_note": None, "mask_ct": "present", "mask_xray": "present",
+                          "mask_eeg": "missing", "mask_note": "missing", "predicted_at": NOW}
+                         for i, pid in enumerate(pids)])
+
+
+def _without_clock(path: Path) -> str:
+    """An SR's content apart from the wall-clock times highdicom stamps when it builds one."""
+    ds = pydicom.dcmread(path)
+    for keyword in ("InstanceCreationDate", "InstanceCreationTime"):
+        ds.pop(keyword, None)
+    for item in ds.get("ContributingEquipmentSequence", []):
+        item.pop("ContributionDateTime", None)
+    return ds.to_json()
+
+
+def test_outbox_on_spawned_processes_writes_the_same_files(cohort: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """References and SRs computed on two spawned processes give the same SRs (but for highdicom's creation
+    clock) and the same bundle."""
+    from models.outbox import parallel
+    from models.outbox.outbox import needing_references
+
+    manifest = _manifest(cohort)
+    pids = sorted(manifest["patient_id"].unique())
+    batch = _batch(pids)
+    inputs, refs, _ = patient_sources(manifest, pids, cohort, SECRET)
+    write_outbox(results_from_batch(batch, inputs, refs), tmp_path / "serial")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 1)
+    with parallel.outbox_mapper(2, len(pids)) as map_fn:
+        assert map_fn is not parallel.serial_map  # the pool, for real
+        inputs2, refs2, skipped = patient_sources(manifest, pids, cohort, SECRET, map_fn)
+        written = write_outbox(results_from_batch(batch, inputs2, refs2), tmp_path / "pool", map_fn)
+    assert not skipped and refs2 == refs and written.sr_written == len(pids)
+    serial = {p.name: _without_clock(p) for p in (tmp_path / "serial" / "sr").iterdir()}
+    assert serial == {p.name: _without_clock(p) for p in (tmp_path / "pool" / "sr").iterdir()}
+    bundles = {p.name: p.read_bytes() for p in (tmp_path / "serial" / "fhir").iterdir()}
+    assert bundles == {p.name: p.read_bytes() for p in (tmp_path / "pool" / "fhir").iterdir()}
+    # a written batch needs no header read again; a missing SR needs its patient's, a missing bundle everyone's
+    bare = results_from_batch(batch, inputs, {})
+    assert needing_references(bare, tmp_path / "pool") == set()
+    next((tmp_path / "pool" / "sr").iterdir()).unlink()
+    assert len(needing_references(bare, tmp_path / "pool")) == 1
+    next((tmp_path / "pool" / "fhir").iterdir()).unlink()
+    assert needing_references(bare, tmp_path / "pool") == set(pids)
