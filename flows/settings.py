@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         description="Key of the keyed hash that turns patient ids into pseudonyms (CLINFUSE_PSEUDONYM_SECRET). "
                     "Unset: a random one is generated into <home>/pseudonym_secret (mode 0600) on first use.",
     )
-    workers: int = Field(default=2, ge=1, description="Processes for parallel ingestion.")
+    workers: int = Field(default=2, ge=1, description="Processes for parallel ingestion and for a batch's outbox (SRs).")
     chunk_items: int = Field(
         default=32, ge=1, description="Items per fan-out task of ingest and encode (the unit a Dask worker takes).")
     ct_spacing_mm: tuple[float, float, float] = Field(
