@@ -38,6 +38,13 @@ from sklearn.linear_model import RidgeCV
 from models.features.feature_set import FeatureSet
 
 
+TRANSFORM_ROWS = 512
+"""Patients imputed at a time by the cross-profile imputer. Its donor distances are a patients x bank matrix
+(with a patients x bank x covariates difference and a few temporaries of the matrix's size), so a
+10,000-patient batch against an 8,000-patient training bank would hold gigabytes at once; in blocks the
+memory stays flat with the batch size. Each patient's imputation reads that patient's row alone."""
+
+
 @dataclass(frozen=True)
 class ImputedFeatures:
     """A FeatureSet whose ``mask`` is True where present *or* imputed, plus what was imputed and how."""
@@ -225,9 +232,7 @@ class CrossProfileImputer(Imputer):
             return np.full(3, np.nan)
         hidden = mask[rows].copy()
         hidden[:, j] = False
-        query = features.subset(rows).with_mask(hidden)
-        dist = self._distances(query, self._cov(query))
-        p_est, p_var, _ = self._profiles(j, tgt, np.arange(len(rows)), dist, np.array(query.patient_ids, dtype=str))
+        p_est, p_var = self._profiles_in_blocks(j, tgt, features.subset(rows).with_mask(hidden))
         ok = np.isfinite(p_var)
         rows, p_est = rows[ok], p_est[ok]
         if len(rows) < self.min_rows:
@@ -239,6 +244,18 @@ class CrossProfileImputer(Imputer):
         weights, _ = nnls(design, truth)
         residual = float(((truth - design @ weights) ** 2).mean() * (scale ** 2).mean())
         return np.array([*weights, residual])  # the residual variance is the blend's honest uncertainty
+
+    def _profiles_in_blocks(self, j: int, tgt: str, query: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+        """Donor estimates and variances of ``tgt`` for every row of ``query``, :data:`TRANSFORM_ROWS` at a time."""
+        cov, ids = self._cov(query), np.array(query.patient_ids, dtype=str)
+        ests, variances = [], []
+        for start in range(0, len(query), TRANSFORM_ROWS):
+            block = np.arange(start, min(len(query), start + TRANSFORM_ROWS))
+            dist = self._distances(query.subset(block), cov[block])
+            est, var, _ = self._profiles(j, tgt, np.arange(len(block)), dist, ids[block])
+            ests.append(est)
+            variances.append(var)
+        return np.concatenate(ests), np.concatenate(variances)
 
     def _cov(self, features: FeatureSet) -> np.ndarray:
         if not self.use_covariates:
@@ -339,14 +356,24 @@ class CrossProfileImputer(Imputer):
         cov = self._cov(features)
         if cov.shape[1] != self.bank_covariates_.shape[1]:
             raise ValueError(f"covariates have {cov.shape[1]} columns, fitted with {self.bank_covariates_.shape[1]}")
-        ids = np.array(features.patient_ids, dtype=str)
-        dist = self._distances(features, cov) if self.sources != "translation" else None
         filled = {m: features.embeddings[m].copy() for m in self.modalities_}
         imputed = np.zeros(mask.shape, bool)
         sd = np.full(mask.shape, np.nan)
         donors: list[dict] = [{} for _ in range(n)]
+        for start in range(0, n, TRANSFORM_ROWS):
+            block = np.arange(start, min(n, start + TRANSFORM_ROWS))
+            self._impute_block(features, cov, block, (filled, imputed, sd, donors))
+        return self._result(features, filled, imputed, sd, donors)
+
+    def _impute_block(self, features: FeatureSet, cov: np.ndarray, block: np.ndarray,
+                      out: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]) -> None:
+        """Impute the rows ``block`` into ``out`` (filled embeddings, imputed flags, sd, donors), in place."""
+        filled, imputed, sd, donors = out
+        ids = np.array([features.patient_ids[i] for i in block], dtype=str)
+        dist = self._distances(features.subset(block), cov[block]) if self.sources != "translation" else None
         for j, m in enumerate(self.modalities_):
-            rows = np.flatnonzero(~mask[:, j])
+            local = np.flatnonzero(~features.mask[block, j])
+            rows = block[local]
             if len(rows) == 0 or not self.imputable_[j]:
                 continue
             d = filled[m].shape[1]
@@ -356,7 +383,7 @@ class CrossProfileImputer(Imputer):
                 t_est, t_var = np.nan_to_num(t_all), v_all
             p_est, p_var, p_donors = np.zeros((len(rows), d)), np.full(len(rows), np.inf), [[]] * len(rows)
             if self.sources != "translation":
-                p_est, p_var, p_donors = self._profiles(j, m, rows, dist, ids)
+                p_est, p_var, p_donors = self._profiles(j, m, local, dist, ids)
             prec = 1.0 / t_var + 1.0 / p_var
             ok = prec > 0
             if not ok.all():  # neither source available: fall back to the cohort mean and spread
@@ -377,4 +404,3 @@ class CrossProfileImputer(Imputer):
             for r, row in enumerate(rows):
                 if p_donors[r]:
                     donors[row][m] = p_donors[r]
-        return self._result(features, filled, imputed, sd, donors)

@@ -159,3 +159,27 @@ def test_blend_is_saved_and_checked(cohort, tmp_path) -> None:  # noqa: ANN001
         np.testing.assert_allclose(back.transform(hidden).features.embeddings[m], imp.transform(hidden).features.embeddings[m])
     with pytest.raises(ValueError, match="blend"):
         CrossProfileImputer(blend="magic").fit(train)
+
+
+def test_imputing_in_blocks_of_rows_gives_what_one_block_gives(cohort, monkeypatch) -> None:  # noqa: ANN001
+    """Memory stays flat with the batch (TRANSFORM_ROWS patients at a time); each patient's result must not
+    depend on which block it was imputed in, in fitting (the blend) or in transforming."""
+    from models.imputation import methods
+
+    _, train, _, hidden = cohort
+    whole_fit = CrossProfileImputer().fit(train)
+    whole = whole_fit.transform(hidden)
+    monkeypatch.setattr(methods, "TRANSFORM_ROWS", 7)  # 100 patients in 15 blocks, the last one short
+    blocked_fit = CrossProfileImputer().fit(train)
+    # float32 distance products round differently with the block's shape (BLAS): equal to ~1e-8, not bitwise
+    np.testing.assert_allclose(blocked_fit.blend_, whole_fit.blend_, rtol=1e-6, atol=1e-9)
+    for out in (whole_fit.transform(hidden), blocked_fit.transform(hidden)):
+        for got, want in zip(out.donors, whole.donors):  # same donors in the same order; weights to rounding
+            assert {m: [d["patient_id"] for d in ds] for m, ds in got.items()} == \
+                {m: [d["patient_id"] for d in ds] for m, ds in want.items()}
+            for m, ds in got.items():
+                np.testing.assert_allclose([d["weight"] for d in ds], [d["weight"] for d in want[m]], atol=2e-6)
+        np.testing.assert_array_equal(out.imputed, whole.imputed)
+        np.testing.assert_allclose(out.uncertainty, whole.uncertainty, rtol=1e-6, equal_nan=True)
+        for m in hidden.modalities:
+            np.testing.assert_allclose(out.features.embeddings[m], whole.features.embeddings[m], rtol=1e-5, atol=1e-6)
