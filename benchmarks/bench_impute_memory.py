@@ -6,9 +6,10 @@ Why: every train and predict run rebuilds missing modalities with
 ``models.imputation.methods.CrossProfileImputer``, whose donor search needs the
 distance of each patient to every training patient. Held as one patients x
 bank matrix (plus a patients x bank x covariates difference and temporaries of
-the matrix's size), that memory grows with batch x bank: the likely cause of
-predict's peak growing with the cohort (issue 25). The imputer now works
-``TRANSFORM_ROWS`` patients at a time. This benchmark measures both ways in the
+the matrix's size), that memory grows with batch x bank: train imputes its whole
+training set against itself, and predict each 1,024-patient chunk against the
+whole training set, so both grew with the cohort (issue 25: flat memory at
+10,000 patients). The imputer now works ``TRANSFORM_ROWS`` patients at a time. This benchmark measures both ways in the
 same run, each case in a fresh child process: the peak of Python-traced
 allocations (tracemalloc; numpy's arrays included) while fitting on a bank of
 N patients and while imputing a batch of M patients, with blocks of
