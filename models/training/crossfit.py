@@ -52,12 +52,9 @@ def is_small(val_labels: np.ndarray) -> bool:
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
     """Mann-Whitney AUROC (ties count half); NaN with one class."""
-    from scipy.stats import rankdata
+    from models.training.auroc import binary_auroc
 
-    pos = int(y.sum())
-    if pos == 0 or pos == len(y):
-        return float("nan")
-    return float((rankdata(s)[y == 1].sum() - pos * (pos + 1) / 2) / (pos * (len(y) - pos)))
+    return binary_auroc(y, s)
 
 
 def choose_head(labels: np.ndarray, network: np.ndarray, linear: np.ndarray, n_boot: int = HEAD_BOOT,
@@ -204,7 +201,7 @@ def oof_epoch_curve(data: list[FoldData], n: int, build: Callable[[int], torch.n
 def oof_linear(data: list[FoldData], n: int, dims: dict[str, int], config: FusionConfig,
                seed: int) -> tuple[np.ndarray, float]:
     """(out-of-fold logits, chosen C) of the logistic-regression head; C by pooled out-of-fold AUROC."""
-    from sklearn.metrics import roc_auc_score
+    from models.training.auroc import binary_auroc
 
     best, best_c, labels = None, LINEAR_C[0], np.empty(n)
     for d in data:
@@ -213,7 +210,7 @@ def oof_linear(data: list[FoldData], n: int, dims: dict[str, int], config: Fusio
         out = np.empty(n)
         for d in data:
             out[d.rows] = predict_logits(LinearFusion(dims, config).fit(d.train, c, seed), d.held)
-        auc = roc_auc_score(labels, out)
+        auc = binary_auroc(labels, out)
         if best is None or auc > best[0] + 1e-9:
             best, best_c = (auc, out), c
     return best[1], best_c

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from models.encoders import EncoderKey, build_encoder
 from models.encoders.base import Item, TorchEncoder, latest_weights
@@ -45,6 +44,7 @@ from models.features.feature_set import FeatureSet
 from models.fusion import build_fusion
 from models.fusion.inputs import torch_threads
 from models.stores.embeddings import EmbeddingStore
+from models.training.auroc import binary_auroc
 from models.training.config import fusion_config
 from models.training.pretrain import recalibrate_batchnorm
 from models.training.train import TrainConfig, bce_loss, modality_dropout, patient_split, seed_everything, train
@@ -227,7 +227,7 @@ def _fit_joint(batcher: _JointBatcher, fusion: torch.nn.Module, encoders: dict[s
         val_logits = batcher.logits(fusion, va, joint.batch_size)
         y = batcher.labels[va].numpy()
         val_loss = float(val_loss_fn(torch.as_tensor(val_logits), batcher.labels[va]))
-        auc = float(roc_auc_score(y, val_logits)) if len(np.unique(y)) == 2 else float("nan")
+        auc = binary_auroc(y, val_logits)
         row = {"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss, "val_auroc": auc}
         history.append(row)
         if progress:
