@@ -39,10 +39,8 @@ from models.features.feature_set import FeatureSet
 
 
 TRANSFORM_ROWS = 512
-"""Patients imputed at a time by the cross-profile imputer. Its donor distances are a patients x bank matrix
-(with a patients x bank x covariates difference and a few temporaries of the matrix's size), so a
-10,000-patient batch against an 8,000-patient training bank would hold gigabytes at once; in blocks the
-memory stays flat with the batch size. Each patient's imputation reads that patient's row alone."""
+"""Patients imputed at a time: donor distances are patients x bank (x covariates) arrays, gigabytes for 10,000
+against 8,000 at once; in blocks memory stays flat with the batch. A patient's result reads its row alone."""
 
 
 @dataclass(frozen=True)
@@ -248,14 +246,12 @@ class CrossProfileImputer(Imputer):
     def _profiles_in_blocks(self, j: int, tgt: str, query: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
         """Donor estimates and variances of ``tgt`` for every row of ``query``, :data:`TRANSFORM_ROWS` at a time."""
         cov, ids = self._cov(query), np.array(query.patient_ids, dtype=str)
-        ests, variances = [], []
+        parts = []
         for start in range(0, len(query), TRANSFORM_ROWS):
             block = np.arange(start, min(len(query), start + TRANSFORM_ROWS))
             dist = self._distances(query.subset(block), cov[block])
-            est, var, _ = self._profiles(j, tgt, np.arange(len(block)), dist, ids[block])
-            ests.append(est)
-            variances.append(var)
-        return np.concatenate(ests), np.concatenate(variances)
+            parts.append(self._profiles(j, tgt, np.arange(len(block)), dist, ids[block])[:2])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _cov(self, features: FeatureSet) -> np.ndarray:
         if not self.use_covariates:
@@ -357,16 +353,14 @@ class CrossProfileImputer(Imputer):
         if cov.shape[1] != self.bank_covariates_.shape[1]:
             raise ValueError(f"covariates have {cov.shape[1]} columns, fitted with {self.bank_covariates_.shape[1]}")
         filled = {m: features.embeddings[m].copy() for m in self.modalities_}
-        imputed = np.zeros(mask.shape, bool)
-        sd = np.full(mask.shape, np.nan)
+        imputed, sd = np.zeros(mask.shape, bool), np.full(mask.shape, np.nan)
         donors: list[dict] = [{} for _ in range(n)]
         for start in range(0, n, TRANSFORM_ROWS):
             block = np.arange(start, min(n, start + TRANSFORM_ROWS))
             self._impute_block(features, cov, block, (filled, imputed, sd, donors))
         return self._result(features, filled, imputed, sd, donors)
 
-    def _impute_block(self, features: FeatureSet, cov: np.ndarray, block: np.ndarray,
-                      out: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]) -> None:
+    def _impute_block(self, features: FeatureSet, cov: np.ndarray, block: np.ndarray, out: tuple) -> None:
         """Impute the rows ``block`` into ``out`` (filled embeddings, imputed flags, sd, donors), in place."""
         filled, imputed, sd, donors = out
         ids = np.array([features.patient_ids[i] for i in block], dtype=str)
