@@ -246,7 +246,7 @@ def markdown(phantoms: dict[str, dict], cxr: dict | None, skipped: str, load: tu
             "",
             f"Time: ingest {cxr['ingest_s']:.0f} s, encode {cxr['encode_s']:.0f} s. Few patients: the fold "
             "spread is wide; read it before the means. A patient with several films is represented by the one "
-            "ingested last, which parallel ingest may order differently from run to run.",
+            "of the latest ingest run with the greatest source path.",
         ]
     total = f" The whole run took {total_s / 60:.0f} min of wall time on the 2 shared cores." if total_s else ""
     lines += ["", f"Load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end.{total} Fewer phantom "

@@ -24,7 +24,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+import datetime as dt
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ from ingestion.cohort import read_cohort, write_cohort
 from ingestion.driver.sources import KnownItem, discover_units
 from ingestion.home_layout import HomeLayout
 from ingestion.driver.worker import (
-    ItemResult, Readers, ReaderConfig, WorkUnit, default_readers, write_quarantine_pointer,
+    ItemResult, Readers, ReaderConfig, WorkUnit, default_readers, now_utc, write_quarantine_pointer,
 )
 from ingestion.atomic_files import DiskFullError, atomic_path
 from ingestion.driver.reader_pool import preload_readers, run_units
@@ -154,13 +155,19 @@ def ingest_cohort(cohort_csv: Path, layout: HomeLayout, secret: str):
 
 @dataclass
 class IngestPlan:
-    """What an ingest run found before reading: units to read, and the tallies of those it may skip."""
+    """What an ingest run found before reading: units to read, and the tallies of those it may skip.
+
+    ``run_at`` stamps every row the run writes (``ingested_at``): one time per run,
+    not the moment each reader finished, so "the latest item" means "from the
+    latest run" and never depends on which worker happened to finish first.
+    """
 
     units: list[WorkUnit]
     todo: list[WorkUnit]
     counts: Counter
     quarantined: list[QuarantinedItem]
     additions: dict[int, list[tuple[str, str]]]
+    run_at: dt.datetime = field(default_factory=now_utc)
 
 
 def plan_ingest(source: Path, cohort_csv: Path | None, layout: HomeLayout, version: str, readers: Readers,
@@ -197,6 +204,7 @@ def record_results(plan: IngestPlan, layout: HomeLayout, version: str, results: 
     """Tally ``results`` into the plan, write each quarantined one's pointer; returns their manifest rows."""
     rows: list[dict] = []
     for result in results:
+        result = replace(result, ingested_at=plan.run_at)
         plan.counts[(result.modality, result.status)] += 1
         if result.status == "quarantined":
             write_quarantine_pointer(layout.root, result, version)

@@ -66,11 +66,17 @@ def usable_items(manifest: pd.DataFrame, modalities: Sequence[str] = MODALITIES)
 
 
 def latest_items(manifest: pd.DataFrame, modalities: Sequence[str] = MODALITIES) -> pd.DataFrame:
-    """Per (patient, modality), the usable item ingested last (ties: last row wins)."""
+    """Per (patient, modality), the usable item of the latest ingest run; within a run, the greatest source path.
+
+    A patient with several films in one run must get the same film whatever order
+    the readers finished in or the manifest rows were written: ingest stamps one
+    ``ingested_at`` per run, and the tie inside a run is broken by ``source_uri``
+    (then ``content_sha256``), never by row position.
+    """
     items = usable_items(manifest, modalities)
     items = items[items["patient_id"].notna()]
-    order = items.assign(_pos=np.arange(len(items))).sort_values(["ingested_at", "_pos"], kind="stable")
-    return order.drop_duplicates(["patient_id", "modality"], keep="last").drop(columns="_pos")
+    order = items.sort_values(["ingested_at", "source_uri", "content_sha256"], kind="stable")
+    return order.drop_duplicates(["patient_id", "modality"], keep="last")
 
 
 def _fit_tfidf_if_needed(encoder: Any, items: pd.DataFrame, home: Path, encoders_dir: Path | None,
