@@ -14,17 +14,23 @@ from flows.names import DASHBOARD_PORT
 
 def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy: bool,
                source: Path | None, cohort: Path | None) -> tuple[str, str, dict[str, int | None]]:
-    """Prefect server, MLflow server, pools (+ deployments), a worker per pool, the dashboard, in that order."""
+    """Prefect server, MLflow server and dashboard side by side; then pools (+ deployments) and a worker per pool.
+
+    The three servers do not need each other to boot (the dashboard only calls the others when a page
+    loads), so they start together; the pools and workers need the Prefect API, so they come after it.
+    """
     from flows.commands.console import make_console
     from flows.serve.team import dashboard, mlflow_server, prefect_server, worker
 
-    console = make_console()
-    with console.status("[bold]starting Prefect server…"):
-        api = services.start(prefect_server(settings, ports[0])).url + "/api"
-    os.environ["PREFECT_API_URL"] = api
-    with console.status("[bold]starting MLflow server…"):
-        mlflow_url = services.start(mlflow_server(settings, ports[1])).url
-    from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools
+    prefect, mlflow = prefect_server(settings, ports[0]), mlflow_server(settings, ports[1])
+    api, mlflow_url = prefect.url + "/api", mlflow.url
+    dash = dashboard(settings, ports[2], mlflow_url, api)
+    from flows.serve.deployments import deploy_all, ensure_automations, ensure_pools, preload
+
+    os.environ["PREFECT_API_URL"] = api  # before Prefect is imported: its settings are read once, at import
+    with make_console().status("[bold]starting Prefect server, MLflow server and the dashboard…"):
+        services.start_together([prefect, mlflow, *([dash] if dash is not None else [])],
+                                meanwhile=lambda: preload(flows=deploy))
 
     limits = ensure_pools()
     ensure_automations()
@@ -33,10 +39,6 @@ def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy
         deploy_all(served, str(source.resolve()) if source else None, str(cohort.resolve()) if cohort else None)
     for pool in ("cpu", "gpu"):
         services.start(worker(settings, pool, api, mlflow_url))
-    dash = dashboard(settings, ports[2], mlflow_url, api)
-    if dash is not None:
-        with console.status("[bold]starting the dashboard…"):
-            services.start(dash)
     return api, mlflow_url, limits
 
 

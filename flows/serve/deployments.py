@@ -65,6 +65,21 @@ def gpu_slots() -> int:
         return 1
 
 
+def preload(flows: bool = True) -> None:
+    """Import what :func:`ensure_pools` and :func:`deploy_all` need (Prefect's client, the flow modules).
+
+    ``clinfuse serve`` calls it while its servers boot, so these seconds of imports
+    overlap the servers' start-up instead of following it.
+    """
+    import importlib
+
+    gpu_slots()  # imports torch to count the GPUs; ensure_pools asks again, then at no cost
+    modules = ["prefect.client.orchestration", "prefect.workers.process"]
+    modules += [entry.split(":")[0] for entry in ENTRYPOINTS.values()] if flows else []
+    for module in modules:
+        importlib.import_module(module)
+
+
 def _flow(name: str):
     import importlib
 

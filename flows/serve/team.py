@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,24 @@ class Services:
         self.started: list[Service] = []
 
     def start(self, service: Service) -> Service:
+        """Spawn ``service`` and wait until its health URL answers."""
+        return self.start_together([service])[0]
+
+    def start_together(self, services: list[Service], meanwhile: Callable[[], None] | None = None) -> list[Service]:
+        """Spawn every service first, run ``meanwhile`` (if any), then wait for each: servers boot side by side.
+
+        Their start-ups are mostly imports and database migrations; one after the
+        other they cost the sum of those, together about the longest one.
+        """
+        for service in services:
+            self._spawn(service)
+        if meanwhile is not None:
+            meanwhile()
+        for service in services:
+            self._wait_healthy(service)
+        return services
+
+    def _spawn(self, service: Service) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         service.log_path = self.log_dir / f"{service.name}.log"
         env = {**os.environ, **service.env}
@@ -154,13 +173,15 @@ class Services:
             service.process = self.group.spawn(service.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
         self.started.append(service)
-        if service.health_url:
-            try:
-                wait_http(service.health_url, self.startup_timeout_s, service.process)
-            except (RuntimeError, TimeoutError) as exc:
-                tail = service.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{service.name} did not start: {exc}\n--- {service.log_path} ---\n{tail}") from exc
-        return service
+
+    def _wait_healthy(self, service: Service) -> None:
+        if not service.health_url:
+            return
+        try:
+            wait_http(service.health_url, self.startup_timeout_s, service.process)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = service.log_path.read_text(errors="replace")[-2000:] if service.log_path else ""
+            raise RuntimeError(f"{service.name} did not start: {exc}\n--- {service.log_path} ---\n{tail}") from exc
 
     def stop(self, grace_s: float | None = None) -> None:
         """SIGTERM every process group (newest first), then SIGKILL what is still alive after the grace period."""

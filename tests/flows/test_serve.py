@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -41,6 +42,31 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def _slow_http_service(port: int, name: str, boot_s: float, marks: Path) -> Service:
+    """An HTTP server that sleeps ``boot_s`` before it listens (a server doing its migrations), noting when."""
+    code = (f"import time, http.server, pathlib; m = pathlib.Path({str(marks)!r}); "
+            f"(m / '{name}.boot').write_text(repr(time.time())); time.sleep({boot_s}); "
+            f"s = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler); "
+            f"(m / '{name}.up').write_text(repr(time.time())); s.serve_forever()")
+    return Service(name, [sys.executable, "-c", code], health_url=f"http://127.0.0.1:{port}/",
+                   url=f"http://127.0.0.1:{port}")
+
+
+def test_start_together_boots_side_by_side_and_runs_meanwhile_while_they_boot(tmp_path):
+    """Every server has begun booting before any is up; ``meanwhile`` runs once all are spawned."""
+    seen = []
+    slow = [_slow_http_service(free_port(), f"slow{i}", 2.0, tmp_path) for i in range(3)]
+    with Services(tmp_path / "logs", startup_timeout_s=120) as services:
+        services.start_together(slow, meanwhile=lambda: seen.append([s.process.poll() for s in slow]))
+        assert seen == [[None, None, None]]  # every one spawned (and still alive) when meanwhile ran
+        for svc in slow:
+            wait_http(svc.health_url, 1)
+        boot = [float((tmp_path / f"slow{i}.boot").read_text()) for i in range(3)]
+        up = [float((tmp_path / f"slow{i}.up").read_text()) for i in range(3)]
+        assert max(boot) < min(up)  # side by side: one after the other, slow1 would boot after slow0 is up
+        assert [s.name for s in services.started] == ["slow0", "slow1", "slow2"]
 
 
 def test_a_service_that_dies_is_reported_with_its_log(tmp_path):
