@@ -43,8 +43,9 @@ def team(tmp_path_factory, small_phantom, pg_session):
         settings.ensure_dirs()
         services = Services(root / "logs", startup_timeout_s=400)
         with services:
-            api = services.start(prefect_server(settings, free_port())).url + "/api"
-            mlflow_url = services.start(mlflow_server(settings, free_port())).url
+            prefect, mlflow = services.start_together([prefect_server(settings, free_port()),
+                                                       mlflow_server(settings, free_port())])
+            api, mlflow_url = prefect.url + "/api", mlflow.url
             served = settings.model_copy(update={"prefect_api_url": api, "mlflow_tracking_uri": mlflow_url})
             with prefect_settings(served):
                 ensure_pools(gpu_limit=1)
