@@ -45,6 +45,18 @@ def apply_prefect_env(settings: Settings) -> None:
             os.environ.setdefault(key, value)  # an explicit PREFECT_API_URL in the shell wins
         else:
             os.environ[key] = value
+    if serves_home_database(settings):
+        from flows.prefect_template import seed_home
+
+        seed_home(prefect_home(settings), settings.prefect_template_dir)
+
+
+def serves_home_database(settings: Settings) -> bool:
+    """Whether a Prefect server this process starts keeps its state in the home's SQLite database.
+
+    True for the temporary server (no API URL) and for `clinfuse serve` without a database URL.
+    """
+    return not os.environ.get("PREFECT_API_URL") and settings.prefect_database_url is None
 
 
 @contextmanager

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         default=None, description="Folder of the int8 ONNX MiniLM derived from the packaged weights on first use "
                                   "(~14 s), shared by every home on the machine (CLINFUSE_NOTE_MODEL_CACHE); "
                                   "unset = <user cache dir>/clinfuse/note-model.")
+    prefect_template: Path | None = Field(
+        default=None, description="Folder of the machine's Prefect database template: a new home's first command "
+                                  "copies it instead of migrating an empty database (~15 s), shared by every home "
+                                  "(CLINFUSE_PREFECT_TEMPLATE); unset = <user cache dir>/clinfuse/prefect-db.")
     encoder_weights: Annotated[dict[str, Path], NoDecode] = Field(
         default_factory=dict,
         description="A site's own pretrained encoder weights per modality, CLINFUSE_ENCODER_WEIGHTS="
@@ -173,6 +177,15 @@ class Settings(BaseSettings):
         from platformdirs import user_cache_path
 
         return user_cache_path("clinfuse") / "note-model"
+
+    @property
+    def prefect_template_dir(self) -> Path:
+        """The machine-level Prefect database template (not under ``home``: see flows/prefect_template.py)."""
+        if self.prefect_template is not None:
+            return self.prefect_template.expanduser().resolve()
+        from platformdirs import user_cache_path
+
+        return user_cache_path("clinfuse") / "prefect-db"
 
     # Derived locations: spelled once, in ingestion.home_layout.HomeLayout.
     @property

@@ -48,6 +48,20 @@ def note_model_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["CLINFUSE_NOTE_MODEL_CACHE"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_template(tmp_path_factory: pytest.TempPathFactory):
+    """One Prefect database template per test session (flows/prefect_template.py), never the user's cache: the
+    first fresh home's temporary server migrates, later fresh homes start from its copy (~15 s less each)."""
+    before = os.environ.get("CLINFUSE_PREFECT_TEMPLATE")
+    path = tmp_path_factory.mktemp("prefect-template")
+    os.environ["CLINFUSE_PREFECT_TEMPLATE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("CLINFUSE_PREFECT_TEMPLATE", None)
+    else:
+        os.environ["CLINFUSE_PREFECT_TEMPLATE"] = before
+
+
 @pytest.fixture
 def settings(tmp_path: Path):
     """Settings rooted in a fresh temporary home; never the user's."""

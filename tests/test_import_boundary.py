@@ -61,3 +61,15 @@ def test_features_encoders_and_readers_never_import_the_generator() -> None:
     assert [hit for p in files for hit in _imports_of(p, GENERATOR)] == []
     planted = ROOT / "models" / "simulation" / "phantom_features.py"  # the check can fail: the simulator does
     assert any("ingestion.phantom" in hit for hit in _imports_of(planted, GENERATOR))
+
+
+def test_the_ingest_flow_imports_neither_torch_nor_the_models() -> None:
+    """`clinfuse ingest` runs the ingest flow in its own process: torch and the model stages cost it ~7 s there."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flows.flows.ingest, flows.commands.ingest; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m == 'monai' or m.startswith('models.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -35,21 +36,22 @@ def prepare(console: Console) -> Any:
     apply_prefect_env(settings)
     for key, value in QUIET.items():
         os.environ.setdefault(key, value)
-    _start_temporary_server_early()
+    _start_temporary_server_early(settings.prefect_template_dir)
     return settings
 
 
 _EARLY_SERVER: list[threading.Thread] = []
 
 
-def _start_temporary_server_early() -> None:
+def _start_temporary_server_early(template_dir: Path) -> None:
     """Start Prefect's temporary API server now, in the background, when no Prefect server is configured.
 
     Why: the temporary server (a subprocess that migrates the home's SQLite database: 20-27 s in a new home on
     2 cores) used to start only when the first flow ran, after this process had imported torch, MONAI and the
     flows (about 11 s). Started here, both proceed at once; :func:`run_flow` waits for it before the flow. It is
     Prefect's own server object, so the flow's client finds it running; if the start fails here, the flow's
-    client starts it again and reports its error.
+    client starts it again and reports its error. Once it answers, and before any flow writes to it, a new
+    home's database becomes the machine's template (``flows.prefect_template``), if it has none yet.
     """
     if _EARLY_SERVER:
         return
@@ -65,6 +67,9 @@ def _start_temporary_server_early() -> None:
             SubprocessASGIServer().start()
         except Exception:  # noqa: BLE001 - the flow's own client retries the start and reports it
             return
+        from flows.prefect_template import save_template
+
+        save_template(Path(os.environ["PREFECT_HOME"]), template_dir)
 
     thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
     thread.start()

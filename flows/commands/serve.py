@@ -31,6 +31,11 @@ def _start_all(services: Any, settings: Any, ports: tuple[int, int, int], deploy
     with make_console().status("[bold]starting Prefect server, MLflow server and the dashboard…"):
         services.start_together([prefect, mlflow, *([dash] if dash is not None else [])],
                                 meanwhile=lambda: preload(flows=deploy))
+    if settings.prefect_database_url is None:  # its SQLite database, migrated and idle: the machine's template
+        from flows.prefect_env import prefect_home
+        from flows.prefect_template import save_template
+
+        save_template(prefect_home(settings), settings.prefect_template_dir)
 
     limits = ensure_pools()
     ensure_automations()

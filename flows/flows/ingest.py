@@ -9,8 +9,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.flows.ingest_tasks import hash_chunk_task, ingest_chunk_task, merge_ingest_task, plan_ingest_task
-from flows.flows.tasks import ingest_task, summary_rows
+from flows.flows.ingest_tasks import (
+    hash_chunk_task, ingest_chunk_task, ingest_task, merge_ingest_task, plan_ingest_task, summary_rows,
+)
 from flows.prefect_env import settings_for
 from flows.settings import Settings
 

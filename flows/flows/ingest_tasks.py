@@ -1,4 +1,5 @@
-"""Ingest's fan-out tasks for a Dask cluster: hash chunks of files, read chunks of items, merge once.
+"""Ingest's tasks: the whole ingest in one task, and the fan-out for a Dask cluster (hash chunks of files,
+read chunks of items, merge once). Nothing here imports torch or the models.
 
 Thin wrappers of ``ingestion.driver.chunks``. The flow's process resolves the
 settings and passes what a task needs (reader settings, the home's path, the
@@ -13,19 +14,24 @@ process (threads of a local cluster), so nothing outlives the flow.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from pydantic import SecretStr
 
-from flows.flows.tasks import RETRY
+from flows.flows.task_common import RETRY, cache_key, file_sha256, tree_sha256
+from ingestion.driver.ingest import SOURCE_HASHES
+from ingestion.driver.worker import ReaderConfig
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -91,3 +97,36 @@ def merge_ingest_task(run: Any, parts: list[list[Any]], secret: SecretStr) -> An
     from ingestion.driver.chunks import merge_chunks
 
     return merge_chunks(run, parts, secret.get_secret_value())
+
+
+def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
+    cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
+    skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
+    hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
+    return cache_key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes), file_sha256(cohort),
+                asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
+
+
+@task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
+def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: ReaderConfig,
+                workers: int, exclude: tuple[str, ...] = ()) -> Any:
+    """``ingestion.driver.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``.
+
+    Called from a freshly spawned process: the library forks its readers, which
+    this process (Prefect's event loop and log threads) must not do; see the
+    process model in ``ingestion.driver.reader_pool``. Progress cannot cross that boundary,
+    so the CLI shows the stage's spinner and the summary.
+    """
+    from ingestion.driver.ingest import ingest
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
+                             reader, workers=workers, exclude=tuple(map(Path, exclude))).result()
+    get_run_logger().info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
+                          report.n_quarantined, report.elapsed_s)
+    return report
+
+
+def summary_rows(report: Any) -> list[dict[str, Any]]:
+    """Ingest counts as table rows (modality, status, n) for a Prefect table artifact."""
+    return [{"modality": m, "status": s, "n": int(n)} for m, by in report.counts.items() for s, n in by.items()]

@@ -11,9 +11,6 @@ pickled into Prefect's local storage under ``CLINFUSE_HOME``.
 from __future__ import annotations
 
 import hashlib
-import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,74 +18,15 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.tasks import exponential_backoff
 
 from flows import progress
-from ingestion.driver.hashing import sha256_file
-from ingestion.driver.ingest import SOURCE_HASHES
-from ingestion.driver.worker import ReaderConfig
+from flows.flows.task_common import RETRY, cache_key, file_sha256, tree_sha256
 from ingestion.home_layout import HomeLayout
 from models.features.stage_inputs import features_sha256
 from models.stages import (
     EncodeConfig, EncodeResult, EvaluateConfig, EvaluationResult, PredictConfig, PredictResult, PretrainResult,
     PretrainStageConfig, TrainResult, TrainStageConfig,
 )
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unless the stage refused its input (bad config, a missing store, no champion) or the disk is full:
-    that stays wrong until someone acts."""
-    from ingestion.atomic_files import DiskFullError
-
-    try:
-        state.result()
-    except (ValueError, FileNotFoundError, LookupError, DiskFullError):
-        return False
-    except Exception:  # noqa: BLE001 - anything else may be transient
-        return True
-    return True
-
-
-RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5,
-         "retry_condition_fn": _transient}
-"""I/O can fail transiently (network filesystems, a locked store): retry after ~5 s, then ~10 s."""
-
-
-# -- content hashes used as cache keys ------------------------------------------------------
-def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None = None) -> str:
-    """Hash of every file's relative path and content under ``root`` (sorted, so order-independent).
-
-    With ``hashes`` (the home's source-hash cache), files unchanged since they were
-    last hashed are not read: a warm run's cache key costs a directory walk.
-    """
-    from ingestion.driver.hashing import HashCache
-
-    digest = hashlib.sha256()
-    skip = {p.resolve() for p in exclude}
-    cache = HashCache(hashes)
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
-        if path.resolve() in skip:
-            continue
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + cache.sha256(path).encode())
-    cache.save()
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path | None) -> str:
-    """The content hash of ``path``, or "absent" (a cache key part for an optional file)."""
-    return sha256_file(Path(path)) if path is not None and Path(path).is_file() else "absent"
-
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    cohort = Path(p["cohort_csv"]) if p["cohort_csv"] else None
-    skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
-    hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
-    return _key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes), file_sha256(cohort),
-                asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
-
 
 def _home_key(config: Any) -> tuple[str, str]:
     """The manifest's content hash and the encoder weights': what every model stage reads from a home."""
@@ -106,17 +44,17 @@ def _home_key(config: Any) -> tuple[str, str]:
 
 def _stage_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     config = p["config"]
-    return _key(context.task.name, asdict(config), *_home_key(config))
+    return cache_key(context.task.name, asdict(config), *_home_key(config))
 
 
 def _evaluate_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     config = p["config"]
-    return _key("evaluate", asdict(config), tree_sha256(Path(config.model_dir)), file_sha256(config.answers),
+    return cache_key("evaluate", asdict(config), tree_sha256(Path(config.model_dir)), file_sha256(config.answers),
                 file_sha256(HomeLayout.at(config.home).cohort_path))
 
 
 def _register_key(context: TaskRunContext, p: dict[str, Any]) -> str:
-    return _key("register", tree_sha256(Path(p["model_dir"])), features_sha256(p["held_out"]), p["tracking_uri"])
+    return cache_key("register", tree_sha256(Path(p["model_dir"])), features_sha256(p["held_out"]), p["tracking_uri"])
 
 
 def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
@@ -124,31 +62,11 @@ def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     config = p["config"]
     relevant = {k: v for k, v in asdict(config).items() if k not in ("model_dir", "secret")}
     cohort = config.cohort_csv or HomeLayout.at(config.home).cohort_path
-    return _key("predict", relevant, hashlib.sha256(config.secret.encode()).hexdigest(), file_sha256(cohort),
+    return cache_key("predict", relevant, hashlib.sha256(config.secret.encode()).hexdigest(), file_sha256(cohort),
                 *_home_key(config))
 
 
 # -- tasks ---------------------------------------------------------------------------------------
-@task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
-def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, reader: ReaderConfig,
-                workers: int, exclude: tuple[str, ...] = ()) -> Any:
-    """``ingestion.driver.ingest.ingest``: manifest, arrays, quarantine and cohort under ``home``.
-
-    Called from a freshly spawned process: the library forks its readers, which
-    this process (Prefect's event loop and log threads) must not do; see the
-    process model in ``ingestion.driver.reader_pool``. Progress cannot cross that boundary,
-    so the CLI shows the stage's spinner and the summary.
-    """
-    from ingestion.driver.ingest import ingest
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
-                             reader, workers=workers, exclude=tuple(map(Path, exclude))).result()
-    get_run_logger().info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
-                          report.n_quarantined, report.elapsed_s)
-    return report
-
-
 @task(name="encode", cache_key_fn=_stage_key, persist_result=True, tags=["gpu"], **RETRY)
 def encode_task(config: EncodeConfig) -> EncodeResult:
     """``models.stages.encode`` for the config's modalities (the flow maps one task per modality)."""
@@ -219,8 +137,3 @@ def predict_task(config: PredictConfig) -> PredictResult:
     get_run_logger().info("predicted %d patients with %s v%s -> %s", result.n, config.model_name,
                           result.model_version, result.path.name)
     return result
-
-
-def summary_rows(report: Any) -> list[dict[str, Any]]:
-    """Ingest counts as table rows (modality, status, n) for a Prefect table artifact."""
-    return [{"modality": m, "status": s, "n": int(n)} for m, by in report.counts.items() for s, n in by.items()]
