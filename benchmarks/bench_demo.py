@@ -42,6 +42,18 @@ def note_cache_state(env: dict[str, str]) -> str:
     return "present (not rebuilt)" if built else "absent: this run exports it (~14 s)"
 
 
+def prefect_template_state(env: dict[str, str]) -> str:
+    """Whether the machine's Prefect database template exists (a first demo migrates an empty database)."""
+    from flows.prefect_template import template_paths
+    from flows.settings import Settings
+
+    folder = Settings(_env_file=None, **({"prefect_template": env["CLINFUSE_PREFECT_TEMPLATE"]}
+                                         if env.get("CLINFUSE_PREFECT_TEMPLATE") else {})).prefect_template_dir
+    paths = template_paths(folder)
+    return ("present: the home's database is copied from it" if paths and paths[0].is_file() else
+            "absent: this run migrates an empty database (~15 s) and leaves the template")
+
+
 def run_demo(patients: int, work: Path, env_extra: dict[str, str]) -> tuple[float, list[tuple[str, float, float]],
                                                                           dict[str, float]]:
     """(total seconds, [(stage, start s, end s)], flow seconds by flow name) of one demo run."""
@@ -131,7 +143,7 @@ def make_install() -> float | None:
 
 
 def table(patients: int, install: float | None, total: float, stages, flows, loads: tuple[float, float],
-          cpu: float, note_cache: str, breakdown: list[tuple[str, float]] = ()) -> str:
+          cpu: float, note_cache: str, breakdown: list[tuple[str, float]] = (), template: str = "") -> str:
     lines = [f"`benchmarks/bench_demo.py --patients {patients}`: `scripts/demo.sh` (what `make demo` runs after "
              "installing) as one process in a fresh folder and home; stage times from its output lines as they "
              f"arrived. Load average (1 min) {loads[0]:.1f} at the start and {loads[1]:.1f} at the end, on 2 cores"
@@ -143,6 +155,8 @@ def table(patients: int, install: float | None, total: float, stages, flows, loa
               "| `make install` | not measured | the venv stamp is not current, so it would reinstall into the shared "
               "venv; not run by this benchmark |")]
     lines.append(f"| machine's note model cache before the run | - | {note_cache} |")
+    if template:
+        lines.append(f"| machine's Prefect database template before the run | - | {template} |")
     for stage, a, b in stages:
         lines.append(f"| {stage} | {b - a:.1f} | |")
     for name, seconds in sorted(flows.items(), key=lambda kv: -kv[1]):
@@ -160,19 +174,24 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--cold-note-cache", action="store_true",
                         help="an empty note model cache, as on a machine that never ran clinfuse")
+    parser.add_argument("--cold-prefect-template", action="store_true",
+                        help="no Prefect database template, as on a machine that never ran clinfuse")
     parser.add_argument("--write", action="store_true", help="write the table into docs/BENCHMARKS.md")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     install = make_install()
     work = Path(tempfile.mkdtemp(prefix="bench_demo_"))
     env_extra = {"CLINFUSE_NOTE_MODEL_CACHE": str(work / "note-model")} if args.cold_note_cache else {}
+    if args.cold_prefect_template:
+        env_extra["CLINFUSE_PREFECT_TEMPLATE"] = str(work / "prefect-db")
     note_cache = note_cache_state({**os.environ, **env_extra})
+    template = prefect_template_state({**os.environ, **env_extra})
     before, started_at = os.times(), time.time()
     total, stages, flows = run_demo(args.patients, work, env_extra)
     after = os.times()
     cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
     markdown = table(args.patients, install, total, stages, flows, (load, os.getloadavg()[0]), cpu, note_cache,
-                     pipeline_rows(work, stages, started_at))
+                     pipeline_rows(work, stages, started_at), template)
     print(markdown)
     if args.write:
         from benchmarks.markdown_section import write_section
