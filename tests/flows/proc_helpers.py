@@ -68,3 +68,19 @@ def kill_all(procs: list[psutil.Process]) -> None:
             p.kill()
         except (psutil.Error, ProcessLookupError, PermissionError):
             pass
+
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening inet socket of ``pids`` (processes gone meanwhile are skipped)."""
+    out = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            conns = proc.net_connections(kind="inet") if hasattr(proc, "net_connections") else proc.connections("inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        out += [(pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return out
