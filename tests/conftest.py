@@ -34,32 +34,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(durations_report, "clinfuse-durations-report")
 
 
+def _session_folder_in_env(tmp_path_factory: pytest.TempPathFactory, variable: str, name: str) -> Iterator[Path]:
+    """A session folder named by ``variable`` while the session runs (children inherit it), then as before."""
+    before = os.environ.get(variable)
+    path = tmp_path_factory.mktemp(name)
+    os.environ[variable] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = before
+
+
 @pytest.fixture(scope="session", autouse=True)
 def note_model_cache(tmp_path_factory: pytest.TempPathFactory):
     """One machine-level note model cache per test session: the suite exports the int8 MiniLM once
     (~14 s), never into the user's cache; child ``clinfuse`` processes inherit it."""
-    before = os.environ.get("CLINFUSE_NOTE_MODEL_CACHE")
-    path = tmp_path_factory.mktemp("note-model-cache")
-    os.environ["CLINFUSE_NOTE_MODEL_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("CLINFUSE_NOTE_MODEL_CACHE", None)
-    else:
-        os.environ["CLINFUSE_NOTE_MODEL_CACHE"] = before
+    yield from _session_folder_in_env(tmp_path_factory, "CLINFUSE_NOTE_MODEL_CACHE", "note-model-cache")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_template(tmp_path_factory: pytest.TempPathFactory):
     """One Prefect database template per test session (flows/prefect_template.py), never the user's cache: the
     first fresh home's temporary server migrates, later fresh homes start from its copy (~15 s less each)."""
-    before = os.environ.get("CLINFUSE_PREFECT_TEMPLATE")
-    path = tmp_path_factory.mktemp("prefect-template")
-    os.environ["CLINFUSE_PREFECT_TEMPLATE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("CLINFUSE_PREFECT_TEMPLATE", None)
-    else:
-        os.environ["CLINFUSE_PREFECT_TEMPLATE"] = before
+    yield from _session_folder_in_env(tmp_path_factory, "CLINFUSE_PREFECT_TEMPLATE", "prefect-template")
 
 
 @pytest.fixture
