@@ -66,8 +66,12 @@ def seed_home(prefect_home: Path, template_dir: Path) -> bool:
     db = prefect_home / DB_NAME
     if any(prefect_home.glob(f"{DB_NAME}*")):
         return False
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".prefect-seed-", dir=prefect_home)
+    try:
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".prefect-seed-", dir=prefect_home)
+    except OSError as exc:  # the server then migrates an empty database, as without a template
+        log.debug("Prefect database template not used: %s", exc)
+        return False
     os.close(fd)
     try:
         shutil.copyfile(paths[0], tmp)
@@ -108,9 +112,14 @@ def save_template(prefect_home: Path, template_dir: Path) -> bool:
             return False
     except sqlite3.Error:
         return False
-    template_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".prefect-template-", suffix=".db", dir=template_dir)
+    try:  # a template is an optimisation: an unwritable cache folder only means none is kept
+        template_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".prefect-template-", suffix=".db", dir=template_dir)
+    except OSError as exc:
+        log.debug("Prefect database template not saved: %s", exc)
+        return False
     os.close(fd)
+    memo_tmp = f"{tmp}.memo"
     try:
         with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(tmp)) as target:
             source.backup(target)
@@ -119,13 +128,15 @@ def save_template(prefect_home: Path, template_dir: Path) -> bool:
         if target_rows:
             log.debug("Prefect database not kept as a template: it holds %s", target_rows)
             return False
-        if (prefect_home / MEMO_NAME).is_file():
-            shutil.copyfile(prefect_home / MEMO_NAME, paths[1])
+        if (prefect_home / MEMO_NAME).is_file():  # whole or not at all: another home may be reading it
+            shutil.copyfile(prefect_home / MEMO_NAME, memo_tmp)
+            os.replace(memo_tmp, paths[1])
         os.replace(tmp, paths[0])
         return True
     except (OSError, sqlite3.Error) as exc:
         log.debug("Prefect database template not saved: %s", exc)
         return False
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, memo_tmp):
+            if os.path.exists(leftover):
+                os.unlink(leftover)

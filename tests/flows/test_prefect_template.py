@@ -65,6 +65,15 @@ def test_a_database_that_ran_flows_never_becomes_the_template(tmp_path: Path) ->
     assert not seed_home(tmp_path / "b" / "prefect", templates)  # no template: the server migrates as before
 
 
+def test_an_unwritable_template_folder_keeps_no_template_and_raises_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "a" / "prefect"
+    _db(home / "prefect.db", {"alembic_version": 1, "block_type": 3})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the template folder should be")
+    assert not save_template(home, blocker / "templates")
+    assert not seed_home(tmp_path / "b" / "prefect", blocker / "templates")
+
+
 def test_a_configured_database_is_never_seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     templates = tmp_path / "templates"
     _db(template_paths(templates)[0], {"alembic_version": 1})
