@@ -37,8 +37,8 @@ PRELOAD: dict[str, tuple[str, tuple[str, ...]]] = {
     "note": ("read_notes", ("spacy", "negspacy.negation")),
     "eeg": ("read_eeg", ("mne", "scipy.signal")),
     "ct": ("read_ct_series", ("torch", "monai.data", "monai.transforms")),
-    "xray": ("read_xray", ("torch", "monai.transforms")),
-    "image": ("read_image_file", ("torch", "monai.transforms", "PIL.PngImagePlugin", "PIL.JpegImagePlugin")),
+    "xray": ("read_xray", ("torch",)),
+    "image": ("read_image_file", ("torch", "PIL.PngImagePlugin", "PIL.JpegImagePlugin")),
 }
 """Per kind: the reader, and the heavy modules it imports on first use."""
 

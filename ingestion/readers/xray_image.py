@@ -99,19 +99,23 @@ def _to_unit_range(frame: np.ndarray, ds: Dataset) -> tuple[np.ndarray, dict[str
 
 
 def _resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Resize with MONAI, keeping float32.
+    """Resize with torch's ``interpolate``, keeping float32.
 
     Shrinking uses area averaging, which is anti-aliased and ~100x faster than
     Gaussian pre-smoothing on a 1760x1760 radiograph; enlarging is bilinear.
+    This is the call MONAI's ``Resize`` makes (bit for bit the same arrays,
+    tests/ingestion/test_xray_resize.py), without importing MONAI: ``import
+    monai`` loads its whole package tree (~5 s), which an ingest that reads
+    X-rays but no CT paid in every run for this one function.
     """
     import torch
-    from monai.transforms import Resize
 
     target = tuple(int(s) for s in shape)
     mode = "area" if all(t <= s for t, s in zip(target, image.shape, strict=True)) else "bilinear"
-    resize = Resize(spatial_size=target, mode=mode)
-    out = resize(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None])
-    return np.asarray(out[0], dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    out = torch.nn.functional.interpolate(tensor, size=target, mode=mode,
+                                          align_corners=None if mode == "area" else False)
+    return np.asarray(out[0, 0], dtype=np.float32)
 
 
 def _positive_pair(value: Any) -> list[float] | None:
