@@ -37,19 +37,19 @@ _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def _spawned(fn: Any, *args: Any, keep: bool) -> Any:
-    """``fn(*args)`` in a spawned single-threaded process (kept for later calls when ``keep``)."""
+def _spawned(fn: Any, *args: Any, keep: bool, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a spawned single-threaded process (kept for later calls when ``keep``)."""
     global _POOL
     context = multiprocessing.get_context("spawn")
     if not keep:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(fn, *args).result()
+            return pool.submit(fn, *args, **kwargs).result()
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ProcessPoolExecutor(max_workers=1, mp_context=context)
         pool = _POOL
     try:
-        return pool.submit(fn, *args).result()
+        return pool.submit(fn, *args, **kwargs).result()
     except BrokenProcessPool:
         with _POOL_LOCK:
             if _POOL is pool:
@@ -104,7 +104,7 @@ def _ingest_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     skip = (*((cohort,) if cohort else ()), *map(Path, p.get("exclude") or ()))
     hashes = Path(p["home"]) / SOURCE_HASHES  # the cache ingest itself keeps: unchanged files are not read
     return cache_key("ingest", p["home"], tree_sha256(Path(p["source"]), skip, hashes), file_sha256(cohort),
-                asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
+                     asdict(p["reader"]), hashlib.sha256(p["secret"].encode()).hexdigest())
 
 
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **RETRY)
@@ -119,9 +119,8 @@ def ingest_task(source: str, cohort_csv: str | None, home: str, secret: str, rea
     """
     from ingestion.driver.ingest import ingest
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        report = pool.submit(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret,
-                             reader, workers=workers, exclude=tuple(map(Path, exclude))).result()
+    report = _spawned(ingest, Path(source), Path(cohort_csv) if cohort_csv else None, Path(home), secret, reader,
+                      keep=False, workers=workers, exclude=tuple(map(Path, exclude)))
     get_run_logger().info("ingest: %d new, %d skipped, %d quarantined in %.1f s", report.new, report.skipped,
                           report.n_quarantined, report.elapsed_s)
     return report

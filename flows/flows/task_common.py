@@ -35,7 +35,6 @@ RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor
 """I/O can fail transiently (network filesystems, a locked store): retry after ~5 s, then ~10 s."""
 
 
-
 # -- content hashes used as cache keys ------------------------------------------------------
 def tree_sha256(root: Path, exclude: tuple[Path, ...] = (), hashes: Path | None = None) -> str:
     """Hash of every file's relative path and content under ``root`` (sorted, so order-independent).

@@ -50,7 +50,7 @@ def _stage_key(context: TaskRunContext, p: dict[str, Any]) -> str:
 def _evaluate_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     config = p["config"]
     return cache_key("evaluate", asdict(config), tree_sha256(Path(config.model_dir)), file_sha256(config.answers),
-                file_sha256(HomeLayout.at(config.home).cohort_path))
+                     file_sha256(HomeLayout.at(config.home).cohort_path))
 
 
 def _register_key(context: TaskRunContext, p: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def _predict_key(context: TaskRunContext, p: dict[str, Any]) -> str:
     relevant = {k: v for k, v in asdict(config).items() if k not in ("model_dir", "secret")}
     cohort = config.cohort_csv or HomeLayout.at(config.home).cohort_path
     return cache_key("predict", relevant, hashlib.sha256(config.secret.encode()).hexdigest(), file_sha256(cohort),
-                *_home_key(config))
+                     *_home_key(config))
 
 
 # -- tasks ---------------------------------------------------------------------------------------
