@@ -60,11 +60,11 @@ def seed_home(prefect_home: Path, template_dir: Path) -> bool:
     appears in one step (``os.link`` of a finished copy), and only if
     none is there, so two commands starting in one new home never open different files.
     """
-    paths = template_paths(template_dir)
-    if paths is None or not paths[0].is_file() or _database_configured():
-        return False
     db = prefect_home / DB_NAME
-    if any(prefect_home.glob(f"{DB_NAME}*")):
+    if _database_configured() or any(prefect_home.glob(f"{DB_NAME}*")):
+        return False  # checked first: every command in a home that has run before stops here, at a stat's cost
+    paths = template_paths(template_dir)
+    if paths is None or not paths[0].is_file():
         return False
     try:
         prefect_home.mkdir(parents=True, exist_ok=True)
